@@ -96,3 +96,235 @@ def params_for(event_type: str) -> frozenset[str]:
 def parameter_reference() -> dict[str, dict[str, str]]:
     """SPEC 2 as data: event type -> {parameter: description}, common ones first."""
     return {t: {**COMMON_PARAMS, **TYPE_PARAMS[t]} for t in EVENT_TYPES}
+
+
+ParamValue = str | int | list[str]
+
+_UTC_MS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SCOPE_FIELDS = ("route", "account", "realm")
+_KNOWN_FIELDS = frozenset(
+    {"schema", "type", "result", "error", "route", "account", "realm", "params", "id", "occurred_at"}
+)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``2026-11-24T20:01:02.123Z``: UTC, milliseconds, ``Z``."""
+    if moment.tzinfo is None:
+        raise InvalidEvent("occurred_at", moment, f"occurred_at {moment!r} has no time zone")
+    utc = moment.astimezone(UTC)
+    return utc.strftime(_UTC_MS_FORMAT)[:-4] + "Z"
+
+
+def now_timestamp() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated recording event (SPEC 1)."""
+
+    type: str
+    id: str
+    occurred_at: str
+    result: str = "success"
+    error: str | None = None
+    route: str | None = None
+    account: str | None = None
+    realm: str | None = None
+    params: dict[str, ParamValue] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "id": self.id,
+            "type": self.type,
+            "result": self.result,
+            "error": self.error,
+            "occurred_at": self.occurred_at,
+            "route": self.route,
+            "account": self.account,
+            "realm": self.realm,
+            "params": dict(self.params),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    def values(self) -> dict[str, str]:
+        """Every placeholder value as text (SPEC 2/5): lists comma-joined, ints decimal."""
+        out: dict[str, str] = {
+            "EVENT": self.type,
+            "EVENTID": self.id,
+            "RESULT": self.result,
+            "ERROR": self.error or "",
+            "TIMESTAMP": self.occurred_at,
+            "ACCOUNT": self.account or "",
+            "ROUTE": self.route or "",
+            "REALM": self.realm or "",
+        }
+        for name, value in self.params.items():
+            out[name] = ",".join(value) if isinstance(value, list) else str(value)
+        return out
+
+    def ordering_key(self) -> str | None:
+        """The recording this event belongs to (UCID, else SESSIONID, else RECORDINGID)."""
+        for name in ("UCID", "SESSIONID", "RECORDINGID"):
+            value = self.params.get(name)
+            if value not in (None, "", []):
+                return f"{name}:{value}"
+        return None
+
+
+def _check_text(field_name: str, value: Any, *, allow_none: bool = True) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(
+            field_name, value, f"{field_name} must be a string, got {type(value).__name__} {value!r}"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(
+            field_name, value, f"{field_name} {value!r} is not valid UTF-8 text"
+        ) from None
+    return value
+
+
+def _check_param(event_type: str, name: Any, value: Any) -> ParamValue:
+    if not isinstance(name, str):
+        raise InvalidEvent("params", name, f"params: parameter name {name!r} is not a string")
+    where = f"params.{name}"
+    if name in RESERVED_PARAMS:
+        raise InvalidEvent(
+            where, name, f"params: {name!r} comes from the event's own fields; do not give it"
+        )
+    if name not in params_for(event_type):
+        valid = ", ".join(sorted(params_for(event_type) - RESERVED_PARAMS))
+        raise InvalidEvent(
+            where, name, f"params: {name!r} is not a parameter of {event_type} (valid: {valid})"
+        )
+    if isinstance(value, bool) or not isinstance(value, str | int | list):
+        raise InvalidEvent(
+            where, value,
+            f"{where} must be a string or an integer, got {type(value).__name__} {value!r}",
+        )
+    if isinstance(value, list):
+        if name not in LIST_PARAMS:
+            raise InvalidEvent(where, value, f"{where}: only CALLEDAORS may be a list, got {value!r}")
+        for item in value:
+            _check_text(where, item, allow_none=False)
+        return list(value)
+    if isinstance(value, str):
+        _check_text(where, value)
+    return value
+
+
+def _check_occurred_at(value: Any) -> str:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    text = _check_text("occurred_at", value, allow_none=False)
+    assert text is not None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent(
+            "occurred_at", value,
+            f"occurred_at {value!r} is not ISO 8601 (expected e.g. 2026-11-24T20:01:02.123Z)",
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidEvent(
+            "occurred_at", value, f"occurred_at {value!r} has no time zone (add Z for UTC)"
+        )
+    return format_timestamp(parsed)
+
+
+def _check_id(value: Any) -> str:
+    text = _check_text("id", value, allow_none=False)
+    assert text is not None
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise InvalidEvent("id", value, f"id {value!r} is not a UUID") from None
+
+
+def validate_event(
+    data: Mapping[str, Any],
+    *,
+    default_id: str | None = None,
+    default_occurred_at: str | None = None,
+) -> Event:
+    """Check ``data`` against SPEC 1/2 and return the :class:`Event`.
+
+    Raises :class:`InvalidEvent` (a ``ValueError``) naming the field and the bad value.
+    ``default_id``/``default_occurred_at`` fill a missing ``id``/``occurred_at``; without
+    them a fresh UUID and the current time are used.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidEvent("event", data, f"an event must be a JSON object, got {data!r}")
+    unknown = sorted(str(k) for k in data if k not in _KNOWN_FIELDS)
+    if unknown:
+        raise InvalidEvent(unknown[0], data[unknown[0]], f"unknown event field {unknown[0]!r}")
+    schema = data.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        raise InvalidEvent("schema", schema, f"schema {schema!r} is not supported (expected 1)")
+    event_type = data.get("type")
+    if event_type not in EVENT_TYPES:
+        raise InvalidEvent(
+            "type", event_type,
+            f"unknown event type {event_type!r} (expected one of {', '.join(EVENT_TYPES)})",
+        )
+    result = data.get("result") or "success"
+    if result not in RESULTS:
+        raise InvalidEvent("result", result, f"result {result!r} must be 'success' or 'failure'")
+    error = _check_text("error", data.get("error"))
+    if result == "success" and error is not None:
+        raise InvalidEvent(
+            "error", error, f"error {error!r} given on a success result (use result='failure')"
+        )
+    scopes = {name: _check_text(name, data.get(name)) for name in _SCOPE_FIELDS}
+    raw_params = data.get("params")
+    if raw_params is None:
+        raw_params = {}
+    if not isinstance(raw_params, Mapping):
+        raise InvalidEvent("params", raw_params, f"params must be an object, got {raw_params!r}")
+    params = {name: _check_param(event_type, name, v) for name, v in raw_params.items()}
+    raw_id = data.get("id")
+    event_id = _check_id(raw_id) if raw_id is not None else (default_id or str(uuid.uuid4()))
+    raw_at = data.get("occurred_at")
+    occurred_at = (
+        _check_occurred_at(raw_at) if raw_at is not None else (default_occurred_at or now_timestamp())
+    )
+    event = Event(
+        type=event_type,
+        id=event_id,
+        occurred_at=occurred_at,
+        result=result,
+        error=error,
+        route=scopes["route"],
+        account=scopes["account"],
+        realm=scopes["realm"],
+        params=params,
+    )
+    size = len(event.to_json().encode("utf-8"))
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            "event", size, f"event is {size} bytes as JSON, over the {MAX_EVENT_BYTES}-byte limit"
+        )
+    return event
+
+
+def parse_event_json(raw: bytes | str, **defaults: str | None) -> Event:
+    """Decode one stream entry's JSON and validate it (bad UTF-8/JSON -> InvalidEvent)."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent("event", raw[:64], f"event is not valid UTF-8: {exc}") from None
+    if len(raw) > MAX_EVENT_BYTES * 4:
+        raise InvalidEvent("event", len(raw), f"event is {len(raw)} characters, far over the limit")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent("event", raw[:64], f"event is not valid JSON: {exc}") from None
+    return validate_event(data, **defaults)

@@ -1,0 +1,135 @@
+"""Publishing events to the Redis stream (SPEC 3).
+
+``Publisher.publish`` validates the event (nothing invalid is ever written), then
+writes it with one ``XADD``. It rides out a brief Redis outage: connection errors
+are retried with a short backoff for up to ``publish_timeout_s`` before
+:class:`PublishError` (a ``ConnectionError``) says the event was *not* accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from producer.constants import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_PUBLISH_TIMEOUT_S,
+    DEFAULT_REDIS_URL,
+    ENV_KEY_PREFIX,
+    ENV_REDIS_URL,
+    events_key,
+)
+from producer.errors import PublishError
+from producer.events import Event, ParamValue, validate_event
+
+_RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+              redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)
+
+
+class Publisher:
+    """Publishes recording events; safe to share between threads.
+
+    >>> publisher = Publisher("redis://127.0.0.1:6379/0")
+    >>> event_id = publisher.publish("RECORDING_STARTED_EVENT", route="support",
+    ...                              params={"UCID": "13-23132@1.2.3.4"})
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        key_prefix: str | None = None,
+        publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.redis_url = redis_url or os.environ.get(ENV_REDIS_URL) or DEFAULT_REDIS_URL
+        self.key_prefix = key_prefix if key_prefix is not None else os.environ.get(
+            ENV_KEY_PREFIX, DEFAULT_KEY_PREFIX
+        )
+        self.stream = events_key(self.key_prefix)
+        self.publish_timeout_s = publish_timeout_s
+        self._redis = client or redis.Redis.from_url(
+            self.redis_url, socket_timeout=publish_timeout_s, socket_connect_timeout=2.0,
+            health_check_interval=30,
+        )
+
+    def publish(
+        self,
+        type: str,  # noqa: A002 - the SPEC's name for it
+        *,
+        route: str | None = None,
+        account: str | None = None,
+        realm: str | None = None,
+        result: str = "success",
+        error: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        occurred_at: str | datetime | None = None,
+    ) -> str:
+        """Validate and publish one event; return its id once Redis has it."""
+        data: dict[str, Any] = {
+            "type": type, "route": route, "account": account, "realm": realm,
+            "result": result, "error": error, "params": dict(params or {}),
+        }
+        if occurred_at is not None:
+            data["occurred_at"] = occurred_at
+        event = validate_event(data)
+        self.publish_event(event)
+        return event.id
+
+    def publish_event(self, event: Event) -> str:
+        """Write an already validated event; returns the stream entry id."""
+        payload = event.to_json()
+        deadline = time.monotonic() + self.publish_timeout_s
+        delay_s = 0.05
+        while True:
+            try:
+                entry_id = self._redis.xadd(self.stream, {"event": payload})
+                return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            except _RETRYABLE as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishError(
+                        f"event {event.id} was NOT published: Redis at "
+                        f"{_redact(self.redis_url)} did not accept it within "
+                        f"{self.publish_timeout_s:g} s ({exc})"
+                    ) from exc
+                time.sleep(min(delay_s, remaining))
+                delay_s = min(delay_s * 2, 0.5)
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _redact(url: str) -> str:
+    """A Redis URL without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+_default: Publisher | None = None
+_default_lock = threading.Lock()
+
+
+def default_publisher() -> Publisher:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Publisher()
+        return _default
+
+
+def publish(
+    type: str,  # noqa: A002
+    **kwargs: Any,
+) -> str:
+    """``Publisher().publish(...)`` with a process-wide default publisher."""
+    return default_publisher().publish(type, **kwargs)

@@ -1,0 +1,67 @@
+"""The Celery app and its configuration.
+
+At-least-once from the first day: late acknowledgement, reject on worker loss,
+prefetch 1 per slot, and a visibility timeout longer than any countdown recnotify
+uses (waits longer than ``max_countdown_s`` go to the durable schedule instead),
+so a task a killed worker held is delivered again, never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from workers.settings import Settings
+
+DELIVER_TASK = "recnotify.deliver"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    keys = settings.keys
+    return {
+        "broker_url": settings.redis_url,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "global_keyprefix": settings.key_prefix,
+            "socket_keepalive": True,
+            "health_check_interval": 25,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_pool_limit": settings.concurrency + 16,
+        "broker_heartbeat": 0,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": keys.deliver_queue.removeprefix(settings.key_prefix),
+        "task_routes": {DELIVER_TASK: {"queue": "deliver"}},
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_enable_remote_control": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app configured for ``settings`` (tasks registered on import)."""
+    celery_app = Celery("recnotify", set_as_current=True)
+    celery_app.conf.update(celery_config(settings))
+    celery_app.recnotify_settings = settings  # type: ignore[attr-defined]
+    from workers import tasks
+
+    tasks.register(celery_app)
+    return celery_app
+
+
+#: For ``celery -A workers.app`` (Flower) and the worker: configured from the environment.
+app = create_app(Settings.from_env())

@@ -1,0 +1,236 @@
+"""The ``recnotify`` command line: a thin layer over the modules.
+
+Global options bind to the environment (``RECNOTIFY_REDIS_URL``,
+``RECNOTIFY_DATABASE_URL``, ``RECNOTIFY_KEY_PREFIX``); a command-line option wins.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from producer.errors import RecnotifyError
+from workers import __version__
+from workers.logs import setup_logging
+from workers.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.find_object(Settings) or Settings.from_env()  # type: ignore[no-any-return]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="recnotify")
+@click.option("--redis-url", envvar="RECNOTIFY_REDIS_URL", metavar="URL",
+              help="Redis for the event stream and Celery [env RECNOTIFY_REDIS_URL; "
+                   "default redis://127.0.0.1:6379/0].")
+@click.option("--database-url", envvar="RECNOTIFY_DATABASE_URL", metavar="URL",
+              help="SQLAlchemy URL of the destination store [env RECNOTIFY_DATABASE_URL; "
+                   "default: SQLite in the data dir].")
+@click.option("--key-prefix", envvar="RECNOTIFY_KEY_PREFIX", metavar="PREFIX",
+              help="Prefix of every Redis key [env RECNOTIFY_KEY_PREFIX; default recnotify:].")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="RECNOTIFY_LOG_FORMAT", show_default=True, help="Log line format.")
+@click.option("--log-level", default="INFO", envvar="RECNOTIFY_LOG_LEVEL", show_default=True)
+@click.pass_context
+def main(ctx: click.Context, redis_url: str | None, database_url: str | None,
+         key_prefix: str | None, log_format: str, log_level: str) -> None:
+    """recnotify: recording events in, HTTP notifications out.
+
+    \b
+    Examples:
+      recnotify run                          # everything on one machine, for a first try
+      recnotify publish RECORDING_STARTED_EVENT --route support --param UCID=13-1@1.2.3.4
+      recnotify destinations import destinations.yaml
+      recnotify check
+    """
+    setup_logging(log_level, log_format)
+    ctx.obj = Settings.from_env(redis_url=redis_url, database_url=database_url,
+                                key_prefix=key_prefix, log_format=log_format,
+                                log_level=log_level)
+
+
+def run_safely(func: Any) -> Any:
+    """Turn recnotify errors into a one-line message and exit code 1 (no traceback)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RecnotifyError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+# -- publish ---------------------------------------------------------------------------------
+@main.command()
+@click.argument("event_type", metavar="TYPE")
+@click.option("--route")
+@click.option("--account")
+@click.option("--realm")
+@click.option("--result", type=click.Choice(["success", "failure"]), default="success",
+              show_default=True)
+@click.option("--error", "error_text", metavar="TEXT", help="Reason of a failure.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter (repeatable; CALLEDAORS may repeat to make a list).")
+@click.pass_context
+@run_safely
+def publish(ctx: click.Context, event_type: str, route: str | None, account: str | None,
+            realm: str | None, result: str, error_text: str | None,
+            params: tuple[str, ...]) -> None:
+    """Publish one event and print its id.
+
+    \b
+    Example:
+      recnotify publish RECORDING_STARTED_EVENT --route support-line \\
+          --param UCID=13-23132@1.2.3.4 --param CALLEDAORS=sip:7654321@1.2.3.1:5060
+    """
+    from producer.events import LIST_PARAMS
+    from producer.publish import Publisher
+
+    settings = _settings(ctx)
+    values: dict[str, Any] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        if name in LIST_PARAMS:
+            values.setdefault(name, []).append(value)
+        else:
+            values[name] = value
+    publisher = Publisher(settings.redis_url, key_prefix=settings.key_prefix)
+    event_id = publisher.publish(event_type, route=route, account=account, realm=realm,
+                                 result=result, error=error_text, params=values)
+    click.echo(event_id)
+
+
+# -- worker ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--concurrency", "-c", type=int, envvar="RECNOTIFY_CONCURRENCY", default=64,
+              show_default=True, help="Delivery threads in this process.")
+@click.option("--node-name", "-n", envvar="RECNOTIFY_NODE_NAME",
+              help="Worker name (default: host-pid); unique per process.")
+@click.pass_context
+@run_safely
+def worker(ctx: click.Context, concurrency: int, node_name: str | None) -> None:
+    """Run one worker process: the stream consumer and the delivery pool.
+
+    Run more of them (on one host or many) to scale out.
+
+    \b
+    Example:
+      RECNOTIFY_REDIS_URL=redis://redis:6379/0 recnotify worker -c 100
+    """
+    from dataclasses import replace
+
+    from workers.app import create_app
+    from workers.service import install
+
+    settings = _settings(ctx)
+    settings = replace(settings, concurrency=concurrency,
+                       **({"node_name": node_name} if node_name else {}))
+    app = create_app(settings)
+    install(app)
+    app.worker_main([
+        "worker", "--pool", "threads", "--concurrency", str(concurrency),
+        "--queues", "deliver", "--hostname", f"recnotify@{settings.node_name}",
+        "--task-events", "--without-gossip", "--without-mingle",
+        "--loglevel", settings.log_level,
+    ])
+
+
+# -- check -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--self", "self_only", is_flag=True,
+              help="Only the worker on this host (liveness probe; ignores the database).")
+@click.pass_context
+def check(ctx: click.Context, self_only: bool) -> None:
+    """Exit 0 when Redis, the database and at least one worker answer.
+
+    \b
+    Examples:
+      recnotify check            # readiness of the whole service
+      recnotify check --self     # liveness of this host's worker
+    """
+    from workers.health import check_all, check_self
+
+    problems = check_self(_settings(ctx)) if self_only else check_all(_settings(ctx))
+    if problems:
+        for problem in problems:
+            click.echo(f"FAIL: {problem}", err=True)
+        sys.exit(1)
+    click.echo("OK")
+
+
+# -- db --------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The destination database."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@run_safely
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or upgrade the schema (migrations). Example: recnotify db upgrade"""
+    from workers.store import Store
+
+    settings = _settings(ctx)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Store(settings.effective_database_url, settings.secret_key).upgrade()
+    click.echo("database schema is up to date")
+
+
+# -- trace -----------------------------------------------------------------------------------
+@main.command()
+@click.argument("event_id", required=False)
+@click.option("--ucid", help="Trace every event of this call.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@run_safely
+def trace(ctx: click.Context, event_id: str | None, ucid: str | None, as_json: bool) -> None:
+    """An event, its notifications, every attempt and where each stands.
+
+    \b
+    Examples:
+      recnotify trace 2ebfde20-fce5-481d-8714-f9642c0a56b3
+      recnotify trace --ucid 13-23132@1.2.3.4
+    """
+    from workers.tracing import event_ids_for_ucid, trace_event
+
+    settings = _settings(ctx)
+    if not event_id and not ucid:
+        raise click.UsageError("give an EVENT_ID or --ucid")
+    ids = [event_id] if event_id else event_ids_for_ucid(settings, ucid or "")
+    traces = [trace_event(settings, i) for i in ids]
+    if as_json:
+        click.echo(json.dumps(traces, indent=2))
+        return
+    if not traces:
+        click.echo(f"no events found for UCID {ucid!r}")
+    for item in traces:
+        click.echo(_format_trace(item))
+
+
+def _format_trace(item: dict[str, Any]) -> str:
+    lines = [f"event {item['event_id']}: {item.get('type') or '(event data not in Redis)'}"]
+    for n in item["notifications"]:
+        lines.append(f"  -> {n['destination']}  [{n['state']}]  id={n['notification_id']}")
+        for a in n["attempts"]:
+            status = a.get("status") or a.get("error") or ""
+            lines.append(f"       attempt {a['attempt']}: {status}  ({a.get('latency_ms', 0)} ms)")
+    if not item["notifications"]:
+        lines.append("  (no notifications recorded)")
+    return "\n".join(lines)
+
+
+from workers import cli_config, cli_run  # noqa: E402  (sub-commands register on `main`)
+
+cli_config.register(main)
+cli_run.register(main)

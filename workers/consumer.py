@@ -1,0 +1,214 @@
+"""The event stream consumer: read, match, fan out, acknowledge.
+
+Each ``recnotify worker`` runs one consumer in the group ``{prefix}workers``.
+An entry is acknowledged only after the event is stored and one delivery task
+per matching destination is enqueued, so a consumer killed in between leaves
+the entry pending; another consumer claims it after ``claim_idle_s``
+(``XAUTOCLAIM``). Duplicate dispatches are harmless: notification ids are
+derived from (event id, destination) and a delivered notification is skipped.
+
+A malformed entry (no ``event`` field, bad JSON, an invalid event) becomes a
+dead letter with its reason and is acknowledged; the consumer keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import redis
+import redis.exceptions
+
+from producer.errors import InvalidEvent
+from producer.events import Event, format_timestamp, parse_event_json
+from workers.config import ConfigCache
+from workers.records import dead_record
+from workers.settings import Settings
+
+log = logging.getLogger("recnotify.consumer")
+
+ENTRY_NAMESPACE = uuid.UUID("0b9f7c1e-4d3a-4c55-9e0b-6f1a2d3c4b5a")
+Entry = tuple[bytes, dict[bytes, bytes]]
+#: Enqueue one delivery task per (event id, destination name).
+Enqueue = Callable[[Sequence[tuple[str, str]]], None]
+
+
+def entry_event_id(stream: str, entry_id: str) -> str:
+    """The id of an event XADDed without one: the same on every re-read."""
+    return str(uuid.uuid5(ENTRY_NAMESPACE, f"{stream}/{entry_id}"))
+
+
+def entry_time(entry_id: str) -> str:
+    millis = int(entry_id.split("-", 1)[0])
+    return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
+
+
+class StreamConsumer:
+    def __init__(self, settings: Settings, client: redis.Redis, config: ConfigCache,
+                 enqueue: Enqueue, *, batch: int = 100, block_ms: int = 1000) -> None:
+        self.settings = settings
+        self.keys = settings.keys
+        self.redis = client
+        self.config = config
+        self.enqueue = enqueue
+        self.batch = batch
+        self.block_ms = block_ms
+        self.name = settings.node_name
+        self.last_loop_s = 0.0
+        self.dispatched = 0
+        self._next_claim_s = 0.0
+        self._next_trim_s = 0.0
+        self._read_own_pending = True
+
+    # -- setup -----------------------------------------------------------------------------
+    def ensure_group(self) -> None:
+        """Create the group at the stream's start: events published earlier get delivered."""
+        try:
+            self.redis.xgroup_create(self.keys.events, self.keys.group, id="0", mkstream=True)
+            log.info("created consumer group %s on %s", self.keys.group, self.keys.events)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                if failures:
+                    self.ensure_group()
+                self.step()
+                failures = 0
+            except redis.exceptions.ResponseError as exc:
+                failures += 1
+                if "NOGROUP" in str(exc):
+                    log.error("consumer group %s is gone (Redis restarted without persistence "
+                              "or the stream was deleted): recreating it; events accepted before "
+                              "the loss and not yet dispatched are LOST", self.keys.group)
+                    self._read_own_pending = True
+                else:
+                    log.error("stream read failed: %s", exc)
+                stop.wait(min(5.0, 0.2 * 2**failures))
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    redis.exceptions.BusyLoadingError) as exc:
+                failures += 1
+                log.error("Redis unavailable for the stream consumer (%s); retrying", exc)
+                self._read_own_pending = True
+                stop.wait(min(5.0, 0.2 * 2**failures))
+            except Exception:  # noqa: BLE001 - never die, never spin
+                failures += 1
+                log.exception("stream consumer error; retrying")
+                stop.wait(min(5.0, 0.2 * 2**failures))
+
+    def step(self) -> int:
+        """One read (own pending entries first after a restart), plus periodic claim/trim."""
+        self.last_loop_s = time.time()
+        now = time.monotonic()
+        if now >= self._next_claim_s:
+            self._next_claim_s = now + max(1.0, self.settings.claim_idle_s / 4)
+            self.claim_stale()
+        if now >= self._next_trim_s:
+            self._next_trim_s = now + 60
+            self.trim()
+        start_id = "0" if self._read_own_pending else ">"
+        response = self.redis.xreadgroup(
+            self.keys.group, self.name, {self.keys.events: start_id}, count=self.batch,
+            block=None if start_id == "0" else self.block_ms,
+        )
+        entries: list[Entry] = response[0][1] if response else []
+        if start_id == "0" and not entries:
+            self._read_own_pending = False
+        if entries:
+            self.process(entries)
+        return len(entries)
+
+    def claim_stale(self) -> int:
+        """Take over entries a dead consumer read but never acknowledged."""
+        claimed = 0
+        cursor = "0-0"
+        while True:
+            result = self.redis.xautoclaim(
+                self.keys.events, self.keys.group, self.name,
+                min_idle_time=int(self.settings.claim_idle_s * 1000), start_id=cursor,
+                count=self.batch,
+            )
+            cursor = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
+            entries = [e for e in result[1] if e and e[1] is not None]
+            if entries:
+                log.warning("claimed %d stream entries left pending by a dead consumer",
+                            len(entries))
+                self.process(entries)
+                claimed += len(entries)
+            if cursor == "0-0" or not result[1]:
+                return claimed
+
+    # -- dispatch --------------------------------------------------------------------------
+    def process(self, entries: Sequence[Entry]) -> None:
+        """Fan out each entry, then acknowledge them all."""
+        stream = self.keys.events
+        tasks: list[tuple[str, str]] = []
+        pipe = self.redis.pipeline(transaction=False)
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            event = self._parse(entry_id, fields, pipe)
+            if event is None:
+                continue
+            destinations = self.config.index.match(event)
+            retention_s = int(self.settings.stream_retention_s)
+            pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s)
+            ucid = event.params.get("UCID")
+            if ucid not in (None, ""):
+                pipe.sadd(self.keys.ucid(str(ucid)), event.id)
+                pipe.expire(self.keys.ucid(str(ucid)), retention_s)
+            tasks.extend((event.id, dest.name) for dest in destinations)
+            log.info("event %s (%s) from entry %s: %d notification(s)", event.id, event.type,
+                     entry_id, len(destinations))
+        pipe.execute()
+        if tasks:
+            self.enqueue(tasks)
+        self.redis.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
+        self.dispatched += len(tasks)
+
+    def _parse(self, entry_id: str, fields: dict[bytes, bytes], pipe: redis.client.Pipeline
+               ) -> Event | None:
+        raw = fields.get(b"event")
+        try:
+            if raw is None:
+                names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields))
+                raise InvalidEvent("event", names,
+                                   f"stream entry has no 'event' field (fields: {names})")
+            return parse_event_json(
+                raw, default_id=entry_event_id(self.keys.events, entry_id),
+                default_occurred_at=entry_time(entry_id))
+        except InvalidEvent as exc:
+            log.error("stream entry %s refused and dead-lettered: %s", entry_id, exc)
+            pipe.rpush(self.keys.records, dead_record(
+                notification_id=f"entry:{entry_id}", event_id=entry_id, destination="",
+                event_json=(raw or b"").decode("utf-8", "replace")[:65536], attempts_json="[]",
+                reason=f"invalid event: {exc}", created_at=time.time()))
+            return None
+
+    # -- retention -------------------------------------------------------------------------
+    def trim(self) -> None:
+        """Drop acknowledged entries older than the retention (never a pending one)."""
+        cutoff_ms = int((time.time() - self.settings.stream_retention_s) * 1000)
+        min_id = f"{max(cutoff_ms, 0)}-0"
+        try:
+            summary = self.redis.xpending(self.keys.events, self.keys.group)
+        except redis.exceptions.ResponseError:
+            return
+        oldest = summary.get("min") if summary else None
+        if oldest:
+            oldest_id = oldest.decode() if isinstance(oldest, bytes) else str(oldest)
+            if _id_tuple(oldest_id) < _id_tuple(min_id):
+                min_id = oldest_id
+        self.redis.xtrim(self.keys.events, minid=min_id, approximate=True)
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

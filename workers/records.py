@@ -1,0 +1,98 @@
+"""Attempt records and dead letters: buffered in Redis, written to the database in batches.
+
+The hot path never waits for the database: a delivery appends its record to a
+Redis list in the same round trip that updates the notification's state. A
+flusher (one at a time across all workers, under a short lock) moves batches to
+the database; while the database is down the records simply wait in Redis
+(durable as Redis is) and the flusher logs the outage once, then retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class RecordSink(Protocol):
+    def add_attempts(self, rows: list[dict[str, Any]]) -> None: ...
+    def add_dead_letters(self, rows: list[dict[str, Any]]) -> None: ...
+
+
+def attempt_record(**fields: Any) -> str:
+    return json.dumps({"kind": "attempt", **fields}, separators=(",", ":"))
+
+
+def dead_record(**fields: Any) -> str:
+    return json.dumps({"kind": "dead", **fields}, separators=(",", ":"), ensure_ascii=False)
+
+
+class Flusher:
+    """Moves buffered records from ``key`` to the database."""
+
+    def __init__(self, client: redis.Redis, key: str, sink: RecordSink, *, batch: int = 500,
+                 lock_ttl_s: float = 30.0) -> None:
+        self.client = client
+        self.key = key
+        self.sink = sink
+        self.batch = batch
+        self.lock_ttl_s = lock_ttl_s
+        self._db_down_since: float | None = None
+        self.written = 0
+
+    def flush(self) -> int:
+        """Write what is buffered; returns how many records were written."""
+        token = uuid.uuid4().hex
+        lock = f"{self.key}:lock"
+        if not self.client.set(lock, token, nx=True, px=int(self.lock_ttl_s * 1000)):
+            return 0
+        written = 0
+        try:
+            while True:
+                raw = self.client.lrange(self.key, 0, self.batch - 1)
+                if not raw:
+                    break
+                rows = [json.loads(item) for item in raw]
+                try:
+                    self._write(rows)
+                except Exception as exc:  # noqa: BLE001 - the database is down: keep the buffer
+                    if self._db_down_since is None:
+                        self._db_down_since = time.time()
+                        log.error("database unavailable, %d+ records kept in Redis until it is "
+                                  "back: %s", len(rows), type(exc).__name__)
+                    break
+                self.client.ltrim(self.key, len(raw), -1)
+                written += len(raw)
+                if self._db_down_since is not None:
+                    log.warning("database back after %.0f s; buffered records written",
+                                time.time() - self._db_down_since)
+                    self._db_down_since = None
+                if len(raw) < self.batch:
+                    break
+        finally:
+            if self.client.get(lock) == token.encode():
+                self.client.delete(lock)
+        self.written += written
+        return written
+
+    def _write(self, rows: list[Mapping[str, Any]]) -> None:
+        attempts = [_strip(r) for r in rows if r.get("kind") == "attempt"]
+        dead = [_strip(r) for r in rows if r.get("kind") == "dead"]
+        if attempts:
+            self.sink.add_attempts(attempts)
+        if dead:
+            self.sink.add_dead_letters(dead)
+
+    def backlog(self) -> int:
+        return int(self.client.llen(self.key))
+
+
+def _strip(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "kind"}

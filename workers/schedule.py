@@ -1,0 +1,62 @@
+"""The durable retry schedule: a Redis sorted set of notifications due later.
+
+Celery's Redis transport re-delivers a task whose countdown outlasts the
+visibility timeout, so waits longer than ``max_countdown_s`` are kept here
+instead (score = due time, member = the task's arguments). Every worker runs a
+mover that leases due members (their score is pushed ``lease_s`` ahead, so a
+mover that dies before enqueueing leaves them due again) and enqueues them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import redis
+
+# Lease up to ARGV[2] due members: push their score to ARGV[3] and return them.
+_LEASE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[3], member)
+end
+return due
+"""
+
+
+def schedule_member(event_id: str, destination: str) -> str:
+    return json.dumps([event_id, destination], separators=(",", ":"))
+
+
+class Schedule:
+    def __init__(self, client: redis.Redis, key: str, *, lease_s: float = 60.0) -> None:
+        self.client = client
+        self.key = key
+        self.lease_s = lease_s
+        self._lease = client.register_script(_LEASE_DUE)
+
+    def add(self, event_id: str, destination: str, due_s: float,
+            pipe: redis.client.Pipeline | None = None) -> None:
+        target = pipe if pipe is not None else self.client
+        target.zadd(self.key, {schedule_member(event_id, destination): due_s})
+
+    def move_due(self, enqueue: Callable[[str, str], None], *, batch: int = 500,
+                 now_s: float | None = None) -> int:
+        """Enqueue every due notification; returns how many were moved."""
+        now = time.time() if now_s is None else now_s
+        moved = 0
+        while True:
+            members = self._lease(keys=[self.key], args=[now, batch, now + self.lease_s])
+            if not members:
+                return moved
+            for member in members:
+                event_id, destination = json.loads(member)
+                enqueue(event_id, destination)
+            self.client.zrem(self.key, *members)
+            moved += len(members)
+            if len(members) < batch:
+                return moved
+
+    def pending(self) -> int:
+        return int(self.client.zcard(self.key))

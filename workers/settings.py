@@ -1,0 +1,183 @@
+"""Typed settings, read from the environment once at the edge (CLI / app start).
+
+Every Redis key recnotify uses is named here, under one configurable prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from producer.constants import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_PUBLISH_TIMEOUT_S,
+    DEFAULT_REDIS_URL,
+    events_key,
+)
+from workers.errors import ConfigError
+from workers.secret_key import read_key_file
+
+DEFAULT_DATA_DIR = "./.recnotify"
+DEFAULT_STREAM_RETENTION_S = 7 * 24 * 3600
+DEFAULT_RECORD_RETENTION_DAYS = 30
+#: Celery/kombu re-delivers an unacknowledged task after this long (a dead worker's work).
+DEFAULT_VISIBILITY_TIMEOUT_S = 100
+#: Retry waits up to this long use Celery's countdown; longer ones the durable schedule.
+DEFAULT_MAX_COUNTDOWN_S = 30.0
+#: A stream entry pending this long on a consumer is claimed by another one.
+DEFAULT_CLAIM_IDLE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Redis key names (all under ``prefix``)."""
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        return events_key(self.prefix)
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}workers"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}ev:{event_id}"
+
+    def notification(self, nid: str) -> str:
+        return f"{self.prefix}n:{nid}"
+
+    def lock(self, nid: str) -> str:
+        return f"{self.prefix}lock:{nid}"
+
+    def ucid(self, ucid: str) -> str:
+        return f"{self.prefix}ucid:{ucid}"
+
+    @property
+    def schedule(self) -> str:
+        return f"{self.prefix}schedule"
+
+    @property
+    def records(self) -> str:
+        return f"{self.prefix}records"
+
+    @property
+    def config_version(self) -> str:
+        return f"{self.prefix}config:version"
+
+    def heartbeat(self, node: str) -> str:
+        return f"{self.prefix}hb:{node}"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.prefix}hb:"
+
+    @property
+    def deliver_queue(self) -> str:
+        return f"{self.prefix}deliver"
+
+    def circuit(self, destination: str) -> str:
+        return f"{self.prefix}circuit:{destination}"
+
+    def parked(self, destination: str) -> str:
+        return f"{self.prefix}parked:{destination}"
+
+
+def _env(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return value if value not in (None, "") else default
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a recnotify process needs to know, with units in the names."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_url_explicit: bool = False
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    database_url: str | None = None
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    secret_key: str | None = field(default=None, repr=False)
+    stream_retention_s: float = DEFAULT_STREAM_RETENTION_S
+    record_retention_days: float = DEFAULT_RECORD_RETENTION_DAYS
+    publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S
+    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    max_countdown_s: float = DEFAULT_MAX_COUNTDOWN_S
+    claim_idle_s: float = DEFAULT_CLAIM_IDLE_S
+    concurrency: int = 64
+    allow_cidrs: str = ""
+    deny_cidrs: str = ""
+    log_format: str = "text"
+    log_level: str = "INFO"
+    node_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(_env(env, "RECNOTIFY_DATA_DIR", DEFAULT_DATA_DIR))
+        settings = cls(
+            redis_url=_env(env, "RECNOTIFY_REDIS_URL", DEFAULT_REDIS_URL),
+            redis_url_explicit=bool(env.get("RECNOTIFY_REDIS_URL")),
+            key_prefix=env.get("RECNOTIFY_KEY_PREFIX", DEFAULT_KEY_PREFIX),
+            database_url=env.get("RECNOTIFY_DATABASE_URL") or None,
+            data_dir=data_dir,
+            secret_key=env.get("RECNOTIFY_SECRET_KEY") or read_key_file(data_dir),
+            stream_retention_s=_number(
+                env, "RECNOTIFY_STREAM_RETENTION_S", DEFAULT_STREAM_RETENTION_S
+            ),
+            record_retention_days=_number(
+                env, "RECNOTIFY_RECORD_RETENTION_DAYS", DEFAULT_RECORD_RETENTION_DAYS
+            ),
+            concurrency=int(_number(env, "RECNOTIFY_CONCURRENCY", 64)),
+            allow_cidrs=env.get("RECNOTIFY_ALLOW_CIDRS", ""),
+            deny_cidrs=env.get("RECNOTIFY_DENY_CIDRS", ""),
+        )
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if "redis_url" in overrides:
+            overrides.setdefault("redis_url_explicit", True)
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
+
+    @property
+    def effective_database_url(self) -> str:
+        """``RECNOTIFY_DATABASE_URL``, else the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'recnotify.db').resolve()}"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that gives a child process these settings."""
+        env = {
+            "RECNOTIFY_REDIS_URL": self.redis_url,
+            "RECNOTIFY_KEY_PREFIX": self.key_prefix,
+            "RECNOTIFY_DATABASE_URL": self.effective_database_url,
+            "RECNOTIFY_DATA_DIR": str(self.data_dir),
+            "RECNOTIFY_STREAM_RETENTION_S": str(self.stream_retention_s),
+            "RECNOTIFY_RECORD_RETENTION_DAYS": str(self.record_retention_days),
+            "RECNOTIFY_CONCURRENCY": str(self.concurrency),
+            "RECNOTIFY_ALLOW_CIDRS": self.allow_cidrs,
+            "RECNOTIFY_DENY_CIDRS": self.deny_cidrs,
+            "RECNOTIFY_LOG_FORMAT": self.log_format,
+            "RECNOTIFY_LOG_LEVEL": self.log_level,
+        }
+        if self.secret_key:
+            env["RECNOTIFY_SECRET_KEY"] = self.secret_key
+        return env
