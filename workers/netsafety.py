@@ -1,0 +1,120 @@
+"""Outbound address rules (SPEC section 6, "Outbound safety").
+
+Every address a destination's host resolves to is checked before connecting:
+
+- refused when inside a deny range: the built-in :data:`BUILTIN_DENY`
+  (link-local and cloud metadata, always applied, whatever the rules say),
+  then ``RECNOTIFY_DENY_CIDRS``, then the destination's ``deny_cidrs``;
+- refused when outside an allow list. ``RECNOTIFY_ALLOW_CIDRS`` and the
+  destination's ``allow_cidrs`` each tighten: when both are set the address
+  must be inside both. :attr:`AddressRules.allow` is therefore a tuple of
+  allow lists, every one of which must contain the address; an empty
+  list is the same as no list.
+
+Everything else (loopback, private ranges, public addresses) is allowed.
+An IPv6 address that carries an IPv4 address (``::ffff:169.254.169.254``,
+NAT64 ``64:ff9b::a9fe:a9fe``) is checked as both, and a zone id
+(``fe80::1%eth0``) is ignored.
+
+Pure functions: the caller resolves names and passes the addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+
+__all__ = [
+    "BUILTIN_DENY",
+    "AddressRules",
+    "Network",
+    "check_address",
+    "parse_cidrs",
+]
+
+Network = IPv4Network | IPv6Network
+IPAddress = IPv4Address | IPv6Address
+
+BUILTIN_DENY: tuple[str, ...] = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+_BUILTIN_DENY_NETS: tuple[Network, ...] = tuple(ip_network(c) for c in BUILTIN_DENY)
+_NAT64 = IPv6Network("64:ff9b::/96")
+
+
+def parse_cidrs(value: str | Sequence[str] | None, *, where: str) -> tuple[Network, ...]:
+    """Networks from ``"10.0.0.0/8, 192.168.1.5"`` or a list of such entries.
+
+    A bare address is a single-address network; host bits are tolerated
+    (``10.1.2.3/8`` is ``10.0.0.0/8``). ``where`` (e.g. ``"RECNOTIFY_DENY_CIDRS"``
+    or ``"destination 'x' allow_cidrs"``) is named in the ValueError for a bad entry.
+    """
+    if value is None:
+        return ()
+    entries = value.split(",") if isinstance(value, str) else list(value)
+    networks: list[Network] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ValueError(f"{where}: CIDR entries must be strings, got {entry!r}")
+        text = entry.strip()
+        if not text:
+            continue
+        try:
+            networks.append(ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{where}: {text!r} is not an IP network (expected e.g. 10.0.0.0/8 or fd00::/8)"
+            ) from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True)
+class AddressRules:
+    """Allow lists (each must contain the address) and extra deny ranges."""
+
+    allow: tuple[tuple[Network, ...], ...] = ()
+    deny: tuple[Network, ...] = ()
+
+    @classmethod
+    def combine(
+        cls,
+        global_rules: AddressRules,
+        dest_allow: Sequence[Network] = (),
+        dest_deny: Sequence[Network] = (),
+    ) -> AddressRules:
+        """The rules for one destination: the global rules tightened by its own."""
+        allow = global_rules.allow + ((tuple(dest_allow),) if dest_allow else ())
+        return cls(allow=allow, deny=global_rules.deny + tuple(dest_deny))
+
+
+def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _forms(address: str) -> tuple[IPAddress, ...] | None:
+    """The address, plus the IPv4 address it carries if any; None when not an address."""
+    text = address.strip().removeprefix("[").removesuffix("]").split("%", 1)[0]
+    try:
+        parsed = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(parsed, IPv6Address) and (v4 := _embedded_ipv4(parsed)) is not None:
+        return (parsed, v4)
+    return (parsed,)
+
+
+def check_address(address: str, rules: AddressRules) -> str | None:
+    """None when ``address`` may be connected to, else the text of the rule refusing it."""
+    forms = _forms(address)
+    if forms is None:
+        return "not an IP address"
+    for network in _BUILTIN_DENY_NETS + rules.deny:
+        if any(a in network for a in forms):
+            return str(network)
+    for allow_list in rules.allow:
+        if allow_list and not any(a in n for a in forms for n in allow_list):
+            return "outside allow list " + ",".join(str(n) for n in allow_list)
+    return None
