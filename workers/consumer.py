@@ -13,6 +13,7 @@ dead letter with its reason and is acknowledged; the consumer keeps going.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -188,7 +189,8 @@ class StreamConsumer:
             log.error("stream entry %s refused and dead-lettered: %s", entry_id, exc)
             pipe.rpush(self.keys.records, dead_record(
                 notification_id=f"entry:{entry_id}", event_id=entry_id, destination="",
-                event_json=(raw or b"").decode("utf-8", "replace")[:65536], attempts_json="[]",
+                event_json=json.dumps((raw or b"").decode("utf-8", "replace")[:65536]),
+                attempts_json="[]",
                 reason=f"invalid event: {exc}", created_at=time.time()))
             return None
 

@@ -32,5 +32,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("urllib3", "kombu", "amqp"):
+    for noisy in ("urllib3", "kombu", "amqp", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

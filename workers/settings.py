@@ -144,6 +144,10 @@ class Settings:
                 env, "RECNOTIFY_RECORD_RETENTION_DAYS", DEFAULT_RECORD_RETENTION_DAYS
             ),
             concurrency=int(_number(env, "RECNOTIFY_CONCURRENCY", 64)),
+            visibility_timeout_s=int(_number(env, "RECNOTIFY_VISIBILITY_TIMEOUT_S",
+                                             DEFAULT_VISIBILITY_TIMEOUT_S)),
+            max_countdown_s=_number(env, "RECNOTIFY_MAX_COUNTDOWN_S", DEFAULT_MAX_COUNTDOWN_S),
+            claim_idle_s=_number(env, "RECNOTIFY_CLAIM_IDLE_S", DEFAULT_CLAIM_IDLE_S),
             allow_cidrs=env.get("RECNOTIFY_ALLOW_CIDRS", ""),
             deny_cidrs=env.get("RECNOTIFY_DENY_CIDRS", ""),
         )
@@ -173,6 +177,9 @@ class Settings:
             "RECNOTIFY_STREAM_RETENTION_S": str(self.stream_retention_s),
             "RECNOTIFY_RECORD_RETENTION_DAYS": str(self.record_retention_days),
             "RECNOTIFY_CONCURRENCY": str(self.concurrency),
+            "RECNOTIFY_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
+            "RECNOTIFY_MAX_COUNTDOWN_S": str(self.max_countdown_s),
+            "RECNOTIFY_CLAIM_IDLE_S": str(self.claim_idle_s),
             "RECNOTIFY_ALLOW_CIDRS": self.allow_cidrs,
             "RECNOTIFY_DENY_CIDRS": self.deny_cidrs,
             "RECNOTIFY_LOG_FORMAT": self.log_format,

@@ -9,19 +9,16 @@ from typing import Any
 
 from celery import Celery, Task
 
-from workers.settings import Settings
-
 
 def register(app: Celery) -> None:
-    settings: Settings = app.recnotify_settings
-
     @app.task(name="recnotify.deliver", bind=True, acks_late=True, max_retries=None,
-              ignore_result=True)
+              ignore_result=True, shared=False)
     def deliver(self: Task, event_id: str, destination: str) -> str:
         from workers.deliver import Retry
         from workers.runtime import get_runtime
 
-        result: Any = get_runtime(settings).deliverer.run(event_id, destination)
+        result: Any = get_runtime(self.app.recnotify_settings).deliverer.run(event_id,
+                                                                             destination)
         if isinstance(result, Retry):
             raise self.retry(countdown=result.countdown_s, max_retries=None)
         return str(result) if result is not None else "duplicate"
