@@ -168,6 +168,9 @@ class StreamConsumer:
             tasks.extend((event.id, dest.name) for dest in destinations)
             log.info("event %s (%s) from entry %s: %d notification(s)", event.id, event.type,
                      entry_id, len(destinations))
+        dispatched = self.keys.metric("dispatched")
+        pipe.hincrby(dispatched, "events|total", len(entries))
+        pipe.hincrby(dispatched, "notifications|total", len(tasks))
         pipe.execute()
         if tasks:
             self.enqueue(tasks)

@@ -29,6 +29,7 @@ from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError, RefusedAddress
 from workers.netsafety import AddressRules, parse_cidrs
+from workers.metrics_keys import count_attempt
 from workers.outcome import Outcome, is_delivered, is_retryable_status
 from workers.records import attempt_record, dead_record
 from workers.request import build_request, notification_id
@@ -115,7 +116,8 @@ class Deliverer:
             log.exception("notification %s to %s: unexpected error, dead-lettered", nid,
                           destination)
             self._finish_dead(nid, event_id, destination, raw_event, attempts_so_far + 1,
-                              f"internal error: {type(exc).__name__}: {exc}", record=True)
+                              f"internal error: {type(exc).__name__}: {exc}", record=True,
+                              kind="internal")
             return Outcome.DEAD
         finally:
             self._release(nid, lock_token)
@@ -192,6 +194,8 @@ class Deliverer:
         pipe.rpush(self.keys.records, attempt_record(
             notification_id=nid, event_id=event.id, destination=dest.name,
             outcome=outcome.value, **entry))
+        count_attempt(pipe, self.keys.metric, dest.name, outcome.value,
+                      result.latency_ms if result.status is not None else None)
         pipe.execute()
         if outcome is Outcome.DELIVERED:
             log.info("notification %s to %s delivered: HTTP %s in %.0f ms (attempt %d)", nid,
@@ -201,7 +205,8 @@ class Deliverer:
             reason = result.error or "failed"
             if result.retryable:
                 reason = f"gave up after {attempt} attempts; last: {reason}"
-            self._finish_dead(nid, event.id, dest.name, raw_event, attempt, reason, record=False)
+            self._finish_dead(nid, event.id, dest.name, raw_event, attempt, reason, record=False,
+                              kind="exhausted" if result.retryable else "final")
             return outcome
         wait_s = compute_backoff_s(dest.retry, attempt)
         if result.retry_after_s is not None:
@@ -214,7 +219,8 @@ class Deliverer:
         return outcome
 
     def _finish_dead(self, nid: str, event_id: str, destination: str, raw_event: bytes | None,
-                     attempt: int, reason: str, *, record: bool = True) -> Outcome:
+                     attempt: int, reason: str, *, record: bool = True,
+                     kind: str = "final") -> Outcome:
         """Keep the notification as a dead letter with every attempt's status/error."""
         nkey = self.keys.notification(nid)
         if record:
@@ -229,6 +235,7 @@ class Deliverer:
         pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempt,
                                  "event": event_id, "destination": destination})
         pipe.expire(nkey, NOTIFICATION_TTL_S)
+        pipe.hincrby(self.keys.metric("dead_letters"), f"{destination}|{kind}", 1)
         pipe.rpush(self.keys.records, dead_record(
             notification_id=nid, event_id=event_id, destination=destination,
             event_json=raw_event.decode("utf-8", "replace") if raw_event else None,
@@ -241,6 +248,7 @@ class Deliverer:
         log.error("destination %s answered 410 Gone (notification %s): destination disabled; "
                   "enable it again with `recnotify destinations enable %s`", dest.name, nid,
                   dest.name)
+        self.redis.hincrby(self.keys.metric("disabled"), f"{dest.name}|410", 1)
         try:
             self.store.set_enabled(dest.name, False)
         except Exception as exc:  # noqa: BLE001

@@ -81,6 +81,10 @@ class Keys:
     def deliver_queue(self) -> str:
         return f"{self.prefix}deliver"
 
+    def metric(self, name: str) -> str:
+        """Metric hashes shared by all workers (field ``destination|label``), see metrics.py."""
+        return f"{self.prefix}metrics:{name}"
+
     def circuit(self, destination: str) -> str:
         return f"{self.prefix}circuit:{destination}"
 
