@@ -29,8 +29,12 @@ from producer.constants import (
 from producer.errors import PublishError
 from producer.events import Event, ParamValue, validate_event
 
-_RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-              redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)
+_RETRYABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+)
 
 
 class Publisher:
@@ -50,19 +54,23 @@ class Publisher:
         client: redis.Redis | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get(ENV_REDIS_URL) or DEFAULT_REDIS_URL
-        self.key_prefix = key_prefix if key_prefix is not None else os.environ.get(
-            ENV_KEY_PREFIX, DEFAULT_KEY_PREFIX
+        self.key_prefix = (
+            key_prefix
+            if key_prefix is not None
+            else os.environ.get(ENV_KEY_PREFIX, DEFAULT_KEY_PREFIX)
         )
         self.stream = events_key(self.key_prefix)
         self.publish_timeout_s = publish_timeout_s
         self._redis = client or redis.Redis.from_url(
-            self.redis_url, socket_timeout=publish_timeout_s, socket_connect_timeout=2.0,
+            self.redis_url,
+            socket_timeout=publish_timeout_s,
+            socket_connect_timeout=2.0,
             health_check_interval=30,
         )
 
     def publish(
         self,
-        type: str,  # noqa: A002 - the SPEC's name for it
+        type: str,
         *,
         route: str | None = None,
         account: str | None = None,
@@ -74,8 +82,13 @@ class Publisher:
     ) -> str:
         """Validate and publish one event; return its id once Redis has it."""
         data: dict[str, Any] = {
-            "type": type, "route": route, "account": account, "realm": realm,
-            "result": result, "error": error, "params": dict(params or {}),
+            "type": type,
+            "route": route,
+            "account": account,
+            "realm": realm,
+            "result": result,
+            "error": error,
+            "params": dict(params or {}),
         }
         if occurred_at is not None:
             data["occurred_at"] = occurred_at
@@ -128,7 +141,7 @@ def default_publisher() -> Publisher:
 
 
 def publish(
-    type: str,  # noqa: A002
+    type: str,
     **kwargs: Any,
 ) -> str:
     """``Publisher().publish(...)`` with a process-wide default publisher."""

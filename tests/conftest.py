@@ -34,9 +34,10 @@ def redis_url() -> Iterator[str]:
     data_dir = Path(tempfile.mkdtemp(prefix="recnotify-test-redis-"))
     try:
         embedded = EmbeddedRedis(data_dir).start()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"no Redis answers at {url} and an embedded one could not start: {exc}",
-                    pytrace=False)
+    except Exception as exc:
+        pytest.fail(
+            f"no Redis answers at {url} and an embedded one could not start: {exc}", pytrace=False
+        )
     try:
         yield embedded.url
     finally:
@@ -52,7 +53,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
     for start in range(0, len(keys), 500):
-        client.delete(*keys[start:start + 500])
+        client.delete(*keys[start : start + 500])
     client.close()
 
 
@@ -96,7 +97,7 @@ def postgres_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         admin.dispose()
         message = f"PostgreSQL at {PG_SERVER} is not reachable: {type(exc).__name__}: {exc}"
         if os.environ.get("CI"):
@@ -106,8 +107,9 @@ def postgres_url() -> Iterator[str]:
         yield f"{PG_SERVER}/{name}"
     finally:
         with admin.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name})
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()

@@ -36,9 +36,13 @@ class WorkerFactory:
     database_url: str | None = None
 
     def __post_init__(self) -> None:
-        self.settings = Settings.from_env({}, redis_url=self.redis_url, key_prefix=self.key_prefix,
-                                          data_dir=self.tmp_path / "data",
-                                          secret_key=TEST_SECRET_KEY)
+        self.settings = Settings.from_env(
+            {},
+            redis_url=self.redis_url,
+            key_prefix=self.key_prefix,
+            data_dir=self.tmp_path / "data",
+            secret_key=TEST_SECRET_KEY,
+        )
         self._store: Store | None = None
 
     # -- configuration -------------------------------------------------------------------
@@ -57,8 +61,7 @@ class WorkerFactory:
 
     def configure(self, yaml_text: str, *, replace_all: bool = False) -> None:
         existing = {d.name: d for d in self.store.list_destinations()}
-        self.store.import_destinations(load_file(yaml_text, existing=existing),
-                                       replace=replace_all)
+        self.store.import_destinations(load_file(yaml_text, existing=existing), replace=replace_all)
 
     def publisher(self) -> Publisher:
         return Publisher(self.redis_url, key_prefix=self.key_prefix)
@@ -71,22 +74,41 @@ class WorkerFactory:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECNOTIFY_")}
         env.update(self.settings.to_env())
-        env.update({"RECNOTIFY_CLAIM_IDLE_S": "5", "RECNOTIFY_VISIBILITY_TIMEOUT_S": "20",
-                    "RECNOTIFY_MAX_COUNTDOWN_S": "2", "PYTHONPATH": str(ROOT)})
+        env.update(
+            {
+                "RECNOTIFY_CLAIM_IDLE_S": "5",
+                "RECNOTIFY_VISIBILITY_TIMEOUT_S": "20",
+                "RECNOTIFY_MAX_COUNTDOWN_S": "2",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         env.update(self.extra_env)
         env.update(extra)
         return env
 
-    def start(self, *, concurrency: int = 16, node: str | None = None, wait: bool = True,
-              **extra_env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, *, concurrency: int = 16, node: str | None = None, wait: bool = True, **extra_env: str
+    ) -> subprocess.Popen[bytes]:
         self.store  # noqa: B018 - schema before the worker starts
         name = node or f"w{len(self.procs)}"
         log_path = self.tmp_path / f"worker-{name}.log"
         handle = open(log_path, "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", "-c", str(concurrency),
-             "--node-name", f"{os.uname().nodename}-{name}"],
-            env=self.env(**extra_env), stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "workers",
+                "worker",
+                "-c",
+                str(concurrency),
+                "--node-name",
+                f"{os.uname().nodename}-{name}",
+            ],
+            env=self.env(**extra_env),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         proc.log_path = log_path  # type: ignore[attr-defined]
         self.procs.append(proc)
         if wait:

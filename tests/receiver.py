@@ -61,8 +61,9 @@ class Receiver:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, headers = receiver._record(Received(
-                    self.command, self.path, dict(self.headers.items()), body))
+                status, headers = receiver._record(
+                    Received(self.command, self.path, dict(self.headers.items()), body)
+                )
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 self.send_response(status)
@@ -72,7 +73,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            do_GET = do_POST = do_PUT = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = _handle
 
         self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
@@ -90,8 +91,7 @@ class Receiver:
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def script(self, path: str, statuses: list[int], headers: dict[str, str] | None = None
-               ) -> None:
+    def script(self, path: str, statuses: list[int], headers: dict[str, str] | None = None) -> None:
         with self.lock:
             self.scripts[path] = list(statuses)
             if headers:
@@ -111,8 +111,12 @@ class Receiver:
         with self.lock:
             return [r for r in self.requests if predicate(r)]
 
-    def wait_for(self, count: int, predicate: Callable[[Received], bool] = lambda r: True,
-                 timeout_s: float = 20.0) -> list[Received]:
+    def wait_for(
+        self,
+        count: int,
+        predicate: Callable[[Received], bool] = lambda r: True,
+        timeout_s: float = 20.0,
+    ) -> list[Received]:
         """Wait until ``count`` matching requests arrived; returns them (fails on timeout)."""
         deadline = time.monotonic() + timeout_s
         with self.cond:
@@ -124,5 +128,6 @@ class Receiver:
                 if remaining <= 0:
                     raise AssertionError(
                         f"expected {count} request(s), got {len(found)} after {timeout_s} s: "
-                        f"{[r.target for r in self.requests][-10:]}")
+                        f"{[r.target for r in self.requests][-10:]}"
+                    )
                 self.cond.wait(remaining)

@@ -17,10 +17,21 @@ from workers.signing import generate_secret, verify
 pytestmark = pytest.mark.slow
 
 
-def yaml_dest(name: str, url: str, scope: str = "global", events: str = "all",
-              params: str = "", **extra: object) -> str:
-    lines = [f"  - name: {name}", f"    events: {events}", f"    scope: '{scope}'",
-             f"    url: '{url}'", f"    params: '{params}'"]
+def yaml_dest(
+    name: str,
+    url: str,
+    scope: str = "global",
+    events: str = "all",
+    params: str = "",
+    **extra: object,
+) -> str:
+    lines = [
+        f"  - name: {name}",
+        f"    events: {events}",
+        f"    scope: '{scope}'",
+        f"    url: '{url}'",
+        f"    params: '{params}'",
+    ]
     for key, value in extra.items():
         lines.append(f"    {key}: {json.dumps(value)}")
     return "\n".join(lines) + "\n"
@@ -31,11 +42,15 @@ def config(*dests: str) -> str:
 
 
 def test_face_preset_receives_the_spec_url_for_a_started_recording(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     # Given a FACE destination on a route
-    workers.configure(config(
-        "  - name: face\n    preset: face\n    scope: route:support-line\n"
-        f"    url: {receiver.url('/Face/eventNotify')}\n"))
+    workers.configure(
+        config(
+            "  - name: face\n    preset: face\n    scope: route:support-line\n"
+            f"    url: {receiver.url('/Face/eventNotify')}\n"
+        )
+    )
     workers.start()
     # When the recorder publishes RECORDING_STARTED_EVENT then RECORDING_ENDED_EVENT
     pub = workers.publisher()
@@ -47,40 +62,57 @@ def test_face_preset_receives_the_spec_url_for_a_started_recording(
     got = receiver.wait_for(2)
     time.sleep(0.5)
     targets = sorted(r.target for r in receiver.received())
-    assert targets == sorted([
-        "/Face/eventNotify?event=AudioRecordingStarted&calledAors=sip%3A7654321%401.2.3.1%3A5060"
-        "&ucid=13-23132%401.2.3.4",
-        "/Face/eventNotify?event=AudioRecordingEnded&calledAors=sip%3A7654321%401.2.3.1%3A5060"
-        "&ucid=13-23132%401.2.3.4",
-    ])
-    assert all(r.method == "GET" and r.header("User-Agent", ).startswith("recnotify/")
-               for r in got)
+    assert targets == sorted(
+        [
+            "/Face/eventNotify?event=AudioRecordingStarted&calledAors=sip%3A7654321%401.2.3.1%3A5060"
+            "&ucid=13-23132%401.2.3.4",
+            "/Face/eventNotify?event=AudioRecordingEnded&calledAors=sip%3A7654321%401.2.3.1%3A5060"
+            "&ucid=13-23132%401.2.3.4",
+        ]
+    )
+    assert all(
+        r.method == "GET"
+        and r.header(
+            "User-Agent",
+        ).startswith("recnotify/")
+        for r in got
+    )
 
 
 def test_every_scope_and_redundant_sinks_each_get_one_notification(
-        workers: WorkerFactory, receiver: Receiver) -> None:
-    workers.configure(config(
-        yaml_dest("by-route", receiver.url("/route"), "route:r1"),
-        yaml_dest("by-account", receiver.url("/account"), "account:a1"),
-        yaml_dest("by-account-2", receiver.url("/account2"), "account:a1"),
-        yaml_dest("by-realm", receiver.url("/realm"), "realm:x1"),
-        yaml_dest("everything", receiver.url("/global"), "global"),
-        yaml_dest("other-route", receiver.url("/other"), "route:r2"),
-    ))
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
+    workers.configure(
+        config(
+            yaml_dest("by-route", receiver.url("/route"), "route:r1"),
+            yaml_dest("by-account", receiver.url("/account"), "account:a1"),
+            yaml_dest("by-account-2", receiver.url("/account2"), "account:a1"),
+            yaml_dest("by-realm", receiver.url("/realm"), "realm:x1"),
+            yaml_dest("everything", receiver.url("/global"), "global"),
+            yaml_dest("other-route", receiver.url("/other"), "route:r2"),
+        )
+    )
     workers.start()
-    event_id = workers.publisher().publish("SEGMENT_STARTED_EVENT", route="r1", account="a1",
-                                           realm="x1", params={"UCID": "u1"})
+    event_id = workers.publisher().publish(
+        "SEGMENT_STARTED_EVENT", route="r1", account="a1", realm="x1", params={"UCID": "u1"}
+    )
     got = receiver.wait_for(5)
     time.sleep(0.5)
     assert sorted(r.path for r in receiver.received()) == [
-        "/account", "/account2", "/global", "/realm", "/route"]
+        "/account",
+        "/account2",
+        "/global",
+        "/realm",
+        "/route",
+    ]
     ids = {r.header("webhook-id") for r in got}
     assert len(ids) == 5, "each destination gets its own notification id"
     assert notification_id(event_id, "by-route") in ids
 
 
 def test_scope_matching_is_exact_and_case_sensitive(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     workers.configure(config(yaml_dest("r", receiver.url("/r"), "route:Support")))
     workers.start()
     pub = workers.publisher()
@@ -92,15 +124,26 @@ def test_scope_matching_is_exact_and_case_sensitive(
 
 
 def test_failure_result_reaches_failure_only_destination_and_not_success_only(
-        workers: WorkerFactory, receiver: Receiver) -> None:
-    workers.configure(config(
-        yaml_dest("failures", receiver.url("/failures"), results=["failure"],
-                  params="result=%RESULT%&error=%ERROR%"),
-        yaml_dest("successes", receiver.url("/successes"), results=["success"]),
-    ))
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
+    workers.configure(
+        config(
+            yaml_dest(
+                "failures",
+                receiver.url("/failures"),
+                results=["failure"],
+                params="result=%RESULT%&error=%ERROR%",
+            ),
+            yaml_dest("successes", receiver.url("/successes"), results=["success"]),
+        )
+    )
     workers.start()
-    workers.publisher().publish("RECORDING_PAUSED_EVENT", result="failure",
-                                error="disk full: /var/rec", params={"UCID": "u"})
+    workers.publisher().publish(
+        "RECORDING_PAUSED_EVENT",
+        result="failure",
+        error="disk full: /var/rec",
+        params={"UCID": "u"},
+    )
     got = receiver.wait_for(1)
     time.sleep(0.5)
     assert [r.path for r in receiver.received()] == ["/failures"]
@@ -109,13 +152,18 @@ def test_failure_result_reaches_failure_only_destination_and_not_success_only(
 
 def test_json_preset_posts_the_signed_body(workers: WorkerFactory, receiver: Receiver) -> None:
     secret = generate_secret()
-    workers.configure(config(
-        f"  - name: hook\n    preset: json\n    scope: global\n    url: {receiver.url('/j')}\n"
-        f"    secret: {secret}\n"))
+    workers.configure(
+        config(
+            f"  - name: hook\n    preset: json\n    scope: global\n    url: {receiver.url('/j')}\n"
+            f"    secret: {secret}\n"
+        )
+    )
     workers.start()
     event_id = workers.publisher().publish(
-        "SEGMENT_ENDED_EVENT", account="acme", params={"UCID": "u9", "FILESIZE": 1234,
-                                                       "FILENAME": "a b.wav"})
+        "SEGMENT_ENDED_EVENT",
+        account="acme",
+        params={"UCID": "u9", "FILESIZE": 1234, "FILENAME": "a b.wav"},
+    )
     (got,) = receiver.wait_for(1)
     body = got.json()
     assert got.method == "POST" and got.header("Content-Type") == "application/json"
@@ -123,32 +171,49 @@ def test_json_preset_posts_the_signed_body(workers: WorkerFactory, receiver: Rec
     assert body["params"] == {"UCID": "u9", "FILESIZE": 1234, "FILENAME": "a b.wav"}
     assert body["destination"] == "hook" and body["account"] == "acme"
     assert got.header("webhook-id") == notification_id(event_id, "hook")
-    assert verify(secret, got.header("webhook-id") or "", int(got.header("webhook-timestamp")
-                                                                 or 0), got.body,
-                  got.header("webhook-signature") or "")
+    assert verify(
+        secret,
+        got.header("webhook-id") or "",
+        int(got.header("webhook-timestamp") or 0),
+        got.body,
+        got.header("webhook-signature") or "",
+    )
     assert got.header("X-Recnotify-Event") == "SEGMENT_ENDED_EVENT"
 
 
-def test_get_signature_covers_the_request_target(workers: WorkerFactory,
-                                                 receiver: Receiver) -> None:
+def test_get_signature_covers_the_request_target(
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     secret = generate_secret()
-    workers.configure(config(yaml_dest("signed-get", receiver.url("/g"),
-                                       params="ucid=%UCID%", secret=secret)))
+    workers.configure(
+        config(yaml_dest("signed-get", receiver.url("/g"), params="ucid=%UCID%", secret=secret))
+    )
     workers.start()
     workers.publisher().publish("RECORDING_STARTED_EVENT", params={"UCID": "é&x"})
     (got,) = receiver.wait_for(1)
     assert got.target == "/g?ucid=%C3%A9%26x"
-    assert verify(secret, got.header("webhook-id") or "", int(got.header("webhook-timestamp")
-                                                                 or 0),
-                  got.target.encode(), got.header("webhook-signature") or "")
+    assert verify(
+        secret,
+        got.header("webhook-id") or "",
+        int(got.header("webhook-timestamp") or 0),
+        got.target.encode(),
+        got.header("webhook-signature") or "",
+    )
 
 
 def test_503_503_200_is_retried_to_success_with_one_webhook_id(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     receiver.script("/flaky", [503, 503, 200])
-    workers.configure(config(yaml_dest("flaky", receiver.url("/flaky"),
-                                       retry={"max_attempts": 5, "backoff_s": 0.05,
-                                              "backoff_max_s": 0.1})))
+    workers.configure(
+        config(
+            yaml_dest(
+                "flaky",
+                receiver.url("/flaky"),
+                retry={"max_attempts": 5, "backoff_s": 0.05, "backoff_max_s": 0.1},
+            )
+        )
+    )
     workers.start()
     workers.publisher().publish("RECORDING_STARTED_EVENT")
     got = receiver.wait_for(3)
@@ -159,10 +224,16 @@ def test_503_503_200_is_retried_to_success_with_one_webhook_id(
 
 
 def test_404_is_final_after_one_attempt_and_dead_lettered(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     receiver.script("/gone", [404])
-    workers.configure(config(yaml_dest("missing", receiver.url("/gone"),
-                                       retry={"max_attempts": 5, "backoff_s": 0.05})))
+    workers.configure(
+        config(
+            yaml_dest(
+                "missing", receiver.url("/gone"), retry={"max_attempts": 5, "backoff_s": 0.05}
+            )
+        )
+    )
     workers.start()
     event_id = workers.publisher().publish("RECORDING_ENDED_EVENT")
     receiver.wait_for(1)
@@ -175,12 +246,19 @@ def test_404_is_final_after_one_attempt_and_dead_lettered(
 
 
 def test_dead_letter_after_exhausted_retries_is_replayed_with_the_same_id(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     # Given a receiver that fails every attempt
     receiver.script("/down", [500])
-    workers.configure(config(yaml_dest("down", receiver.url("/down"),
-                                       retry={"max_attempts": 3, "backoff_s": 0.05,
-                                              "backoff_max_s": 0.1})))
+    workers.configure(
+        config(
+            yaml_dest(
+                "down",
+                receiver.url("/down"),
+                retry={"max_attempts": 3, "backoff_s": 0.05, "backoff_max_s": 0.1},
+            )
+        )
+    )
     workers.start()
     workers.publisher().publish("RECORDING_STARTED_EVENT", params={"UCID": "r1"})
     # Then after 3 attempts it is a dead letter with each attempt's status
@@ -194,8 +272,9 @@ def test_dead_letter_after_exhausted_retries_is_replayed_with_the_same_id(
     from workers.replay import replay_dead_letters
     from workers.service import make_enqueue
 
-    count = replay_dead_letters(workers.settings, workers.store, workers.redis,
-                                make_enqueue(create_app(workers.settings)))
+    count = replay_dead_letters(
+        workers.settings, workers.store, workers.redis, make_enqueue(create_app(workers.settings))
+    )
     assert count == 1
     got = receiver.wait_for(4)
     assert got[-1].header("webhook-id") == first_id
@@ -203,13 +282,17 @@ def test_dead_letter_after_exhausted_retries_is_replayed_with_the_same_id(
 
 
 def test_event_xadded_with_plain_redis_commands_is_delivered(
-        workers: WorkerFactory, receiver: Receiver) -> None:
-    workers.configure(config(yaml_dest("any", receiver.url("/x"), params="id=%EVENTID%&u=%UCID%"
-                                       "&t=%TIMESTAMP%")))
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
+    workers.configure(
+        config(yaml_dest("any", receiver.url("/x"), params="id=%EVENTID%&u=%UCID%&t=%TIMESTAMP%"))
+    )
     workers.start()
     client = workers.redis
-    entry_id = client.xadd(workers.settings.keys.events, {
-        "event": json.dumps({"type": "RECORDING_STARTED_EVENT", "params": {"UCID": "x@y"}})})
+    entry_id = client.xadd(
+        workers.settings.keys.events,
+        {"event": json.dumps({"type": "RECORDING_STARTED_EVENT", "params": {"UCID": "x@y"}})},
+    )
     (got,) = receiver.wait_for(1)
     query = got.query
     assert query["u"] == ["x@y"]
@@ -219,7 +302,8 @@ def test_event_xadded_with_plain_redis_commands_is_delivered(
 
 
 def test_garbage_stream_entries_are_dead_lettered_and_do_not_stop_the_worker(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     workers.configure(config(yaml_dest("any", receiver.url("/ok"))))
     proc = workers.start()
     client = workers.redis
@@ -240,7 +324,8 @@ def test_garbage_stream_entries_are_dead_lettered_and_do_not_stop_the_worker(
 
 
 def test_destination_added_while_the_worker_runs_applies_within_two_seconds(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     workers.configure(config(yaml_dest("first", receiver.url("/first"))))
     workers.start()
     workers.configure(config(yaml_dest("second", receiver.url("/second"))))
@@ -251,7 +336,8 @@ def test_destination_added_while_the_worker_runs_applies_within_two_seconds(
 
 
 def test_events_published_before_any_worker_started_are_delivered(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
     workers.configure(config(yaml_dest("early", receiver.url("/early"), params="u=%UCID%")))
     pub = workers.publisher()
     for i in range(5):
@@ -261,8 +347,9 @@ def test_events_published_before_any_worker_started_are_delivered(
     assert sorted(r.query["u"][0] for r in got) == [f"u{i}" for i in range(5)]
 
 
-def test_postgresql_store_drives_delivery(workers: WorkerFactory, receiver: Receiver,
-                                          postgres_url: str) -> None:
+def test_postgresql_store_drives_delivery(
+    workers: WorkerFactory, receiver: Receiver, postgres_url: str
+) -> None:
     workers.use_database(postgres_url)
     workers.configure(config(yaml_dest("pg", receiver.url("/pg"), params="u=%UCID%")))
     workers.start()
@@ -276,14 +363,19 @@ def test_postgresql_store_drives_delivery(workers: WorkerFactory, receiver: Rece
     assert attempt["status"] == 200 and attempt["outcome"] == "delivered"
 
 
-def test_rendered_url_round_trips_hostile_values(workers: WorkerFactory,
-                                                 receiver: Receiver) -> None:
-    workers.configure(config(yaml_dest("rt", receiver.url("/rt"),
-                                       params="a=%CALLINGAOR%&c=%CALLEDAORS%&lit=%C3%A9")))
+def test_rendered_url_round_trips_hostile_values(
+    workers: WorkerFactory, receiver: Receiver
+) -> None:
+    workers.configure(
+        config(
+            yaml_dest("rt", receiver.url("/rt"), params="a=%CALLINGAOR%&c=%CALLEDAORS%&lit=%C3%A9")
+        )
+    )
     workers.start()
     hostile = '"José Müller" <sip:jm@ex.com>&x=1#frag?q\r\nInjected: yes'
-    workers.publisher().publish("RECORDING_STARTED_EVENT",
-                                params={"CALLINGAOR": hostile, "CALLEDAORS": ["a@b", "c d"]})
+    workers.publisher().publish(
+        "RECORDING_STARTED_EVENT", params={"CALLINGAOR": hostile, "CALLEDAORS": ["a@b", "c d"]}
+    )
     (got,) = receiver.wait_for(1)
     query = parse_qs(urlsplit(got.target).query)
     assert query["a"] == [hostile]

@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app configured for ``settings`` (tasks registered on import)."""
     celery_app = Celery("recnotify", set_as_current=True)
     celery_app.conf.update(celery_config(settings))
-    celery_app.recnotify_settings = settings  # type: ignore[attr-defined]
+    celery_app.recnotify_settings = settings
     from workers import tasks
 
     tasks.register(celery_app)

@@ -19,25 +19,49 @@ from workers.settings import Settings
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.find_object(Settings) or Settings.from_env()  # type: ignore[no-any-return]
+    return ctx.find_object(Settings) or Settings.from_env()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="recnotify")
-@click.option("--redis-url", envvar="RECNOTIFY_REDIS_URL", metavar="URL",
-              help="Redis for the event stream and Celery [env RECNOTIFY_REDIS_URL; "
-                   "default redis://127.0.0.1:6379/0].")
-@click.option("--database-url", envvar="RECNOTIFY_DATABASE_URL", metavar="URL",
-              help="SQLAlchemy URL of the destination store [env RECNOTIFY_DATABASE_URL; "
-                   "default: SQLite in the data dir].")
-@click.option("--key-prefix", envvar="RECNOTIFY_KEY_PREFIX", metavar="PREFIX",
-              help="Prefix of every Redis key [env RECNOTIFY_KEY_PREFIX; default recnotify:].")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              envvar="RECNOTIFY_LOG_FORMAT", show_default=True, help="Log line format.")
+@click.option(
+    "--redis-url",
+    envvar="RECNOTIFY_REDIS_URL",
+    metavar="URL",
+    help="Redis for the event stream and Celery [env RECNOTIFY_REDIS_URL; "
+    "default redis://127.0.0.1:6379/0].",
+)
+@click.option(
+    "--database-url",
+    envvar="RECNOTIFY_DATABASE_URL",
+    metavar="URL",
+    help="SQLAlchemy URL of the destination store [env RECNOTIFY_DATABASE_URL; "
+    "default: SQLite in the data dir].",
+)
+@click.option(
+    "--key-prefix",
+    envvar="RECNOTIFY_KEY_PREFIX",
+    metavar="PREFIX",
+    help="Prefix of every Redis key [env RECNOTIFY_KEY_PREFIX; default recnotify:].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="RECNOTIFY_LOG_FORMAT",
+    show_default=True,
+    help="Log line format.",
+)
 @click.option("--log-level", default="INFO", envvar="RECNOTIFY_LOG_LEVEL", show_default=True)
 @click.pass_context
-def main(ctx: click.Context, redis_url: str | None, database_url: str | None,
-         key_prefix: str | None, log_format: str, log_level: str) -> None:
+def main(
+    ctx: click.Context,
+    redis_url: str | None,
+    database_url: str | None,
+    key_prefix: str | None,
+    log_format: str,
+    log_level: str,
+) -> None:
     """recnotify: recording events in, HTTP notifications out.
 
     \b
@@ -48,9 +72,13 @@ def main(ctx: click.Context, redis_url: str | None, database_url: str | None,
       recnotify check
     """
     setup_logging(log_level, log_format)
-    ctx.obj = Settings.from_env(redis_url=redis_url, database_url=database_url,
-                                key_prefix=key_prefix, log_format=log_format,
-                                log_level=log_level)
+    ctx.obj = Settings.from_env(
+        redis_url=redis_url,
+        database_url=database_url,
+        key_prefix=key_prefix,
+        log_format=log_format,
+        log_level=log_level,
+    )
 
 
 def run_safely(func: Any) -> Any:
@@ -74,16 +102,29 @@ def run_safely(func: Any) -> Any:
 @click.option("--route")
 @click.option("--account")
 @click.option("--realm")
-@click.option("--result", type=click.Choice(["success", "failure"]), default="success",
-              show_default=True)
+@click.option(
+    "--result", type=click.Choice(["success", "failure"]), default="success", show_default=True
+)
 @click.option("--error", "error_text", metavar="TEXT", help="Reason of a failure.")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="A parameter (repeatable; CALLEDAORS may repeat to make a list).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter (repeatable; CALLEDAORS may repeat to make a list).",
+)
 @click.pass_context
 @run_safely
-def publish(ctx: click.Context, event_type: str, route: str | None, account: str | None,
-            realm: str | None, result: str, error_text: str | None,
-            params: tuple[str, ...]) -> None:
+def publish(
+    ctx: click.Context,
+    event_type: str,
+    route: str | None,
+    account: str | None,
+    realm: str | None,
+    result: str,
+    error_text: str | None,
+    params: tuple[str, ...],
+) -> None:
     """Publish one event and print its id.
 
     \b
@@ -105,17 +146,35 @@ def publish(ctx: click.Context, event_type: str, route: str | None, account: str
         else:
             values[name] = value
     publisher = Publisher(settings.redis_url, key_prefix=settings.key_prefix)
-    event_id = publisher.publish(event_type, route=route, account=account, realm=realm,
-                                 result=result, error=error_text, params=values)
+    event_id = publisher.publish(
+        event_type,
+        route=route,
+        account=account,
+        realm=realm,
+        result=result,
+        error=error_text,
+        params=values,
+    )
     click.echo(event_id)
 
 
 # -- worker ----------------------------------------------------------------------------------
 @main.command()
-@click.option("--concurrency", "-c", type=int, envvar="RECNOTIFY_CONCURRENCY", default=64,
-              show_default=True, help="Delivery threads in this process.")
-@click.option("--node-name", "-n", envvar="RECNOTIFY_NODE_NAME",
-              help="Worker name (default: host-pid); unique per process.")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    envvar="RECNOTIFY_CONCURRENCY",
+    default=64,
+    show_default=True,
+    help="Delivery threads in this process.",
+)
+@click.option(
+    "--node-name",
+    "-n",
+    envvar="RECNOTIFY_NODE_NAME",
+    help="Worker name (default: host-pid); unique per process.",
+)
 @click.pass_context
 @run_safely
 def worker(ctx: click.Context, concurrency: int, node_name: str | None) -> None:
@@ -134,21 +193,37 @@ def worker(ctx: click.Context, concurrency: int, node_name: str | None) -> None:
 
     settings = _settings(ctx)
     settings = replace(settings, concurrency=concurrency,
-                       **({"node_name": node_name} if node_name else {}))
+                       node_name=node_name or settings.node_name)
     app = create_app(settings)
     install(app)
-    app.worker_main([
-        "worker", "--pool", "threads", "--concurrency", str(concurrency),
-        "--queues", "deliver", "--hostname", f"recnotify@{settings.node_name}",
-        "--task-events", "--without-gossip", "--without-mingle",
-        "--loglevel", settings.log_level,
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            "deliver",
+            "--hostname",
+            f"recnotify@{settings.node_name}",
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            settings.log_level,
+        ]
+    )
 
 
 # -- check -----------------------------------------------------------------------------------
 @main.command()
-@click.option("--self", "self_only", is_flag=True,
-              help="Only the worker on this host (liveness probe; ignores the database).")
+@click.option(
+    "--self",
+    "self_only",
+    is_flag=True,
+    help="Only the worker on this host (liveness probe; ignores the database).",
+)
 @click.pass_context
 def check(ctx: click.Context, self_only: bool) -> None:
     """Exit 0 when Redis, the database and at least one worker answer.

@@ -66,14 +66,20 @@ def import_(ctx: click.Context, file: Path, replace: bool) -> None:
         result = store.import_destinations(dests, replace=replace)
     except RecnotifyError as exc:
         _fail(exc)
-    click.echo(f"{file}: {result.created} created, {result.updated} updated, "
-               f"{result.removed} removed, {result.unchanged} unchanged")
+    click.echo(
+        f"{file}: {result.created} created, {result.updated} updated, "
+        f"{result.removed} removed, {result.unchanged} unchanged"
+    )
 
 
 @destinations.command("export")
 @click.option("--include-secrets", is_flag=True, help="Write secrets in clear (keep it safe).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to a file instead of standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of standard output.",
+)
 @click.pass_context
 def export(ctx: click.Context, include_secrets: bool, output: Path | None) -> None:
     """Write every destination in the import format (secrets masked unless asked).
@@ -176,9 +182,11 @@ def dl_list(ctx: click.Context, destination: str | None, as_json: bool) -> None:
     if not letters:
         click.echo("no dead letters")
     for d in letters:
-        click.echo(f"#{d['id']:<6} {d['destination'] or '(no destination)':<24} "
-                   f"event {d['event_id']}  {len(d.get('attempts') or [])} attempt(s): "
-                   f"{d['reason']}")
+        click.echo(
+            f"#{d['id']:<6} {d['destination'] or '(no destination)':<24} "
+            f"event {d['event_id']}  {len(d.get('attempts') or [])} attempt(s): "
+            f"{d['reason']}"
+        )
 
 
 @dead_letters.command("replay")
@@ -202,8 +210,14 @@ def dl_replay(ctx: click.Context, destination: str | None) -> None:
     total = len(store.list_dead_letters(destination=destination))
     client = redis.Redis.from_url(settings.redis_url)
     with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
-        count = replay_dead_letters(settings, store, client, make_enqueue(create_app(settings)),
-                                    destination=destination, progress=bar.update)
+        count = replay_dead_letters(
+            settings,
+            store,
+            client,
+            make_enqueue(create_app(settings)),
+            destination=destination,
+            progress=bar.update,
+        )
     click.echo(f"replayed {count} dead letter(s)")
 
 

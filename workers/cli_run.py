@@ -39,11 +39,17 @@ def resolve_redis(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
         warn_without_persistence(settings.redis_url)
         return settings, None
     if settings.redis_url_explicit:
-        raise ConfigError(f"RECNOTIFY_REDIS_URL={settings.redis_url} does not answer; start "
-                          "that Redis, or unset RECNOTIFY_REDIS_URL to use an embedded one")
+        raise ConfigError(
+            f"RECNOTIFY_REDIS_URL={settings.redis_url} does not answer; start "
+            "that Redis, or unset RECNOTIFY_REDIS_URL to use an embedded one"
+        )
     embedded = EmbeddedRedis(settings.data_dir / "redis").start()
-    log.info("no Redis at %s: started an embedded redis-server (AOF on) at %s, data in %s",
-             settings.redis_url, embedded.url, embedded.data_dir)
+    log.info(
+        "no Redis at %s: started an embedded redis-server (AOF on) at %s, data in %s",
+        settings.redis_url,
+        embedded.url,
+        embedded.data_dir,
+    )
     return replace(settings, redis_url=embedded.url, redis_url_explicit=True), embedded
 
 
@@ -53,9 +59,11 @@ def warn_without_persistence(url: str) -> None:
     except redis.exceptions.RedisError:
         return
     if config.get("appendonly") != "yes":
-        log.warning("Redis at %s has AOF persistence off: events and queued notifications are "
-                    "lost if it restarts (use appendonly yes, appendfsync everysec)",
-                    url.rpartition("@")[2])
+        log.warning(
+            "Redis at %s has AOF persistence off: events and queued notifications are "
+            "lost if it restarts (use appendonly yes, appendfsync everysec)",
+            url.rpartition("@")[2],
+        )
 
 
 def flower_credentials(data_dir: Path) -> str:
@@ -74,13 +82,29 @@ def flower_credentials(data_dir: Path) -> str:
 
 
 @click.command()
-@click.option("--workers", "worker_count", type=int, default=1, show_default=True,
-              envvar="RECNOTIFY_WORKERS", help="Worker processes to start.")
-@click.option("--flower-port", type=int, default=5555, show_default=True,
-              envvar="RECNOTIFY_FLOWER_PORT", help="Flower's port (0: no Flower).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              envvar="RECNOTIFY_DATA_DIR", help="SQLite database, secret key, Redis data "
-              "[env RECNOTIFY_DATA_DIR; default ./.recnotify].")
+@click.option(
+    "--workers",
+    "worker_count",
+    type=int,
+    default=1,
+    show_default=True,
+    envvar="RECNOTIFY_WORKERS",
+    help="Worker processes to start.",
+)
+@click.option(
+    "--flower-port",
+    type=int,
+    default=5555,
+    show_default=True,
+    envvar="RECNOTIFY_FLOWER_PORT",
+    help="Flower's port (0: no Flower).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RECNOTIFY_DATA_DIR",
+    help="SQLite database, secret key, Redis data [env RECNOTIFY_DATA_DIR; default ./.recnotify].",
+)
 @click.pass_context
 def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path | None) -> None:
     """Run the whole service on this machine (Redis if needed, workers, Flower, admin).
@@ -108,15 +132,37 @@ def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path 
     python = sys.executable
     for index in range(worker_count):
         node = f"{os.uname().nodename}-run{index}"
-        children.append((f"worker {index}", subprocess.Popen(
-            [python, "-m", "workers", "worker", "--node-name", node], env=env)))
+        children.append(
+            (
+                f"worker {index}",
+                subprocess.Popen([python, "-m", "workers", "worker", "--node-name", node], env=env),
+            )
+        )
     if flower_port:
         creds = flower_credentials(settings.data_dir)
-        children.append(("flower", subprocess.Popen(
-            [python, "-m", "celery", "--app", "workers.app", "flower", f"--port={flower_port}",
-             "--address=127.0.0.1", f"--basic-auth={creds}"], env=env)))
-        click.echo(f"Flower:   http://127.0.0.1:{flower_port}/  (user/password in "
-                   f"{settings.data_dir / 'flower.auth'})")
+        children.append(
+            (
+                "flower",
+                subprocess.Popen(
+                    [
+                        python,
+                        "-m",
+                        "celery",
+                        "--app",
+                        "workers.app",
+                        "flower",
+                        f"--port={flower_port}",
+                        "--address=127.0.0.1",
+                        f"--basic-auth={creds}",
+                    ],
+                    env=env,
+                ),
+            )
+        )
+        click.echo(
+            f"Flower:   http://127.0.0.1:{flower_port}/  (user/password in "
+            f"{settings.data_dir / 'flower.auth'})"
+        )
     admin = _start_admin(python, env)
     if admin:
         children.append(("admin", admin))
@@ -128,14 +174,15 @@ def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path 
 
 def _start_admin(python: str, env: dict[str, str]) -> subprocess.Popen[bytes] | None:
     try:
-        import workers.admin  # noqa: F401
+        import workers.admin  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
         return None
     return subprocess.Popen([python, "-m", "workers", "admin"], env=env)
 
 
-def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]],
-               embedded: EmbeddedRedis | None) -> None:
+def _supervise(
+    children: list[tuple[str, subprocess.Popen[bytes]]], embedded: EmbeddedRedis | None
+) -> None:
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:

@@ -40,11 +40,15 @@ class ConfigCache:
                 self._recovered()
                 return False
             destinations = self.source.list_destinations()
-        except Exception as exc:  # noqa: BLE001 - keep serving the last good copy
+        except Exception as exc:
             if self._failing_since is None:
                 self._failing_since = time.time()
-                log.error("cannot read destinations (%s: %s); using the copy loaded at version %s",
-                          type(exc).__name__, exc, self.version)
+                log.error(
+                    "cannot read destinations (%s: %s); using the copy loaded at version %s",
+                    type(exc).__name__,
+                    exc,
+                    self.version,
+                )
             return False
         self._recovered()
         self.index = RoutingIndex.build(destinations)
@@ -55,7 +59,9 @@ class ConfigCache:
 
     def _recovered(self) -> None:
         if self._failing_since is not None:
-            log.warning("destinations readable again after %.0f s", time.time() - self._failing_since)
+            log.warning(
+                "destinations readable again after %.0f s", time.time() - self._failing_since
+            )
             self._failing_since = None
 
     def get(self, name: str) -> Destination | None:

@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from typing import Any
+
 import redis
 import redis.exceptions
 
@@ -49,8 +51,16 @@ def entry_time(entry_id: str) -> str:
 
 
 class StreamConsumer:
-    def __init__(self, settings: Settings, client: redis.Redis, config: ConfigCache,
-                 enqueue: Enqueue, *, batch: int = 100, block_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        config: ConfigCache,
+        enqueue: Enqueue,
+        *,
+        batch: int = 100,
+        block_ms: int = 1000,
+    ) -> None:
         self.settings = settings
         self.keys = settings.keys
         self.redis = client
@@ -87,20 +97,26 @@ class StreamConsumer:
             except redis.exceptions.ResponseError as exc:
                 failures += 1
                 if "NOGROUP" in str(exc):
-                    log.error("consumer group %s is gone (Redis restarted without persistence "
-                              "or the stream was deleted): recreating it; events accepted before "
-                              "the loss and not yet dispatched are LOST", self.keys.group)
+                    log.error(
+                        "consumer group %s is gone (Redis restarted without persistence "
+                        "or the stream was deleted): recreating it; events accepted before "
+                        "the loss and not yet dispatched are LOST",
+                        self.keys.group,
+                    )
                     self._read_own_pending = True
                 else:
                     log.error("stream read failed: %s", exc)
                 stop.wait(min(5.0, 0.2 * 2**failures))
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                    redis.exceptions.BusyLoadingError) as exc:
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                redis.exceptions.BusyLoadingError,
+            ) as exc:
                 failures += 1
                 log.error("Redis unavailable for the stream consumer (%s); retrying", exc)
                 self._read_own_pending = True
                 stop.wait(min(5.0, 0.2 * 2**failures))
-            except Exception:  # noqa: BLE001 - never die, never spin
+            except Exception:
                 failures += 1
                 log.exception("stream consumer error; retrying")
                 stop.wait(min(5.0, 0.2 * 2**failures))
@@ -116,8 +132,11 @@ class StreamConsumer:
             self._next_trim_s = now + 60
             self.trim()
         start_id = "0" if self._read_own_pending else ">"
-        response = self.redis.xreadgroup(
-            self.keys.group, self.name, {self.keys.events: start_id}, count=self.batch,
+        response: Any = self.redis.xreadgroup(
+            self.keys.group,
+            self.name,
+            {self.keys.events: start_id},
+            count=self.batch,
             block=None if start_id == "0" else self.block_ms,
         )
         entries: list[Entry] = response[0][1] if response else []
@@ -133,15 +152,19 @@ class StreamConsumer:
         cursor = "0-0"
         while True:
             result = self.redis.xautoclaim(
-                self.keys.events, self.keys.group, self.name,
-                min_idle_time=int(self.settings.claim_idle_s * 1000), start_id=cursor,
+                self.keys.events,
+                self.keys.group,
+                self.name,
+                min_idle_time=int(self.settings.claim_idle_s * 1000),
+                start_id=cursor,
                 count=self.batch,
             )
             cursor = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
             entries = [e for e in result[1] if e and e[1] is not None]
             if entries:
-                log.warning("claimed %d stream entries left pending by a dead consumer",
-                            len(entries))
+                log.warning(
+                    "claimed %d stream entries left pending by a dead consumer", len(entries)
+                )
                 self.process(entries)
                 claimed += len(entries)
             if cursor == "0-0" or not result[1]:
@@ -166,8 +189,13 @@ class StreamConsumer:
                 pipe.sadd(self.keys.ucid(str(ucid)), event.id)
                 pipe.expire(self.keys.ucid(str(ucid)), retention_s)
             tasks.extend((event.id, dest.name) for dest in destinations)
-            log.info("event %s (%s) from entry %s: %d notification(s)", event.id, event.type,
-                     entry_id, len(destinations))
+            log.info(
+                "event %s (%s) from entry %s: %d notification(s)",
+                event.id,
+                event.type,
+                entry_id,
+                len(destinations),
+            )
         dispatched = self.keys.metric("dispatched")
         pipe.hincrby(dispatched, "events|total", len(entries))
         pipe.hincrby(dispatched, "notifications|total", len(tasks))
@@ -177,24 +205,35 @@ class StreamConsumer:
         self.redis.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
         self.dispatched += len(tasks)
 
-    def _parse(self, entry_id: str, fields: dict[bytes, bytes], pipe: redis.client.Pipeline
-               ) -> Event | None:
+    def _parse(
+        self, entry_id: str, fields: dict[bytes, bytes], pipe: redis.client.Pipeline
+    ) -> Event | None:
         raw = fields.get(b"event")
         try:
             if raw is None:
                 names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields))
-                raise InvalidEvent("event", names,
-                                   f"stream entry has no 'event' field (fields: {names})")
+                raise InvalidEvent(
+                    "event", names, f"stream entry has no 'event' field (fields: {names})"
+                )
             return parse_event_json(
-                raw, default_id=entry_event_id(self.keys.events, entry_id),
-                default_occurred_at=entry_time(entry_id))
+                raw,
+                default_id=entry_event_id(self.keys.events, entry_id),
+                default_occurred_at=entry_time(entry_id),
+            )
         except InvalidEvent as exc:
             log.error("stream entry %s refused and dead-lettered: %s", entry_id, exc)
-            pipe.rpush(self.keys.records, dead_record(
-                notification_id=f"entry:{entry_id}", event_id=entry_id, destination="",
-                event_json=json.dumps((raw or b"").decode("utf-8", "replace")[:65536]),
-                attempts_json="[]",
-                reason=f"invalid event: {exc}", created_at=time.time()))
+            pipe.rpush(
+                self.keys.records,
+                dead_record(
+                    notification_id=f"entry:{entry_id}",
+                    event_id=entry_id,
+                    destination="",
+                    event_json=json.dumps((raw or b"").decode("utf-8", "replace")[:65536]),
+                    attempts_json="[]",
+                    reason=f"invalid event: {exc}",
+                    created_at=time.time(),
+                ),
+            )
             return None
 
     # -- retention -------------------------------------------------------------------------

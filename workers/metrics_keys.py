@@ -16,8 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
-LATENCY_BUCKETS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
-                                         30000, 60000)
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+)
 
 
 def bucket_for(latency_ms: float) -> str:
@@ -27,8 +40,9 @@ def bucket_for(latency_ms: float) -> str:
     return "+Inf"
 
 
-def count_attempt(pipe: Any, metric_key: Any, destination: str, outcome: str,
-                  latency_ms: float | None) -> None:
+def count_attempt(
+    pipe: Any, metric_key: Any, destination: str, outcome: str, latency_ms: float | None
+) -> None:
     """Add one attempt's counters to ``pipe`` (metric_key: name -> Redis key)."""
     pipe.hincrby(metric_key("notifications"), f"{destination}|{outcome}", 1)
     if latency_ms is not None:

@@ -10,10 +10,16 @@ import redis
 from workers.settings import Settings
 
 
-def replay_dead_letters(settings: Settings, store: Any, client: redis.Redis,
-                        enqueue: Callable[[Sequence[tuple[str, str]]], None], *,
-                        destination: str | None = None, ids: Sequence[int] | None = None,
-                        progress: Callable[[int], None] | None = None) -> int:
+def replay_dead_letters(
+    settings: Settings,
+    store: Any,
+    client: redis.Redis,
+    enqueue: Callable[[Sequence[tuple[str, str]]], None],
+    *,
+    destination: str | None = None,
+    ids: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Re-enqueue dead letters (all, one destination's, or by id); returns how many.
 
     The event is put back in Redis from the dead letter, the notification's state
@@ -28,11 +34,14 @@ def replay_dead_letters(settings: Settings, store: Any, client: redis.Redis,
     replayable = [d for d in letters if d.get("destination") and d.get("event_json")]
     done = 0
     for start in range(0, len(replayable), 500):
-        batch = replayable[start:start + 500]
+        batch = replayable[start : start + 500]
         pipe = client.pipeline(transaction=False)
         for letter in batch:
-            pipe.set(keys.event(letter["event_id"]), letter["event_json"],
-                     ex=int(settings.stream_retention_s))
+            pipe.set(
+                keys.event(letter["event_id"]),
+                letter["event_json"],
+                ex=int(settings.stream_retention_s),
+            )
             nkey = keys.notification(letter["notification_id"])
             pipe.delete(nkey, nkey + ":log")
         pipe.execute()

@@ -28,8 +28,11 @@ class Runtime:
     @cached_property
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(
-            self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
-            health_check_interval=25, max_connections=self.settings.concurrency + 16,
+            self.settings.redis_url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=25,
+            max_connections=self.settings.concurrency + 16,
             retry_on_timeout=True,
         )
 
@@ -46,8 +49,11 @@ class Runtime:
     @cached_property
     def global_rules(self) -> AddressRules:
         return AddressRules(
-            allow=((parse_cidrs(self.settings.allow_cidrs, where="RECNOTIFY_ALLOW_CIDRS"),)
-                   if self.settings.allow_cidrs else ()),
+            allow=(
+                (parse_cidrs(self.settings.allow_cidrs, where="RECNOTIFY_ALLOW_CIDRS"),)
+                if self.settings.allow_cidrs
+                else ()
+            ),
             deny=parse_cidrs(self.settings.deny_cidrs, where="RECNOTIFY_DENY_CIDRS"),
         )
 
@@ -57,8 +63,9 @@ class Runtime:
 
     @cached_property
     def deliverer(self) -> Deliverer:
-        return Deliverer(self.settings, self.redis, self.config, self.transport,
-                         self.global_rules, self.store)
+        return Deliverer(
+            self.settings, self.redis, self.config, self.transport, self.global_rules, self.store
+        )
 
 
 _runtimes: dict[tuple[int, int], Runtime] = {}

@@ -62,15 +62,19 @@ class Service:
     def start(self) -> None:
         self.wait_for_config()
         self.consumer.ensure_group()
-        for name, target in (("recnotify-consumer", self.consumer.run),
-                             ("recnotify-scheduler", self._scheduler_loop),
-                             ("recnotify-housekeeping", self._housekeeping_loop)):
-            thread = threading.Thread(target=target, args=(self.stop_event,), name=name,
-                                      daemon=True)
+        for name, target in (
+            ("recnotify-consumer", self.consumer.run),
+            ("recnotify-scheduler", self._scheduler_loop),
+            ("recnotify-housekeeping", self._housekeeping_loop),
+        ):
+            thread = threading.Thread(
+                target=target, args=(self.stop_event,), name=name, daemon=True
+            )
             thread.start()
             self.threads.append(thread)
-        log.info("recnotify worker %s consuming %s", self.settings.node_name,
-                 self.settings.keys.events)
+        log.info(
+            "recnotify worker %s consuming %s", self.settings.node_name, self.settings.keys.events
+        )
 
     def wait_for_config(self) -> None:
         """Do not consume before the destinations are known (else events would match none)."""
@@ -89,7 +93,7 @@ class Service:
         try:
             self.flusher.flush()
             self.runtime.redis.delete(self.settings.keys.heartbeat(self.settings.node_name))
-        except Exception:  # noqa: BLE001 - best effort at shutdown
+        except Exception:
             log.warning("final flush at shutdown failed; records stay buffered in Redis")
 
     def _scheduler_loop(self, stop: threading.Event) -> None:
@@ -101,17 +105,21 @@ class Service:
         while not stop.wait(0.5):
             try:
                 self.schedule.move_due(enqueue_one)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.error("schedule mover: %s", exc)
                 stop.wait(2)
 
     def _housekeeping_loop(self, stop: threading.Event) -> None:
         while True:
-            for job in (self.runtime.config.refresh, self._heartbeat, self.flusher.flush,
-                        self._purge):
+            for job in (
+                self.runtime.config.refresh,
+                self._heartbeat,
+                self.flusher.flush,
+                self._purge,
+            ):
                 try:
                     job()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.error("housekeeping (%s): %s", getattr(job, "__name__", job), exc)
             if stop.wait(0.5):
                 return
@@ -124,8 +132,11 @@ class Service:
             "config_version": self.runtime.config.version,
             "dispatched": self.consumer.dispatched,
         }
-        self.runtime.redis.set(self.settings.keys.heartbeat(self.settings.node_name),
-                               json.dumps(beat), ex=HEARTBEAT_TTL_S)
+        self.runtime.redis.set(
+            self.settings.keys.heartbeat(self.settings.node_name),
+            json.dumps(beat),
+            ex=HEARTBEAT_TTL_S,
+        )
 
     def _purge(self) -> None:
         if time.monotonic() < self._next_purge_s:
@@ -136,7 +147,7 @@ class Service:
             log.info("retention: removed %d attempt records/dead letters", removed)
 
 
-class ServiceStep(bootsteps.StartStopStep):
+class ServiceStep(bootsteps.StartStopStep):  # type: ignore[misc]
     """Starts the :class:`Service` with the Celery worker, stops it before the pool."""
 
     requires = {"celery.worker.components:Pool"}

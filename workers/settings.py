@@ -148,8 +148,9 @@ class Settings:
                 env, "RECNOTIFY_RECORD_RETENTION_DAYS", DEFAULT_RECORD_RETENTION_DAYS
             ),
             concurrency=int(_number(env, "RECNOTIFY_CONCURRENCY", 64)),
-            visibility_timeout_s=int(_number(env, "RECNOTIFY_VISIBILITY_TIMEOUT_S",
-                                             DEFAULT_VISIBILITY_TIMEOUT_S)),
+            visibility_timeout_s=int(
+                _number(env, "RECNOTIFY_VISIBILITY_TIMEOUT_S", DEFAULT_VISIBILITY_TIMEOUT_S)
+            ),
             max_countdown_s=_number(env, "RECNOTIFY_MAX_COUNTDOWN_S", DEFAULT_MAX_COUNTDOWN_S),
             claim_idle_s=_number(env, "RECNOTIFY_CLAIM_IDLE_S", DEFAULT_CLAIM_IDLE_S),
             allow_cidrs=env.get("RECNOTIFY_ALLOW_CIDRS", ""),

@@ -11,14 +11,19 @@ from celery import Celery, Task
 
 
 def register(app: Celery) -> None:
-    @app.task(name="recnotify.deliver", bind=True, acks_late=True, max_retries=None,
-              ignore_result=True, shared=False)
+    @app.task(  # type: ignore[untyped-decorator]
+        name="recnotify.deliver",
+        bind=True,
+        acks_late=True,
+        max_retries=None,
+        ignore_result=True,
+        shared=False,
+    )
     def deliver(self: Task, event_id: str, destination: str) -> str:
         from workers.deliver import Retry
         from workers.runtime import get_runtime
 
-        result: Any = get_runtime(self.app.recnotify_settings).deliverer.run(event_id,
-                                                                             destination)
+        result: Any = get_runtime(self.app.recnotify_settings).deliverer.run(event_id, destination)
         if isinstance(result, Retry):
             raise self.retry(countdown=result.countdown_s, max_retries=None)
         return str(result) if result is not None else "duplicate"

@@ -13,8 +13,8 @@ from workers.store import Store
 
 
 def event_ids_for_ucid(settings: Settings, ucid: str) -> list[str]:
-    client = redis.Redis.from_url(settings.redis_url)
-    return sorted(m.decode() for m in client.smembers(settings.keys.ucid(ucid)))
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    return sorted(str(m) for m in client.smembers(settings.keys.ucid(ucid)))
 
 
 def trace_event(settings: Settings, event_id: str) -> dict[str, Any]:
@@ -25,23 +25,41 @@ def trace_event(settings: Settings, event_id: str) -> dict[str, Any]:
     raw = client.get(keys.event(event_id))
     event = json.loads(raw) if raw else None
     attempts = store.list_attempts(event_id=event_id, limit=10_000)
-    dead = {d["notification_id"]: d for d in store.list_dead_letters()
-            if d.get("event_id") == event_id}
-    destinations = sorted({a["destination"] for a in attempts} | {d["destination"] for d in
-                                                                    dead.values()})
+    dead = {
+        d["notification_id"]: d for d in store.list_dead_letters() if d.get("event_id") == event_id
+    }
+    destinations = sorted(
+        {a["destination"] for a in attempts} | {d["destination"] for d in dead.values()}
+    )
     notifications = []
     for name in destinations:
         nid = notification_id(event_id, name)
         state = client.hgetall(keys.notification(nid))
         log = [json.loads(x) for x in client.lrange(keys.notification(nid) + ":log", 0, -1)]
-        rows = sorted((a for a in attempts if a["destination"] == name),
-                      key=lambda a: a["attempt"])
-        history = log or [{k: a.get(k) for k in ("attempt", "at", "status", "error",
-                                                   "latency_ms")} for a in rows]
-        current = state.get(b"state", b"").decode() or (rows[-1]["outcome"] if rows else "")
+        rows = sorted((a for a in attempts if a["destination"] == name), key=lambda a: a["attempt"])
+        history = log or [
+            {k: a.get(k) for k in ("attempt", "at", "status", "error", "latency_ms")} for a in rows
+        ]
+        current = _text(state.get(b"state")) or (rows[-1]["outcome"] if rows else "")
         if nid in dead:
             current = "dead"
-        notifications.append({"destination": name, "notification_id": nid,
-                              "state": current or "pending", "attempts": history})
-    return {"event_id": event_id, "type": event["type"] if event else None, "event": event,
-            "notifications": notifications}
+        notifications.append(
+            {
+                "destination": name,
+                "notification_id": nid,
+                "state": current or "pending",
+                "attempts": history,
+            }
+        )
+    return {
+        "event_id": event_id,
+        "type": event["type"] if event else None,
+        "event": event,
+        "notifications": notifications,
+    }
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
