@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-
 from typing import Any
 
 import redis

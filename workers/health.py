@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 import socket
 import time
+from typing import Any
 
 import redis
 
