@@ -181,7 +181,7 @@ class StreamConsumer:
             if event is None:
                 continue
             destinations = self.config.index.match(event)
-            retention_s = int(self.settings.stream_retention_s)
+            retention_s = max(1, int(self.settings.stream_retention_s))
             pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s)
             ucid = event.params.get("UCID")
             if ucid not in (None, ""):

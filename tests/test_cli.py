@@ -1,0 +1,155 @@
+"""The `recnotify` command line, against a real Redis and a SQLite store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from tests.helpers import TEST_SECRET_KEY
+from workers.cli import main
+from workers.cli_run import resolve_redis
+from workers.embedded import free_port, redis_answers
+from workers.errors import ConfigError
+from workers.settings import Settings
+from workers.signing import generate_secret
+
+
+@pytest.fixture
+def cli(redis_url: str, key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> CliRunner:
+    for name in ("RECNOTIFY_DATABASE_URL", "RECNOTIFY_ALLOW_CIDRS", "RECNOTIFY_DENY_CIDRS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RECNOTIFY_REDIS_URL", redis_url)
+    monkeypatch.setenv("RECNOTIFY_KEY_PREFIX", key_prefix)
+    monkeypatch.setenv("RECNOTIFY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RECNOTIFY_SECRET_KEY", TEST_SECRET_KEY)
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    return runner
+
+
+GOOD = """destinations:
+  - name: face-started
+    events: [RECORDING_STARTED_EVENT]
+    scope: route:support-line
+    url: https://10.0.0.5:8443/Face/eventNotify
+    params: "event=AudioRecordingStarted&calledAors=%CALLEDAORS%&ucid=%UCID%"
+  - name: crm
+    preset: json
+    scope: account:acme
+    url: https://user:hunter2@crm.example.com/hook
+    secret: SECRET
+"""
+
+
+def test_publish_prints_the_event_id_and_writes_the_stream(cli: CliRunner, redis_url: str,
+                                                           key_prefix: str) -> None:
+    result = cli.invoke(main, ["publish", "RECORDING_STARTED_EVENT", "--route", "r",
+                               "--param", "UCID=u1", "--param", "CALLEDAORS=a",
+                               "--param", "CALLEDAORS=b"])
+    assert result.exit_code == 0, result.output
+    event_id = result.output.strip()
+    ((_, fields),) = redis.Redis.from_url(redis_url).xrange(f"{key_prefix}events")
+    event = json.loads(fields[b"event"])
+    assert event["id"] == event_id and event["params"]["CALLEDAORS"] == ["a", "b"]
+
+
+def test_publish_of_an_invalid_event_exits_1_naming_the_value(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["publish", "RECORDING_STARTED_EVENT", "--param", "FOO=1"])
+    assert result.exit_code == 1
+    assert "'FOO' is not a parameter of RECORDING_STARTED_EVENT" in result.output
+
+
+def test_import_list_show_export_masks_every_secret(cli: CliRunner, tmp_path: Path) -> None:
+    secret = generate_secret()
+    path = tmp_path / "d.yaml"
+    path.write_text(GOOD.replace("SECRET", secret))
+    result = cli.invoke(main, ["destinations", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    listing = cli.invoke(main, ["destinations", "list"]).output
+    assert "face-started" in listing and "crm" in listing
+    shown = cli.invoke(main, ["destinations", "show", "crm"]).output
+    exported = cli.invoke(main, ["destinations", "export"]).output
+    for text in (listing, shown, exported):
+        assert secret not in text and "hunter2" not in text
+    assert "********" in shown
+    with_secrets = cli.invoke(main, ["destinations", "export", "--include-secrets"]).output
+    assert secret in with_secrets and "hunter2" in with_secrets
+
+
+def test_a_file_with_one_bad_destination_changes_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(GOOD.replace("SECRET", generate_secret()) + """  - name: broken
+    events: [RECORDING_STARTED_EVENT]
+    scope: route:x
+    url: http://x.example/
+    params: "f=%FILENAME%"
+""")
+    result = cli.invoke(main, ["destinations", "import", str(path)])
+    assert result.exit_code == 1
+    assert "broken" in result.output and "FILENAME" in result.output
+    assert "params" in result.output
+    listing = cli.invoke(main, ["destinations", "list"]).output
+    assert "face-started" not in listing
+
+
+def test_remove_enable_disable_and_unknown_names(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(GOOD.replace("SECRET", generate_secret()))
+    cli.invoke(main, ["destinations", "import", str(path)])
+    assert cli.invoke(main, ["destinations", "disable", "crm"]).exit_code == 0
+    assert "DISABLED" in cli.invoke(main, ["destinations", "list"]).output
+    assert cli.invoke(main, ["destinations", "enable", "crm"]).exit_code == 0
+    assert cli.invoke(main, ["destinations", "remove", "crm"]).exit_code == 0
+    missing = cli.invoke(main, ["destinations", "show", "crm"])
+    assert missing.exit_code == 1 and "'crm'" in missing.output
+
+
+def test_dead_letters_list_and_purge_when_empty(cli: CliRunner) -> None:
+    assert "no dead letters" in cli.invoke(main, ["dead-letters", "list"]).output
+    assert "purged 0" in cli.invoke(main, ["dead-letters", "purge", "--yes"]).output
+
+
+def test_check_fails_with_the_reason_when_no_worker_runs(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["check"])
+    assert result.exit_code == 1 and "no recnotify worker is running" in result.output
+    result = cli.invoke(main, ["check", "--self"])
+    assert result.exit_code == 1 and "heartbeat" in result.output
+
+
+def test_every_command_has_help_with_an_example(cli: CliRunner) -> None:
+    commands = [["publish"], ["worker"], ["run"], ["check"], ["trace"], ["db", "upgrade"],
+                ["destinations", "import"], ["destinations", "export"],
+                ["destinations", "list"], ["destinations", "show"], ["dead-letters", "replay"],
+                ["dead-letters", "purge"], ["dead-letters", "list"]]
+    for command in commands:
+        result = cli.invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Example" in result.output, command
+
+
+def test_run_refuses_an_explicit_redis_url_that_does_not_answer(tmp_path: Path) -> None:
+    settings = Settings.from_env({"RECNOTIFY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+                                 data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="does not answer"):
+        resolve_redis(settings)
+
+
+def test_run_starts_an_embedded_redis_with_aof_when_none_answers(tmp_path: Path) -> None:
+    settings = replace(Settings.from_env({}, data_dir=tmp_path),
+                       redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_url_explicit=False)
+    resolved, embedded = resolve_redis(settings)
+    assert embedded is not None
+    try:
+        assert redis_answers(resolved.redis_url)
+        config = redis.Redis.from_url(resolved.redis_url).config_get("*")
+        assert config["appendonly"] == "yes" and config["maxmemory-policy"] == "noeviction"
+        assert (tmp_path / "redis").is_dir()
+    finally:
+        embedded.stop()
