@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from producer import InvalidEvent, PublishError, Publisher
+from producer import InvalidEvent, Publisher, PublishError
 from producer.constants import events_key
 from workers.embedded import EmbeddedRedis, free_port
 
