@@ -28,7 +28,9 @@ import redis.exceptions
 from producer.errors import InvalidEvent
 from producer.events import Event, format_timestamp, parse_event_json
 from workers.config import ConfigCache
+from workers.ordering import Ordering, make_member
 from workers.records import dead_record
+from workers.request import notification_id
 from workers.settings import Settings
 
 log = logging.getLogger("recnotify.consumer")
@@ -68,6 +70,8 @@ class StreamConsumer:
         self.batch = batch
         self.block_ms = block_ms
         self.name = settings.node_name
+        self.ordering = Ordering(client, settings.key_prefix, self.keys.events, self.keys.group,
+                                 ttl_s=max(1, int(settings.stream_retention_s)))
         self.last_loop_s = 0.0
         self.dispatched = 0
         self._next_claim_s = 0.0
@@ -174,6 +178,7 @@ class StreamConsumer:
         """Fan out each entry, then acknowledge them all."""
         stream = self.keys.events
         tasks: list[tuple[str, str]] = []
+        ordered_pairs: set[str] = set()
         pipe = self.redis.pipeline(transaction=False)
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
@@ -181,13 +186,19 @@ class StreamConsumer:
             if event is None:
                 continue
             destinations = self.config.index.match(event)
+            recording = event.ordering_key()
             retention_s = max(1, int(self.settings.stream_retention_s))
             pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s)
             ucid = event.params.get("UCID")
             if ucid not in (None, ""):
                 pipe.sadd(self.keys.ucid(str(ucid)), event.id)
                 pipe.expire(self.keys.ucid(str(ucid)), retention_s)
-            tasks.extend((event.id, dest.name) for dest in destinations)
+            for dest in destinations:
+                if dest.ordered and recording is not None:
+                    ordered_pairs.add(self._queue_ordered(pipe, dest.name, recording, entry_id,
+                                                          event.id))
+                else:
+                    tasks.append((event.id, dest.name))
             log.info(
                 "event %s (%s) from entry %s: %d notification(s)",
                 event.id,
@@ -203,6 +214,21 @@ class StreamConsumer:
             self.enqueue(tasks)
         self.redis.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
         self.dispatched += len(tasks)
+        if ordered_pairs:
+            self.ordering.release(sorted(ordered_pairs), self.enqueue_one)
+
+    def enqueue_one(self, event_id: str, destination: str) -> None:
+        self.enqueue([(event_id, destination)])
+
+    def _queue_ordered(self, pipe: redis.client.Pipeline, destination: str, recording: str,
+                       entry_id: str, event_id: str) -> str:
+        """An ordered destination's notification waits in its recording's queue."""
+        pair = self.ordering.add(pipe, destination, recording, entry_id, event_id)
+        nkey = self.keys.notification(notification_id(event_id, destination))
+        pipe.hset(nkey, mapping={"ord_pair": pair, "ord_member": make_member(entry_id, event_id)})
+        pipe.expire(nkey, self.ordering.ttl_s)
+        self.dispatched += 1
+        return pair
 
     def _parse(
         self, entry_id: str, fields: dict[bytes, bytes], pipe: redis.client.Pipeline

@@ -43,7 +43,9 @@ def replay_dead_letters(
                 ex=int(settings.stream_retention_s),
             )
             nkey = keys.notification(letter["notification_id"])
-            pipe.delete(nkey, nkey + ":log")
+            # keep the sequence number and ordering fields: same notification, fresh attempts
+            pipe.hdel(nkey, "state", "attempts")
+            pipe.delete(nkey + ":log")
         pipe.execute()
         enqueue([(d["event_id"], d["destination"]) for d in batch])
         store.take_dead_letters(ids=[d["id"] for d in batch])

@@ -1,0 +1,106 @@
+"""Ordered delivery's Redis structures, on a real Redis (no worker)."""
+
+from __future__ import annotations
+
+import redis
+
+from workers.ordering import FRONTIER_OPEN, Ordering, make_member, pad_entry_id, pair_key
+
+
+def ordering(redis_client: redis.Redis, prefix: str) -> Ordering:
+    return Ordering(redis_client, prefix, f"{prefix}events", f"{prefix}workers")
+
+
+def add(o: Ordering, client: redis.Redis, entry: str, event: str) -> str:
+    pipe = client.pipeline()
+    pair = o.add(pipe, "face", "UCID:u1", entry, event)
+    pipe.execute()
+    return pair
+
+
+def test_padded_entry_ids_sort_in_stream_order() -> None:
+    ids = ["1795554350850-10", "1795554350850-9", "999-0", "1795554350851-0"]
+    assert sorted(ids, key=pad_entry_id) == sorted(
+        ids, key=lambda i: tuple(int(x) for x in i.split("-")))
+    assert sorted(pad_entry_id(i) for i in ids) == [pad_entry_id(i) for i in
+                                                   sorted(ids, key=pad_entry_id)]
+
+
+def test_only_the_head_is_released_and_the_next_follows_its_completion(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    o = ordering(redis_client, key_prefix)
+    # Given three notifications of one recording, added out of stream order
+    pair = add(o, redis_client, "100-2", "e3")
+    add(o, redis_client, "100-0", "e1")
+    add(o, redis_client, "100-1", "e2")
+    sent: list[str] = []
+    # When released: only the earliest goes, and nothing more while it is in flight
+    o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
+    o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
+    assert sent == ["e1"]
+    # Then each completion releases exactly the next one
+    o.complete(pair, make_member("100-0", "e1"), hold=False, enqueue=lambda e, d: sent.append(e))
+    o.complete(pair, make_member("100-1", "e2"), hold=False, enqueue=lambda e, d: sent.append(e))
+    assert sent == ["e1", "e2", "e3"]
+
+
+def test_a_head_behind_the_frontier_waits_and_is_swept_later(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    o = ordering(redis_client, key_prefix)
+    pair = add(o, redis_client, "200-0", "late")
+    sent: list[str] = []
+    # an earlier stream entry (150-0) is still pending on another consumer
+    o.release([pair], lambda e, d: sent.append(e), pad_entry_id("150-0"))
+    assert sent == [] and redis_client.sismember(o.blocked_key, pair)
+    # the sweeper, once nothing is pending (no group: frontier open), releases it
+    assert o.sweep(lambda e, d: sent.append(e)) == 1
+    assert sent == ["late"] and not redis_client.sismember(o.blocked_key, pair)
+
+
+def test_completing_a_notification_that_is_not_in_flight_changes_nothing(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    o = ordering(redis_client, key_prefix)
+    pair = add(o, redis_client, "1-0", "a")
+    add(o, redis_client, "2-0", "b")
+    sent: list[str] = []
+    o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
+    o.complete(pair, make_member("2-0", "b"), hold=False, enqueue=lambda e, d: sent.append(e))
+    assert sent == ["a"] and redis_client.zcard(o.queue_key(pair)) == 2
+
+
+def test_hold_keeps_the_dead_head_until_it_is_purged(redis_client: redis.Redis,
+                                                     key_prefix: str) -> None:
+    o = ordering(redis_client, key_prefix)
+    pair = add(o, redis_client, "1-0", "dead")
+    add(o, redis_client, "2-0", "next")
+    sent: list[str] = []
+    o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
+    o.complete(pair, make_member("1-0", "dead"), hold=True, enqueue=lambda e, d: sent.append(e))
+    o.sweep(lambda e, d: sent.append(e))
+    assert sent == ["dead"] and o.held_member(pair) == make_member("1-0", "dead")
+    o.unhold(pair, make_member("1-0", "dead"), lambda e, d: sent.append(e))
+    assert sent == ["dead", "next"]
+
+
+def test_a_replayed_held_head_completes_and_releases_the_next(redis_client: redis.Redis,
+                                                              key_prefix: str) -> None:
+    o = ordering(redis_client, key_prefix)
+    pair = add(o, redis_client, "1-0", "dead")
+    add(o, redis_client, "2-0", "next")
+    sent: list[str] = []
+    o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
+    o.complete(pair, make_member("1-0", "dead"), hold=True, enqueue=lambda e, d: sent.append(e))
+    # replayed and delivered this time
+    o.complete(pair, make_member("1-0", "dead"), hold=False, enqueue=lambda e, d: sent.append(e))
+    assert sent == ["dead", "next"]
+
+
+def test_sequence_numbers_are_assigned_once_per_notification(redis_client: redis.Redis,
+                                                             key_prefix: str) -> None:
+    o = ordering(redis_client, key_prefix)
+    pair = pair_key("face", "UCID:u1")
+    first = o.sequence(f"{key_prefix}n:a", pair)
+    again = o.sequence(f"{key_prefix}n:a", pair)
+    second = o.sequence(f"{key_prefix}n:b", pair)
+    other = o.sequence(f"{key_prefix}n:c", pair_key("face", "UCID:u2"))
+    assert (first, again, second, other) == (1, 1, 2, 1)
