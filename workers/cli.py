@@ -309,3 +309,6 @@ from workers import cli_config, cli_run  # noqa: E402  (sub-commands register on
 
 cli_config.register(main)
 cli_run.register(main)
+from workers import cli_admin  # noqa: E402
+
+cli_admin.register(main)

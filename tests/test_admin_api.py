@@ -1,0 +1,269 @@
+"""The admin API of SPEC 8, served by a real `recnotify admin` process on loopback,
+against a real Redis and a SQLite store; test notifications go to a real receiver."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.helpers import ROOT, WorkerFactory
+from tests.receiver import Receiver
+from workers.signing import generate_secret
+
+TOKEN = "admin-token-for-tests-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AdminServer:
+    """`python -m workers admin` on a free loopback port, with the factory's settings."""
+
+    def __init__(self, factory: WorkerFactory, token: str | None = TOKEN) -> None:
+        factory.store  # noqa: B018 - the schema exists before the service starts
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = token
+        env = factory.env(RECNOTIFY_ADMIN_ADDR=f"127.0.0.1:{self.port}")
+        env.pop("RECNOTIFY_ADMIN_TOKEN", None)
+        if token:
+            env["RECNOTIFY_ADMIN_TOKEN"] = token
+        self.log_path: Path = factory.tmp_path / "admin.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "workers", "admin"], env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"admin exited with {self.proc.returncode}: {self.log()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"admin did not answer in 60 s: {self.log()}")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any
+             ) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@pytest.fixture
+def admin(workers: WorkerFactory) -> Iterator[AdminServer]:
+    server = AdminServer(workers)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def dest_body(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "events": ["RECORDING_STARTED_EVENT"], "scope": "route:support",
+            "url": url, "params": "ucid=%UCID%&aors=%CALLEDAORS%", **extra}
+
+
+def test_api_refuses_calls_without_the_bearer_token(admin: AdminServer) -> None:
+    assert admin.call("GET", "/api/destinations", auth=False).status_code == 401
+    wrong = admin.call("GET", "/api/destinations", auth=False,
+                       headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    assert wrong.json()["errors"][0]["field"] == "authorization"
+    assert admin.call("GET", "/api/destinations").json() == []
+
+
+def test_page_docs_metrics_and_health_answer_without_the_token(admin: AdminServer) -> None:
+    page = requests.get(admin.url + "/", timeout=10)
+    assert page.status_code == 200 and "External Event Destinations" in page.text
+    assert 'data-auth="token"' in page.text
+    assert requests.get(admin.url + "/docs", timeout=10).status_code == 200
+    spec = requests.get(admin.url + "/openapi.json", timeout=10).json()
+    assert "/api/destinations/{name}/test" in spec["paths"]
+    metrics = requests.get(admin.url + "/metrics", timeout=10)
+    assert metrics.status_code == 200 and "recnotify_delivery_queue_depth" in metrics.text
+    assert requests.get(admin.url + "/healthz", timeout=10).json()["status"] == "ok"
+
+
+def test_create_get_update_delete_round_trip_with_secrets_masked(
+        admin: AdminServer, workers: WorkerFactory) -> None:
+    secret = generate_secret()
+    body = dest_body("crm", "https://user:pa55@crm.example.com/hook", secret=secret,
+                     headers={"X-Api-Key": {"value": "key-123456", "secret": True}})
+    created = admin.call("POST", "/api/destinations", json=body)
+    assert created.status_code == 201, created.text
+    shown = admin.call("GET", "/api/destinations/crm").json()
+    assert shown["secret"] == "********"
+    assert shown["url"] == "https://********@crm.example.com/hook"
+    assert shown["headers"] == {"X-Api-Key": {"value": "********", "secret": True}}
+    assert secret not in created.text + str(shown) and "pa55" not in str(shown)
+    # PUT the masked body back with one change: the stored secrets are kept
+    shown["events"] = ["RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"]
+    updated = admin.call("PUT", "/api/destinations/crm", json=shown)
+    assert updated.status_code == 200, updated.text
+    stored = workers.store.get("crm")
+    assert stored.secret == secret and stored.url == "https://user:pa55@crm.example.com/hook"
+    assert stored.events == ("RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT")
+    assert admin.call("DELETE", "/api/destinations/crm").status_code == 200
+    assert admin.call("GET", "/api/destinations/crm").status_code == 404
+    actions = [(a["action"], a["target"], a["actor"]) for a in workers.store.list_audit()]
+    assert actions[:3] == [("delete", "crm", "token"), ("update", "crm", "token"),
+                           ("create", "crm", "token")]
+    assert all(a["remote_addr"] == "127.0.0.1" for a in workers.store.list_audit())
+
+
+def test_existing_name_is_409_and_unknown_name_is_404(admin: AdminServer) -> None:
+    body = dest_body("dup", "https://a.example.com/")
+    assert admin.call("POST", "/api/destinations", json=body).status_code == 201
+    again = admin.call("POST", "/api/destinations", json=body)
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["field"] == "name"
+    for method in ("GET", "PUT", "DELETE"):
+        answer = admin.call(method, "/api/destinations/nope", json=body)
+        assert answer.status_code == 404, method
+        assert "'nope'" in answer.json()["errors"][0]["message"]
+
+
+def test_refused_destination_lists_each_field_with_the_messages_of_import(
+        admin: AdminServer) -> None:
+    body = dest_body("bad", "ftp://files.example.com/x", params="size=%FILESIZE%",
+                     timeout_s=99)
+    answer = admin.call("POST", "/api/destinations", json=body)
+    assert answer.status_code == 422
+    errors = {e["field"]: e["message"] for e in answer.json()["errors"]}
+    assert set(errors) == {"url", "params", "timeout_s"}
+    assert errors["url"].startswith("destination 'bad': url: 'ftp://files.example.com/x'")
+    assert "%FILESIZE%" in errors["params"] and "RECORDING_STARTED_EVENT" in errors["params"]
+    assert "99" in errors["timeout_s"]
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    (b"{not json", ""),
+    (b"[1, 2]", ""),
+    (b'"just text"', ""),
+])
+def test_malformed_body_answers_422_in_the_errors_shape(
+        admin: AdminServer, payload: bytes, field: str) -> None:
+    answer = admin.call("POST", "/api/destinations", data=payload,
+                        headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422
+    errors = answer.json()["errors"]
+    assert errors and errors[0]["field"] == field and errors[0]["message"]
+    assert "detail" not in answer.json()
+
+
+def test_test_notification_reaches_the_receiver_and_is_recorded(
+        admin: AdminServer, receiver: Receiver) -> None:
+    admin.call("POST", "/api/destinations", json=dest_body("hook", receiver.url("/hook")))
+    answer = admin.call("POST", "/api/destinations/hook/test",
+                        json={"type": "RECORDING_STARTED_EVENT"})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["outcome"] == "delivered" and result["status"] == 200
+    assert result["url"].startswith(receiver.url("/hook") + "?ucid=")
+    got = receiver.wait_for(1)[0]
+    assert got.query["aors"] == ["sip:called@example.com"]
+    assert got.header("X-Recnotify-Event") == "RECORDING_STARTED_EVENT"
+    attempts = admin.call("GET", "/api/attempts?destination=hook&limit=5").json()
+    assert [(a["destination"], a["status"], a["outcome"]) for a in attempts] == [
+        ("hook", 200, "delivered")]
+    wrong_type = admin.call("POST", "/api/destinations/hook/test",
+                            json={"type": "SEGMENT_ENDED_EVENT"})
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["errors"][0]["field"] == "type"
+
+
+def test_parameters_are_the_spec_table_as_data(admin: AdminServer) -> None:
+    params = admin.call("GET", "/api/parameters").json()
+    assert set(params["SEGMENT_ENDED_EVENT"]) >= {"UCID", "FILESIZE", "DURATION", "EVENT"}
+    assert "FILESIZE" not in params["RECORDING_STARTED_EVENT"]
+
+
+@pytest.mark.slow
+def test_dead_letters_are_listed_replayed_and_purged(
+        admin: AdminServer, workers: WorkerFactory, receiver: Receiver) -> None:
+    receiver.script("/down", [500, 500, 500, 500, 200])
+    admin.call("POST", "/api/destinations", json=dest_body(
+        "down", receiver.url("/down"), retry={"max_attempts": 2, "backoff_s": 0.05,
+                                              "backoff_max_s": 0.1}))
+    workers.start()
+    pub = workers.publisher()
+    event_ids = [pub.publish("RECORDING_STARTED_EVENT", route="support", params={"UCID": f"u{i}"})
+                 for i in range(2)]
+    assert len(workers.wait_dead_letters(2, timeout_s=60)) == 2
+    letters = admin.call("GET", "/api/dead-letters").json()
+    assert sorted(d["event_id"] for d in letters) == sorted(event_ids)
+    assert all(len(d["attempts"]) == 2 and "HTTP 500" in d["reason"] for d in letters)
+    trace = admin.call("GET", f"/api/events/{event_ids[0]}").json()
+    assert trace["notifications"][0]["state"] == "dead"
+    # replay one: it is delivered this time (the receiver now answers 200)
+    one = admin.call("POST", f"/api/dead-letters/{letters[0]['id']}/replay")
+    assert one.json() == {"replayed": 1}
+    receiver.wait_for(5, lambda r: r.path == "/down", timeout_s=60)
+    nid = letters[0]["notification_id"]
+    deadline = time.monotonic() + 30
+    while not any(a["outcome"] == "delivered" for a in admin.call(
+            "GET", f"/api/attempts?notification_id={nid}").json()):
+        assert time.monotonic() < deadline, "the replayed notification was not delivered"
+        time.sleep(0.2)
+    assert admin.call("POST", "/api/dead-letters/999999/replay").status_code == 404
+    purged = admin.call("DELETE", "/api/dead-letters").json()
+    assert purged == {"purged": 1}
+    assert admin.call("GET", "/api/dead-letters").json() == []
+    assert admin.call("POST", "/api/dead-letters/replay", json={}).json() == {"replayed": 0}
+    actions = [a["action"] for a in workers.store.list_audit()]
+    assert actions[:3] == ["replay", "purge", "replay"]
+
+
+def test_admin_refuses_a_public_address_without_a_token(workers: WorkerFactory) -> None:
+    env = workers.env(RECNOTIFY_ADMIN_ADDR="0.0.0.0:18999")
+    env.pop("RECNOTIFY_ADMIN_TOKEN", None)
+    done = subprocess.run([sys.executable, "-m", "workers", "admin"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "RECNOTIFY_ADMIN_TOKEN" in done.stderr and "0.0.0.0:18999" in done.stderr
+
+
+def test_without_a_token_on_loopback_the_api_is_open_and_the_page_says_so(
+        workers: WorkerFactory) -> None:
+    server = AdminServer(workers, token=None)
+    try:
+        assert server.call("GET", "/api/destinations").status_code == 200
+        assert 'data-auth="open"' in requests.get(server.url + "/", timeout=10).text
+        assert "open" in server.log()
+    finally:
+        server.stop()
+
+
+def test_admin_help_shows_an_example() -> None:
+    done = subprocess.run([sys.executable, "-m", "workers", "admin", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "Example" in done.stdout and "recnotify admin --addr" in done.stdout

@@ -1,0 +1,106 @@
+"""``/api/attempts``, ``/api/dead-letters``, ``/api/events/{id}`` and ``/api/audit``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from workers.admin.api_destinations import Caller, State, audit
+from workers.admin.errors import ApiError
+from workers.replay import replay_dead_letters
+from workers.tracing import trace_event
+
+router = APIRouter(prefix="/api", tags=["records"])
+
+ReplayBody = Annotated[dict[str, Any] | None, Body(
+    description='{"destination": NAME} for one destination\'s dead letters, {} for all.',
+    examples=[{"destination": "crm"}, {}])]
+
+
+def iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}Z"
+
+
+def _attempt_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "time": iso(row.get("at"))}
+
+
+def _dead_letter_out(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k not in ("event_json", "attempts_json")}
+    out["time"] = iso(row.get("created_at"))
+    return out
+
+
+@router.get("/attempts", summary="Delivery attempts, newest first")
+def list_attempts(state: State, _caller: Caller,
+                  destination: str | None = None, notification_id: str | None = None,
+                  event_id: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                  offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    rows = state.store.list_attempts(destination=destination, notification_id=notification_id,
+                                     event_id=event_id, limit=limit, offset=offset)
+    return [_attempt_out(r) for r in rows]
+
+
+@router.get("/dead-letters", summary="Dead letters, oldest first")
+def list_dead_letters(state: State, _caller: Caller, destination: str | None = None,
+                      limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+                      ) -> list[dict[str, Any]]:
+    rows = state.store.list_dead_letters(destination=destination, limit=limit)
+    return [_dead_letter_out(r) for r in rows]
+
+
+def _replay(state: State, destination: str | None = None,
+            ids: list[int] | None = None) -> int:
+    return replay_dead_letters(state.settings, state.store, state.redis, state.enqueue,
+                               destination=destination, ids=ids)
+
+
+@router.post("/dead-letters/replay", summary="Replay dead letters (one destination's, or all)")
+def replay_many(state: State, caller: Caller, body: ReplayBody = None) -> dict[str, Any]:
+    body = body or {}
+    unknown = sorted(set(body) - {"destination"})
+    if unknown:
+        raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (give "
+                       '{"destination": NAME} or {} for all)')
+    destination = body.get("destination")
+    if destination is not None and not isinstance(destination, str):
+        raise ApiError(422, "destination", f"destination: {destination!r} is not a name")
+    count = _replay(state, destination=destination)
+    audit(state, caller, "replay", destination, f"{count} dead letter(s)")
+    return {"replayed": count}
+
+
+@router.post("/dead-letters/{letter_id}/replay", summary="Replay one dead letter")
+def replay_one(letter_id: int, state: State, caller: Caller) -> dict[str, Any]:
+    letters = [d for d in state.store.list_dead_letters() if d["id"] == letter_id]
+    if not letters:
+        raise ApiError(404, "id", f"no dead letter with id {letter_id}")
+    count = _replay(state, ids=[letter_id])
+    audit(state, caller, "replay", letters[0].get("destination"), f"dead letter {letter_id}")
+    return {"replayed": count}
+
+
+@router.delete("/dead-letters", summary="Purge dead letters (one destination's, or all)")
+def purge(state: State, caller: Caller, destination: str | None = None) -> dict[str, Any]:
+    count = state.store.purge_dead_letters(destination=destination)
+    audit(state, caller, "purge", destination, f"{count} dead letter(s)")
+    return {"purged": count}
+
+
+@router.get("/events/{event_id}", summary="Trace an event: its notifications and attempts")
+def trace(event_id: str, state: State, _caller: Caller) -> dict[str, Any]:
+    result = trace_event(state.settings, event_id)
+    if result["event"] is None and not result["notifications"]:
+        raise ApiError(404, "event_id", f"no event {event_id!r} in Redis nor in the records")
+    return result
+
+
+@router.get("/audit", summary="The audit log of changes, newest first")
+def audit_log(state: State, _caller: Caller,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    return [{**r, "time": iso(r.get("at"))} for r in state.store.list_audit(limit)]
