@@ -23,6 +23,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.time)
+    status: int = 0
 
     @property
     def path(self) -> str:
@@ -48,6 +49,9 @@ class Receiver:
         self.scripts: dict[str, list[int]] = {}
         self.extra_headers: dict[str, dict[str, str]] = {}
         self.delay_s = delay_s
+        #: Answer 503 to the first attempt of each notification this predicate selects.
+        self.fail_first: Callable[[Received], bool] | None = None
+        self._seen_ids: set[str] = set()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         receiver = self
@@ -104,6 +108,11 @@ class Receiver:
             status = 200
             if statuses:
                 status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+            webhook_id = request.header("webhook-id") or ""
+            if self.fail_first and webhook_id not in self._seen_ids and self.fail_first(request):
+                status = 503
+            self._seen_ids.add(webhook_id)
+            request.status = status
             self.cond.notify_all()
             return status, self.extra_headers.get(request.path, {})
 

@@ -193,10 +193,16 @@ def _supervise(
     signal.signal(signal.SIGINT, _stop)
     try:
         while not stopping:
-            for name, child in children:
-                if child.poll() is not None:
+            for name, child in list(children):
+                if child.poll() is None:
+                    continue
+                if name.startswith("worker"):
                     log.error("%s exited with code %s; stopping", name, child.returncode)
                     stopping = True
+                else:  # Flower or admin (e.g. its port is taken): the service goes on
+                    log.warning("%s exited with code %s; workers keep running", name,
+                                child.returncode)
+                    children.remove((name, child))
             time.sleep(0.5)
     finally:
         for _, child in children:

@@ -17,10 +17,14 @@ def event_ids_for_ucid(settings: Settings, ucid: str) -> list[str]:
     return sorted(str(m) for m in client.smembers(settings.keys.ucid(ucid)))
 
 
-def trace_event(settings: Settings, event_id: str) -> dict[str, Any]:
-    """Everything known about one event, from Redis (live state) and the database (history)."""
-    client = redis.Redis.from_url(settings.redis_url)
-    store = Store(settings.effective_database_url, settings.secret_key)
+def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None = None,
+                store: Store | None = None) -> dict[str, Any]:
+    """Everything known about one event, from Redis (live state) and the database (history).
+
+    Long-running callers (the admin API) pass their own client and store.
+    """
+    client = client or redis.Redis.from_url(settings.redis_url)
+    store = store or Store(settings.effective_database_url, settings.secret_key)
     keys = settings.keys
     raw = client.get(keys.event(event_id))
     event = json.loads(raw) if raw else None

@@ -94,7 +94,7 @@ def purge(state: State, caller: Caller, destination: str | None = None) -> dict[
 
 @router.get("/events/{event_id}", summary="Trace an event: its notifications and attempts")
 def trace(event_id: str, state: State, _caller: Caller) -> dict[str, Any]:
-    result = trace_event(state.settings, event_id)
+    result = trace_event(state.settings, event_id, client=state.redis, store=state.store)
     if result["event"] is None and not result["notifications"]:
         raise ApiError(404, "event_id", f"no event {event_id!r} in Redis nor in the records")
     return result
