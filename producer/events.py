@@ -8,7 +8,6 @@ whether it comes from :class:`producer.Publisher` or from a foreign producer's
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,6 +86,12 @@ RESERVED_PARAMS: frozenset[str] = frozenset(
 #: The only parameter that may be a list.
 LIST_PARAMS: frozenset[str] = frozenset({"CALLEDAORS"})
 
+#: Hostile-input limits: more parameters than this, or a longer CALLEDAORS list, is refused.
+MAX_PARAMS = 64
+MAX_LIST_ITEMS = 256
+#: Bad values are quoted in messages up to this many characters.
+_SHOWN_CHARS = 120
+
 
 def params_for(event_type: str) -> frozenset[str]:
     """Every placeholder name valid for ``event_type`` (common + its own)."""
@@ -103,14 +108,15 @@ ParamValue = str | int | list[str]
 _UTC_MS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SCOPE_FIELDS = ("route", "account", "realm")
 _KNOWN_FIELDS = frozenset(
-    {"schema", "type", "result", "error", "route", "account", "realm", "params", "id", "occurred_at"}
+    {"schema", "type", "result", "error", "route", "account", "realm", "params", "id",
+     "occurred_at"}
 )
 
 
 def format_timestamp(moment: datetime) -> str:
     """``2026-11-24T20:01:02.123Z``: UTC, milliseconds, ``Z``."""
     if moment.tzinfo is None:
-        raise InvalidEvent("occurred_at", moment, f"occurred_at {moment!r} has no time zone")
+        raise InvalidEvent("occurred_at", moment, f"occurred_at {_show(moment)} has no time zone")
     utc = moment.astimezone(UTC)
     return utc.strftime(_UTC_MS_FORMAT)[:-4] + "Z"
 
@@ -175,43 +181,63 @@ class Event:
         return None
 
 
+def _show(value: Any) -> str:
+    """``repr(value)``, cut short: a hostile value must not flood a message or a log line."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
+
+
 def _check_text(field_name: str, value: Any, *, allow_none: bool = True) -> str | None:
     if value is None and allow_none:
         return None
     if not isinstance(value, str):
         raise InvalidEvent(
-            field_name, value, f"{field_name} must be a string, got {type(value).__name__} {value!r}"
+            field_name, value,
+            f"{field_name} must be a string, got {type(value).__name__} {_show(value)}",
         )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidEvent(
-            field_name, value, f"{field_name} {value!r} is not valid UTF-8 text"
+            field_name, value, f"{field_name} {_show(value)} is not valid UTF-8 text"
         ) from None
     return value
 
 
 def _check_param(event_type: str, name: Any, value: Any) -> ParamValue:
     if not isinstance(name, str):
-        raise InvalidEvent("params", name, f"params: parameter name {name!r} is not a string")
+        raise InvalidEvent("params", name, f"params: parameter name {_show(name)} is not a string")
     where = f"params.{name}"
     if name in RESERVED_PARAMS:
         raise InvalidEvent(
-            where, name, f"params: {name!r} comes from the event's own fields; do not give it"
+            where, name, f"params: {_show(name)} comes from the event's own fields; do not give it"
         )
     if name not in params_for(event_type):
         valid = ", ".join(sorted(params_for(event_type) - RESERVED_PARAMS))
         raise InvalidEvent(
-            where, name, f"params: {name!r} is not a parameter of {event_type} (valid: {valid})"
+            where, name,
+            f"params: {_show(name)} is not a parameter of {event_type} (valid: {valid})",
         )
     if isinstance(value, bool) or not isinstance(value, str | int | list):
         raise InvalidEvent(
             where, value,
-            f"{where} must be a string or an integer, got {type(value).__name__} {value!r}",
+            f"{where} must be a string or an integer, got {type(value).__name__} {_show(value)}",
         )
     if isinstance(value, list):
         if name not in LIST_PARAMS:
-            raise InvalidEvent(where, value, f"{where}: only CALLEDAORS may be a list, got {value!r}")
+            raise InvalidEvent(
+                where, value, f"{where}: only CALLEDAORS may be a list, got {_show(value)}"
+            )
+        if len(value) > MAX_LIST_ITEMS:
+            raise InvalidEvent(
+                where, len(value),
+                f"{where} has {len(value)} items, over the limit of {MAX_LIST_ITEMS}",
+            )
         for item in value:
             _check_text(where, item, allow_none=False)
         return list(value)
@@ -230,11 +256,11 @@ def _check_occurred_at(value: Any) -> str:
     except ValueError:
         raise InvalidEvent(
             "occurred_at", value,
-            f"occurred_at {value!r} is not ISO 8601 (expected e.g. 2026-11-24T20:01:02.123Z)",
+            f"occurred_at {_show(value)} is not ISO 8601 (expected e.g. 2026-11-24T20:01:02.123Z)",
         ) from None
     if parsed.tzinfo is None:
         raise InvalidEvent(
-            "occurred_at", value, f"occurred_at {value!r} has no time zone (add Z for UTC)"
+            "occurred_at", value, f"occurred_at {_show(value)} has no time zone (add Z for UTC)"
         )
     return format_timestamp(parsed)
 
@@ -245,7 +271,7 @@ def _check_id(value: Any) -> str:
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise InvalidEvent("id", value, f"id {value!r} is not a UUID") from None
+        raise InvalidEvent("id", value, f"id {_show(value)} is not a UUID") from None
 
 
 def validate_event(
@@ -261,39 +287,51 @@ def validate_event(
     them a fresh UUID and the current time are used.
     """
     if not isinstance(data, Mapping):
-        raise InvalidEvent("event", data, f"an event must be a JSON object, got {data!r}")
+        raise InvalidEvent("event", data, f"an event must be a JSON object, got {_show(data)}")
     unknown = sorted(str(k) for k in data if k not in _KNOWN_FIELDS)
     if unknown:
-        raise InvalidEvent(unknown[0], data[unknown[0]], f"unknown event field {unknown[0]!r}")
+        raise InvalidEvent(unknown[0], data[unknown[0]], f"unknown event field {_show(unknown[0])}")
     schema = data.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION or isinstance(schema, bool):
-        raise InvalidEvent("schema", schema, f"schema {schema!r} is not supported (expected 1)")
+        raise InvalidEvent(
+            "schema", schema, f"schema {_show(schema)} is not supported (expected 1)"
+        )
     event_type = data.get("type")
     if event_type not in EVENT_TYPES:
         raise InvalidEvent(
             "type", event_type,
-            f"unknown event type {event_type!r} (expected one of {', '.join(EVENT_TYPES)})",
+            f"unknown event type {_show(event_type)} (expected one of {', '.join(EVENT_TYPES)})",
         )
     result = data.get("result") or "success"
     if result not in RESULTS:
-        raise InvalidEvent("result", result, f"result {result!r} must be 'success' or 'failure'")
+        raise InvalidEvent(
+            "result", result, f"result {_show(result)} must be 'success' or 'failure'"
+        )
     error = _check_text("error", data.get("error"))
     if result == "success" and error is not None:
         raise InvalidEvent(
-            "error", error, f"error {error!r} given on a success result (use result='failure')"
+            "error", error, f"error {_show(error)} given on a success result (use result='failure')"
         )
     scopes = {name: _check_text(name, data.get(name)) for name in _SCOPE_FIELDS}
     raw_params = data.get("params")
     if raw_params is None:
         raw_params = {}
     if not isinstance(raw_params, Mapping):
-        raise InvalidEvent("params", raw_params, f"params must be an object, got {raw_params!r}")
+        raise InvalidEvent(
+            "params", raw_params, f"params must be an object, got {_show(raw_params)}"
+        )
+    if len(raw_params) > MAX_PARAMS:
+        raise InvalidEvent(
+            "params", len(raw_params),
+            f"params has {len(raw_params)} entries, over the limit of {MAX_PARAMS}",
+        )
     params = {name: _check_param(event_type, name, v) for name, v in raw_params.items()}
     raw_id = data.get("id")
     event_id = _check_id(raw_id) if raw_id is not None else (default_id or str(uuid.uuid4()))
     raw_at = data.get("occurred_at")
     occurred_at = (
-        _check_occurred_at(raw_at) if raw_at is not None else (default_occurred_at or now_timestamp())
+        _check_occurred_at(raw_at) if raw_at is not None
+        else (default_occurred_at or now_timestamp())
     )
     event = Event(
         type=event_type,
@@ -315,16 +353,26 @@ def validate_event(
 
 
 def parse_event_json(raw: bytes | str, **defaults: str | None) -> Event:
-    """Decode one stream entry's JSON and validate it (bad UTF-8/JSON -> InvalidEvent)."""
+    """Decode one stream entry's JSON and validate it.
+
+    Whatever ``raw`` holds (bytes that are not UTF-8, megabytes of text, JSON
+    nested thousands deep, a JSON array), the only error is :class:`InvalidEvent`.
+    """
+    # A valid event is at most MAX_EVENT_BYTES as compact JSON; allow for spacing and escapes.
+    limit = MAX_EVENT_BYTES * 4
+    if len(raw) > limit:
+        raise InvalidEvent(
+            "event", len(raw),
+            f"event is {len(raw)} bytes, far over the {MAX_EVENT_BYTES}-byte limit",
+        )
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidEvent("event", raw[:64], f"event is not valid UTF-8: {exc}") from None
-    if len(raw) > MAX_EVENT_BYTES * 4:
-        raise InvalidEvent("event", len(raw), f"event is {len(raw)} characters, far over the limit")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise InvalidEvent("event", raw[:64], f"event is not valid JSON: {exc}") from None
+        reason = str(exc)[:_SHOWN_CHARS]
+        raise InvalidEvent("event", raw[:64], f"event is not valid JSON: {reason}") from None
     return validate_event(data, **defaults)

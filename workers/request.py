@@ -2,19 +2,29 @@
 
 The request target (path and query) is sent exactly as rendered; the signature
 covers it for GET and the body for POST, so the data a receiver acts on is signed.
+
+Nothing can split the request: parameter values are percent-encoded by
+:mod:`workers.templates` and header values are checked when a destination is
+saved, and, as a last line, :meth:`OutboundRequest.check` refuses (with a
+:class:`DeliveryError`, which dead-letters the notification) any CR, LF, NUL or
+other control character in the method, host, target, a header name or value.
+A space or a non-ASCII character in the template's literal text is
+percent-encoded (UTF-8), the only change ever made to the rendered URL.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from producer.events import Event
 from workers import __version__
+from workers.errors import DeliveryError
 from workers.signing import sign
 from workers.templates import render_url
 
@@ -48,9 +58,18 @@ class Sendable(Protocol):
     def active_secrets(self, now_s: float) -> tuple[str, ...]: ...
 
 
+#: An HTTP token (RFC 9110): methods and header names.
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Bytes that could end a request line or a header (CR, LF, NUL and the other controls).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: What a request target may hold: visible ASCII only.
+_TARGET_BAD_RE = re.compile(r"[^\x21-\x7e]")
+_HOST_RE = re.compile(r"[0-9A-Za-z.:_-]+")
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundRequest:
-    """One HTTP request, ready for the transport."""
+    """One HTTP request, ready for the transport (see :meth:`check`)."""
 
     method: str
     scheme: str
@@ -62,9 +81,46 @@ class OutboundRequest:
 
     @property
     def url(self) -> str:
+        return f"{self.scheme}://{self.host_header}{self.target}"
+
+    @property
+    def host_header(self) -> str:
+        """``Host``: the name (never the address connected to), with a non-default port."""
         default = 443 if self.scheme == "https" else 80
-        netloc = _bracket(self.host) + ("" if self.port == default else f":{self.port}")
-        return f"{self.scheme}://{netloc}{self.target}"
+        return _bracket(self.host) + ("" if self.port == default else f":{self.port}")
+
+    def check(self) -> None:
+        """Refuse anything that could split or smuggle a request (DeliveryError).
+
+        Messages name the header but never show a header value (it may be a secret).
+        """
+        if not _TOKEN_RE.fullmatch(self.method):
+            raise DeliveryError(f"request method {self.method!r} is not an HTTP token")
+        if not _HOST_RE.fullmatch(self.host):
+            raise DeliveryError(f"host {self.host!r} is not a host name or IP address")
+        if not self.target.startswith("/"):
+            raise DeliveryError(f"request target {self.target[:80]!r} does not start with '/'")
+        bad = _TARGET_BAD_RE.search(self.target)
+        if bad is not None:
+            raise DeliveryError(
+                f"request target refused: {bad.group()!r} at position {bad.start()} could "
+                "split the request line"
+            )
+        for name, value in self.headers.items():
+            if not _TOKEN_RE.fullmatch(name):
+                raise DeliveryError(f"header name {name!r} is not an HTTP token")
+            if _CONTROL_RE.search(value.replace("\t", " ")):
+                raise DeliveryError(
+                    f"header {name!r} has a CR, LF, NUL or other control character in its "
+                    "value: refused, it could split the request"
+                )
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise DeliveryError(
+                    f"header {name!r} has a character that HTTP headers cannot carry "
+                    "(only ISO-8859-1 text)"
+                ) from None
 
 
 def _bracket(host: str) -> str:
@@ -76,14 +132,34 @@ def split_url(url: str) -> tuple[str, str, str, int, str]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
-    host = parts.hostname or ""
+    host = _ascii_host(parts.hostname or "")
     port = parts.port or (443 if scheme == "https" else 80)
     after_authority = url.split("//", 1)[1]
     slash = min((i for i in (after_authority.find(c) for c in "/?") if i >= 0), default=-1)
     target = after_authority[slash:] if slash >= 0 else "/"
     if target.startswith("?"):
         target = "/" + target
-    return scheme, userinfo, host, port, target
+    return scheme, userinfo, host, port, _encode_loose(target)
+
+
+def _ascii_host(host: str) -> str:
+    """An internationalised host name in its IDNA (``xn--``) form."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise DeliveryError(f"host {host!r} is not a valid internationalised name") from None
+
+
+def _encode_loose(target: str) -> str:
+    """Percent-encode spaces and non-ASCII characters (UTF-8); nothing else changes."""
+    if target.isascii() and " " not in target:
+        return target
+    return "".join(
+        ch if ch.isascii() and ch != " " else quote(ch, safe="", errors="surrogatepass")
+        for ch in target
+    )
 
 
 def post_body(event: Event, destination: str, sequence: int | None) -> bytes:
@@ -139,4 +215,6 @@ def build_request(
     if secrets:
         payload = body if body is not None else target.encode("utf-8")
         headers["webhook-signature"] = sign(secrets, nid, timestamp, payload)
-    return OutboundRequest(dest.method, scheme, host, port, target, headers, body)
+    request = OutboundRequest(dest.method, scheme, host, port, target, headers, body)
+    request.check()
+    return request
