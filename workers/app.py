@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from producer.redis_url import kombu_broker
 from workers.settings import Settings
 
 DELIVER_TASK = "recnotify.deliver"
@@ -19,10 +20,19 @@ DELIVER_TASK = "recnotify.deliver"
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     keys = settings.keys
+    broker_url, sentinel_options = kombu_broker(settings.redis_url)
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker_url,
         "broker_transport_options": {
+            **sentinel_options,
             "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for a dead worker's unacknowledged tasks every few seconds (kombu's
+            # default sweeps every 10 s x throttle 10 = 100 s), so they are back within
+            # visibility_timeout + 5 s; a sweeper killed while holding the sweep mutex
+            # blocks sweeping for 30 s, not kombu's default 5 minutes.
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": 30,
             "global_keyprefix": settings.key_prefix,
             "socket_keepalive": True,
             "health_check_interval": 25,
@@ -52,8 +62,38 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _keep_worker_alive_on_broker_loss() -> None:
+    """Work around Celery/kombu 5.7 exiting ("Unrecoverable error: AttributeError:
+    'NoneType' object has no attribute 'client'/'hostname'") after a Redis restart.
+
+    On connection loss the worker collects the broken connection, then closes it;
+    pushing unacknowledged messages back, or acknowledging a task that finished
+    meanwhile, then asks the collected connection for its address and fails with
+    AttributeError, which nothing expects. Turned into the connection error it is,
+    Celery logs it and carries on; the messages stay in the transport's unacked set
+    in Redis and come back after the visibility timeout (a finished task may then
+    run again: a duplicate the delivery state skips).
+    """
+    import redis.exceptions
+    from kombu.transport import redis as kombu_redis
+
+    channel: Any = kombu_redis.Channel
+    original = channel._connparams
+    if getattr(original, "recnotify_patched", False):
+        return
+
+    def _connparams(self: Any, asynchronous: bool = False) -> Any:
+        if self.connection is None or self.connection.client is None:
+            raise redis.exceptions.ConnectionError("broker connection already closed")
+        return original(self, asynchronous=asynchronous)
+
+    _connparams.recnotify_patched = True  # type: ignore[attr-defined]
+    channel._connparams = _connparams
+
+
 def create_app(settings: Settings) -> Celery:
     """A Celery app configured for ``settings`` (tasks registered on import)."""
+    _keep_worker_alive_on_broker_loss()
     celery_app = Celery("recnotify", set_as_current=True)
     celery_app.conf.update(celery_config(settings))
     celery_app.recnotify_settings = settings

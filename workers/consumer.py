@@ -31,6 +31,7 @@ from workers.config import ConfigCache
 from workers.ordering import Ordering, make_member
 from workers.records import dead_record
 from workers.request import notification_id
+from workers.schedule import Schedule, watchdog_s
 from workers.settings import Settings
 
 log = logging.getLogger("recnotify.consumer")
@@ -79,22 +80,30 @@ class StreamConsumer:
         self._read_own_pending = True
 
     # -- setup -----------------------------------------------------------------------------
-    def ensure_group(self) -> None:
-        """Create the group at the stream's start: events published earlier get delivered."""
+    def ensure_group(self) -> bool:
+        """Create the group at the stream's start: events published earlier get delivered.
+
+        True when the group had to be created (it did not exist).
+        """
         try:
             self.redis.xgroup_create(self.keys.events, self.keys.group, id="0", mkstream=True)
             log.info("created consumer group %s on %s", self.keys.group, self.keys.events)
+            return True
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+            return False
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
             try:
-                if failures:
-                    self.ensure_group()
+                if failures and self.ensure_group():
+                    log.error("consumer group %s was gone after a Redis outage (restarted "
+                              "without persistence?): recreated it, reading %s from its start; "
+                              "events, queued deliveries and retries held only in Redis before "
+                              "the loss are LOST", self.keys.group, self.keys.events)
                 self.step()
                 failures = 0
             except redis.exceptions.ResponseError as exc:
@@ -206,6 +215,8 @@ class StreamConsumer:
                 entry_id,
                 len(destinations),
             )
+        watchdog = watchdog_s(self.settings.visibility_timeout_s, self.settings.max_countdown_s)
+        Schedule(self.redis, self.keys.schedule).watch(tasks, time.time() + watchdog, pipe)
         dispatched = self.keys.metric("dispatched")
         pipe.hincrby(dispatched, "events|total", len(entries))
         pipe.hincrby(dispatched, "notifications|total", len(tasks))

@@ -12,9 +12,11 @@ notification lock keeps two copies from sending at the same moment.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,22 +26,32 @@ import redis
 import urllib3.exceptions
 
 from producer.events import Event, parse_event_json
-from workers.backoff import compute_backoff_s, parse_retry_after
+from workers.backoff import compute_backoff_s, max_span_s, parse_retry_after
+from workers.circuit import CircuitBreaker, Verdict
 from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError, RefusedAddress
-from workers.netsafety import AddressRules, parse_cidrs
+from workers.limits import SLOT_RETRY_S, Limits
 from workers.metrics_keys import count_attempt
+from workers.netsafety import AddressRules, parse_cidrs
 from workers.outcome import Outcome, is_delivered, is_retryable_status
 from workers.records import attempt_record, dead_record
 from workers.request import build_request, notification_id
-from workers.schedule import Schedule
+from workers.schedule import Schedule, watchdog_s
 from workers.settings import Settings
 from workers.transport import TlsConfig, Transport
 
 log = logging.getLogger("recnotify.deliver")
 
 NOTIFICATION_TTL_S = 3 * 24 * 3600
+#: A notification's lock outlives its destination's timeout by this much (then it expires).
+LOCK_MARGIN_S = 30.0
+#: Re-queue wait of a task that met a Redis outage (it is not an attempt).
+REDIS_OUTAGE_RETRY_S = 2.0
+#: How long a task that met a Redis outage waits for Redis before re-queueing itself.
+REDIS_OUTAGE_WAIT_S = 30.0
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+               redis.exceptions.BusyLoadingError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +99,50 @@ class Deliverer:
         self.global_rules = global_rules
         self.store = store
         self.schedule = Schedule(client, self.keys.schedule)
+        self.watchdog_s = watchdog_s(settings.visibility_timeout_s, settings.max_countdown_s)
+        self.circuit = CircuitBreaker(client, self.keys.circuit)
+        self.limits = Limits(client, self.keys.prefix)
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate)."""
+        try:
+            result = self._run(event_id, destination)
+            self._watch(event_id, destination, result)
+            return result
+        except _REDIS_DOWN as exc:
+            # Not the notification's fault: no attempt spent, try again shortly. Re-queueing
+            # needs the broker (a failed re-queue would drop the task), so wait for Redis
+            # first; the whole service is stalled meanwhile anyway.
+            log.error("Redis unavailable while handling notification of event %s to %s (%s); "
+                      "re-queued once it answers", event_id, destination, type(exc).__name__)
+            self._wait_for_redis(REDIS_OUTAGE_WAIT_S)
+            return Retry(REDIS_OUTAGE_RETRY_S)
+
+    def _watch(self, event_id: str, destination: str, result: Outcome | Retry | None) -> None:
+        """Keep the schedule's watchdog entry in step (see schedule.watchdog_s)."""
+        if isinstance(result, Retry):
+            self.schedule.watch([(event_id, destination)],
+                                time.time() + result.countdown_s + self.watchdog_s)
+        elif result in (Outcome.DELIVERED, Outcome.DEAD, None):
+            self.schedule.forget(event_id, destination)
+        # RETRYING / WAITING past max_countdown_s: already in the schedule at its due time
+
+    def _wait_for_redis(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        delay = 0.2
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                if self.redis.ping():
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _run(self, event_id: str, destination: str) -> Outcome | Retry | None:
         nid = notification_id(event_id, destination)
         lock_token = uuid.uuid4().hex
-        lock_ms = int((self.settings.max_countdown_s + 90) * 1000)
+        known = self.config.get(destination)
+        lock_ms = int(((known.timeout_s if known else 60.0) + LOCK_MARGIN_S) * 1000)
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.event(event_id))
         pipe.hgetall(self.keys.notification(nid))
@@ -106,13 +155,21 @@ class Deliverer:
                 self.redis.delete(self.keys.lock(nid))
             return None
         if not locked:
-            log.info("notification %s to %s is being sent by another worker; duplicate skipped",
-                     nid, destination)
-            return None
+            # Another copy holds the lock: it is sending now, or its worker died mid-attempt
+            # (the lock then expires). Look again later instead of dropping this copy.
+            wait_s = max(0.5, min(self.redis.pttl(self.keys.lock(nid)) / 1000,
+                                  self.settings.max_countdown_s))
+            log.info("notification %s to %s is locked by another copy; looking again in "
+                     "%.1f s", nid, destination, wait_s)
+            return Retry(_jitter(wait_s))
         attempts_so_far = int(state.get(b"attempts", 0))
+        first_at = float(state.get(b"first_at", 0)) or time.time()
         try:
-            return self._attempt(nid, event_id, destination, raw_event, attempts_so_far + 1)
-        except Exception as exc:  # noqa: BLE001 - a bug or poison message: dead-letter it
+            return self._attempt(nid, event_id, destination, raw_event, attempts_so_far + 1,
+                                 first_at)
+        except _REDIS_DOWN:
+            raise
+        except Exception as exc:
             log.exception("notification %s to %s: unexpected error, dead-lettered", nid,
                           destination)
             self._finish_dead(nid, event_id, destination, raw_event, attempts_so_far + 1,
@@ -120,7 +177,15 @@ class Deliverer:
                               kind="internal")
             return Outcome.DEAD
         finally:
-            self._release(nid, lock_token)
+            with contextlib.suppress(*_REDIS_DOWN):  # else the lock expires by itself
+                self._release(nid, lock_token)
+
+    def _sequence(self, nid: str, dest: Destination) -> int | None:
+        """The X-Recnotify-Sequence of an ordered notification (assigned at its release)."""
+        if not dest.ordered:
+            return None
+        seq = self.redis.hget(self.keys.notification(nid), "seq")
+        return int(seq) if seq is not None else None
 
     def _release(self, nid: str, token: str) -> None:
         key = self.keys.lock(nid)
@@ -128,7 +193,7 @@ class Deliverer:
             self.redis.delete(key)
 
     def _attempt(self, nid: str, event_id: str, destination: str, raw_event: bytes | None,
-                 attempt: int) -> Outcome | Retry:
+                 attempt: int, first_at: float) -> Outcome | Retry:
         dest = self.config.get(destination)
         if raw_event is None:
             return self._finish_dead(nid, event_id, destination, None, attempt,
@@ -142,14 +207,87 @@ class Deliverer:
         event = parse_event_json(raw_event)
         now = time.time()
         try:
-            request = build_request(event, dest, nid=nid, now_s=now)
+            request = build_request(event, dest, nid=nid, now_s=now,
+                                    sequence=self._sequence(nid, dest))
         except DeliveryError as exc:
             return self._finish_dead(nid, event_id, destination, raw_event, attempt, str(exc),
                                      record=True)
-        result = self._send(dest, request)
+        gate, probing = self._gate(nid, event, dest, raw_event, attempt, first_at)
+        if gate is not None:
+            return gate
+        result = self._send_limited(dest, request, probing)
+        if result is None:
+            return self._wait(nid, event.id, dest, first_at, _jitter(SLOT_RETRY_S),
+                              "max_in_flight reached")
         if result.disable:
             self._disable(dest, nid)
-        return self._conclude(nid, event, dest, raw_event, attempt, result)
+        return self._conclude(nid, event, dest, raw_event, attempt, result, first_at)
+
+    # -- circuit breaker and limits ------------------------------------------------------
+    def _gate(self, nid: str, event: Event, dest: Destination, raw_event: bytes,
+              attempt: int, first_at: float) -> tuple[Outcome | Retry | None, bool]:
+        """(None, probing) when the attempt may go; else the notification waits (no
+        attempt spent). ``probing``: this attempt is the circuit's half-open probe."""
+        admission = self.circuit.admit(dest.name, dest.circuit.reset_s)
+        probing = admission.verdict is Verdict.PROBE
+        if not admission.allowed:
+            deadline = first_at + span_s(dest)
+            if time.time() >= deadline:
+                return self._finish_dead(
+                    nid, event.id, dest.name, raw_event, attempt - 1,
+                    f"circuit open: no successful attempt within the retry span of "
+                    f"{span_s(dest):g} s", kind="circuit"), False
+            wait = min(admission.wait_s, max(1.0, dest.circuit.reset_s))
+            return self._wait(nid, event.id, dest, first_at, _jitter(wait),
+                              "circuit open"), False
+        wait = self.limits.take_token(dest.name, dest.rate_limit_per_s)
+        if wait > 0:
+            self._drop_probe(dest, probing)
+            return self._wait(nid, event.id, dest, first_at, _jitter(wait), "rate limit"), False
+        return None, probing
+
+    def _send_limited(self, dest: Destination, request: Any, probing: bool
+                      ) -> AttemptResult | None:
+        """Send under an in-flight slot and report to the circuit; None when no slot."""
+        slot = self.limits.acquire_slot(dest.name, dest.max_in_flight, dest.timeout_s)
+        if slot is None:
+            self._drop_probe(dest, probing)
+            return None
+        try:
+            result = self._send(dest, request)
+        finally:
+            self.limits.release_slot(slot)
+        if result.retryable:
+            self.circuit.record_failure(dest.name, dest.circuit.failures,
+                                        dest.circuit.reset_s)
+        elif result.status is not None:
+            self.circuit.record_success(dest.name)
+        else:
+            self._drop_probe(dest, probing)
+        return result
+
+    def _drop_probe(self, dest: Destination, probing: bool) -> None:
+        if probing:
+            self.circuit.release_probe(dest.name)
+
+    def _wait(self, nid: str, event_id: str, dest: Destination, first_at: float,
+              wait_s: float, why: str) -> Outcome | Retry:
+        """Park the notification for ``wait_s`` without spending an attempt."""
+        nkey = self.keys.notification(nid)
+        due = time.time() + wait_s
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
+                                 "destination": dest.name, "waiting": why})
+        pipe.hsetnx(nkey, "first_at", first_at)
+        pipe.expire(nkey, NOTIFICATION_TTL_S)
+        pipe.zadd(self.keys.parked(dest.name), {nid: due})
+        count_attempt(pipe, self.keys.metric, dest.name, Outcome.WAITING.value, None)
+        pipe.execute()
+        log.debug("notification %s to %s waits %.2f s: %s", nid, dest.name, wait_s, why)
+        if wait_s <= self.settings.max_countdown_s:
+            return Retry(wait_s)
+        self.schedule.add(event_id, dest.name, due)
+        return Outcome.WAITING
 
     def _send(self, dest: Destination, request: Any) -> AttemptResult:
         rules = destination_rules(self.global_rules, dest.allow_cidrs, dest.deny_cidrs)
@@ -175,10 +313,11 @@ class Deliverer:
                              disable=status == 410)
 
     def _conclude(self, nid: str, event: Event, dest: Destination, raw_event: bytes,
-                  attempt: int, result: AttemptResult) -> Outcome | Retry:
+                  attempt: int, result: AttemptResult, first_at: float) -> Outcome | Retry:
+        deadline = first_at + span_s(dest)
         if result.status is not None and is_delivered(result.status):
             outcome = Outcome.DELIVERED
-        elif result.retryable and attempt < dest.retry.max_attempts:
+        elif result.retryable and attempt < dest.retry.max_attempts and time.time() < deadline:
             outcome = Outcome.RETRYING
         else:
             outcome = Outcome.DEAD
@@ -188,6 +327,8 @@ class Deliverer:
         nkey = self.keys.notification(nid)
         pipe.hset(nkey, mapping={"attempts": attempt, "state": outcome.value,
                                  "event": event.id, "destination": dest.name})
+        pipe.hsetnx(nkey, "first_at", first_at)
+        pipe.zrem(self.keys.parked(dest.name), nid)
         pipe.rpush(nkey + ":log", json.dumps(entry))
         pipe.expire(nkey, NOTIFICATION_TTL_S)
         pipe.expire(nkey + ":log", NOTIFICATION_TTL_S)
@@ -211,6 +352,7 @@ class Deliverer:
         wait_s = compute_backoff_s(dest.retry, attempt)
         if result.retry_after_s is not None:
             wait_s = max(wait_s, result.retry_after_s)
+        wait_s = min(wait_s, max(0.0, deadline - time.time()))  # never past the span
         log.warning("notification %s to %s attempt %d failed (%s); retry in %.1f s", nid,
                     dest.name, attempt, result.error, wait_s)
         if wait_s <= self.settings.max_countdown_s:
@@ -235,10 +377,11 @@ class Deliverer:
         pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempt,
                                  "event": event_id, "destination": destination})
         pipe.expire(nkey, NOTIFICATION_TTL_S)
+        pipe.zrem(self.keys.parked(destination), nid)
         pipe.hincrby(self.keys.metric("dead_letters"), f"{destination}|{kind}", 1)
         pipe.rpush(self.keys.records, dead_record(
             notification_id=nid, event_id=event_id, destination=destination,
-            event_json=raw_event.decode("utf-8", "replace") if raw_event else None,
+            event_json=_event_json(raw_event),
             attempts_json=json.dumps(history), reason=reason, created_at=time.time()))
         pipe.execute()
         log.error("notification %s to %s dead-lettered: %s", nid, destination, reason)
@@ -251,7 +394,7 @@ class Deliverer:
         self.redis.hincrby(self.keys.metric("disabled"), f"{dest.name}|410", 1)
         try:
             self.store.set_enabled(dest.name, False)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.error("could not disable destination %s: %s", dest.name, exc)
 
 
@@ -261,6 +404,32 @@ def destination_rules(global_rules: AddressRules, allow: tuple[str, ...], deny: 
     """The global outbound rules tightened by one destination's own (cached)."""
     return AddressRules.combine(global_rules, parse_cidrs(list(allow), where="allow_cidrs"),
                                 parse_cidrs(list(deny), where="deny_cidrs"))
+
+
+def span_s(dest: Destination) -> float:
+    """How long a notification may take from its first try to delivered or dead.
+
+    The retry policy's span; at least one circuit reset period, so even a
+    single-attempt destination gets one probe after its circuit opened.
+    """
+    return max(max_span_s(dest.retry), dest.circuit.reset_s)
+
+
+def _event_json(raw_event: bytes | None) -> str | None:
+    """The event for a dead letter: its JSON, or (a poison entry) its text as a JSON string."""
+    if raw_event is None:
+        return None
+    text = raw_event.decode("utf-8", "replace")
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text[:65536])
+    return text
+
+
+def _jitter(wait_s: float) -> float:
+    """``wait_s`` plus up to 20 %, so parked notifications do not all wake at once."""
+    return wait_s * random.uniform(1.0, 1.2)
 
 
 def _ms(started: float) -> float:

@@ -62,7 +62,7 @@ class Flusher:
                 rows = [json.loads(item) for item in raw]
                 try:
                     self._write(rows)
-                except Exception as exc:  # noqa: BLE001 - the database is down: keep the buffer
+                except Exception as exc:  # the database is down: keep the buffer
                     if self._db_down_since is None:
                         self._db_down_since = time.time()
                         log.error("database unavailable, %d+ records kept in Redis until it is "

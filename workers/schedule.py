@@ -25,6 +25,18 @@ return due
 """
 
 
+def watchdog_s(visibility_timeout_s: float, max_countdown_s: float) -> float:
+    """How long a dispatched notification may go unseen before it is enqueued again.
+
+    Every dispatched notification is also in the schedule, due this far ahead; a
+    delivery moves it (to its next retry) or removes it (delivered, dead). If the
+    broker ever drops the task (a Redis restart between BRPOP and the client reading
+    the reply; a failed re-queue), the mover enqueues it again: a copy at worst,
+    which the notification's state skips.
+    """
+    return 2 * visibility_timeout_s + max_countdown_s
+
+
 def schedule_member(event_id: str, destination: str) -> str:
     return json.dumps([event_id, destination], separators=(",", ":"))
 
@@ -57,6 +69,16 @@ class Schedule:
             moved += len(members)
             if len(members) < batch:
                 return moved
+
+    def watch(self, pairs: list[tuple[str, str]], due_s: float,
+              pipe: redis.client.Pipeline | None = None) -> None:
+        """Expect each (event id, destination) to be seen again before ``due_s``."""
+        if pairs:
+            target = pipe if pipe is not None else self.client
+            target.zadd(self.key, {schedule_member(e, d): due_s for e, d in pairs})
+
+    def forget(self, event_id: str, destination: str) -> None:
+        self.client.zrem(self.key, schedule_member(event_id, destination))
 
     def pending(self) -> int:
         return int(self.client.zcard(self.key))
