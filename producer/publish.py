@@ -28,6 +28,7 @@ from producer.constants import (
 )
 from producer.errors import PublishError
 from producer.events import Event, ParamValue, validate_event
+from producer.redis_url import client_from_url
 
 _RETRYABLE = (
     redis.exceptions.ConnectionError,
@@ -61,7 +62,7 @@ class Publisher:
         )
         self.stream = events_key(self.key_prefix)
         self.publish_timeout_s = publish_timeout_s
-        self._redis = client or redis.Redis.from_url(
+        self._redis = client or client_from_url(
             self.redis_url,
             socket_timeout=publish_timeout_s,
             socket_connect_timeout=2.0,

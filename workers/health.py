@@ -9,13 +9,14 @@ from typing import Any
 
 import redis
 
+from producer.redis_url import client_from_url
 from workers.settings import Settings
 
 STALE_AFTER_S = 30.0
 
 
 def _redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    return client_from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
 
 
 def _heartbeats(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:

@@ -100,6 +100,9 @@ class Ordering:
 
     def __init__(self, client: redis.Redis, prefix: str, stream: str, group: str,
                  *, ttl_s: int = 7 * 24 * 3600) -> None:
+        from workers.request import notification_id
+
+        self._nid = notification_id
         self.redis = client
         self.prefix = prefix
         self.stream = stream
@@ -120,6 +123,9 @@ class Ordering:
     @property
     def blocked_key(self) -> str:
         return f"{self.prefix}ord:blocked"
+
+    def notification_key(self, event_id: str, destination: str) -> str:
+        return f"{self.prefix}n:{self._nid(event_id, destination)}"
 
     def seq_key(self, pair: str) -> str:
         return f"{self.prefix}ord:seq:{pair}"
@@ -157,7 +163,9 @@ class Ordering:
             if head:
                 member = head.decode() if isinstance(head, bytes) else str(head)
                 destination = pair.split("\x1f", 1)[0]
-                enqueue(member_event_id(member), destination)
+                event_id = member_event_id(member)
+                self.sequence(self.notification_key(event_id, destination), pair)
+                enqueue(event_id, destination)
                 released += 1
         return released
 
@@ -197,3 +205,21 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def finish_ordered(ordering: Ordering, event_id: str, destination: str, *, hold_dead: bool,
+                   enqueue: Enqueue) -> None:
+    """After a task for an ordered destination: if its notification ended, release the next.
+
+    Called for every run of such a task, duplicates included (idempotent: only the
+    in-flight head of its pair can complete).
+    """
+    key = ordering.notification_key(event_id, destination)
+    state, pair, member = ordering.redis.hmget(key, ["state", "ord_pair", "ord_member"])
+    if not pair or not member:
+        return
+    ended = _text(state)
+    if ended not in ("delivered", "dead"):
+        return
+    ordering.complete(_text(pair), _text(member), hold=hold_dead and ended == "dead",
+                      enqueue=enqueue)

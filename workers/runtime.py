@@ -13,9 +13,11 @@ from functools import cached_property
 
 import redis
 
+from producer.redis_url import client_from_url
 from workers.config import ConfigCache
 from workers.deliver import Deliverer
 from workers.netsafety import AddressRules, parse_cidrs
+from workers.ordering import Ordering
 from workers.settings import Settings
 from workers.store import Store
 from workers.transport import Transport
@@ -27,7 +29,7 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(
+        return client_from_url(
             self.settings.redis_url,
             socket_timeout=10,
             socket_connect_timeout=5,
@@ -60,6 +62,12 @@ class Runtime:
     @cached_property
     def transport(self) -> Transport:
         return Transport(pool_maxsize=self.settings.concurrency)
+
+    @cached_property
+    def ordering(self) -> Ordering:
+        keys = self.settings.keys
+        return Ordering(self.redis, self.settings.key_prefix, keys.events, keys.group,
+                        ttl_s=max(1, int(self.settings.stream_retention_s)))
 
     @cached_property
     def deliverer(self) -> Deliverer:

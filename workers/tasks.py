@@ -23,7 +23,15 @@ def register(app: Celery) -> None:
         from workers.deliver import Retry
         from workers.runtime import get_runtime
 
-        result: Any = get_runtime(self.app.recnotify_settings).deliverer.run(event_id, destination)
+        runtime = get_runtime(self.app.recnotify_settings)
+        result: Any = runtime.deliverer.run(event_id, destination)
+        dest = runtime.config.get(destination)
+        if dest is not None and dest.ordered:
+            from workers.ordering import finish_ordered
+
+            finish_ordered(runtime.ordering, event_id, destination,
+                           hold_dead=dest.on_dead_letter == "hold",
+                           enqueue=lambda e, d: self.apply_async((e, d)))
         if isinstance(result, Retry):
             raise self.retry(countdown=result.countdown_s, max_retries=None)
         return str(result) if result is not None else "duplicate"

@@ -1,0 +1,122 @@
+"""Ordered destinations, end to end: 3 real worker processes, 200 concurrent recordings,
+a receiver that fails the first attempt of some notifications, and a worker killed
+midway. Checked from the receiver: every recording's notifications arrive in publish
+order with X-Recnotify-Sequence 1..N; an unordered destination next to it gets all."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from tests.helpers import WorkerFactory
+from tests.receiver import Received, Receiver
+
+pytestmark = pytest.mark.slow
+
+LIFECYCLE = ["RECORDING_STARTED_EVENT", "SEGMENT_STARTED_EVENT", "RECORDING_PAUSED_EVENT",
+             "RECORDING_RESUMED_EVENT", "SEGMENT_ENDED_EVENT", "RECORDING_ENDED_EVENT"]
+RECORDINGS = 200
+
+
+def config(receiver: Receiver) -> str:
+    retry = '{"max_attempts": 6, "backoff_s": 0.05, "backoff_max_s": 0.2}'
+    return f"""destinations:
+  - name: ordered
+    events: all
+    scope: global
+    url: {receiver.url("/ordered")}
+    method: POST
+    ordered: true
+    retry: {retry}
+  - name: unordered
+    events: all
+    scope: global
+    url: {receiver.url("/unordered")}
+    params: "ucid=%UCID%&e=%EVENT%"
+    retry: {retry}
+"""
+
+
+def delivered_in_order(requests: list[Received]) -> dict[str, list[tuple[str, int]]]:
+    """Per UCID: (event type, sequence) of each notification's first 2xx, in arrival order."""
+    seen: set[str] = set()
+    per_recording: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for r in requests:
+        if r.status != 200 or r.header("webhook-id") in seen:
+            continue
+        seen.add(r.header("webhook-id") or "")
+        body = r.json()
+        per_recording[body["params"]["UCID"]].append(
+            (body["type"], int(r.header("X-Recnotify-Sequence") or 0)))
+        assert body["sequence"] == int(r.header("X-Recnotify-Sequence") or -1)
+    return per_recording
+
+
+def test_ordered_destination_sees_each_recordings_events_in_publish_order(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    rng = random.Random(7)
+    failing = {f"call-{i}" for i in rng.sample(range(RECORDINGS), 40)}
+    receiver.fail_first = lambda r: r.path == "/ordered" and r.json()["params"]["UCID"] in failing
+    workers.configure(config(receiver))
+    procs = [workers.start(node=f"ord{i}", concurrency=16) for i in range(3)]
+    publisher = workers.publisher()
+
+    def publish_all() -> None:
+        for step in LIFECYCLE:
+            for i in range(RECORDINGS):
+                publisher.publish(step, params={"UCID": f"call-{i}"})
+
+    thread = threading.Thread(target=publish_all)
+    thread.start()
+    time.sleep(1.0)
+    workers.kill(procs[0])  # a worker dies mid-stream
+    thread.join()
+    total = RECORDINGS * len(LIFECYCLE)
+    receiver.wait_for(total, lambda r: r.path == "/unordered" and r.status == 200, timeout_s=120)
+    receiver.wait_for(total, lambda r: r.path == "/ordered" and r.status == 200, timeout_s=120)
+    ordered = delivered_in_order(receiver.received(lambda r: r.path == "/ordered"))
+    assert len(ordered) == RECORDINGS
+    for ucid, got in ordered.items():
+        assert [t for t, _ in got] == LIFECYCLE, ucid
+        assert [s for _, s in got] == list(range(1, len(LIFECYCLE) + 1)), ucid
+    first_attempt_failures = [r for r in receiver.received(lambda r: r.path == "/ordered")
+                              if r.status == 503]
+    assert len(first_attempt_failures) >= 40
+    unordered = receiver.received(lambda r: r.path == "/unordered" and r.status == 200)
+    assert {r.header("X-Recnotify-Sequence") for r in unordered} == {None}
+
+
+def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    receiver.script("/held", [500, 500, 200])
+    workers.configure(f"""destinations:
+  - name: held
+    events: all
+    scope: global
+    url: {receiver.url("/held")}
+    params: "e=%EVENT%"
+    ordered: true
+    on_dead_letter: hold
+    retry: {{"max_attempts": 2, "backoff_s": 0.05, "backoff_max_s": 0.1}}
+""")
+    workers.start()
+    publisher = workers.publisher()
+    for step in LIFECYCLE[:3]:
+        publisher.publish(step, params={"UCID": "held-call"})
+    (letter,) = workers.wait_dead_letters(1)
+    time.sleep(1.5)
+    assert len(receiver.received()) == 2, "later events wait behind the held dead letter"
+    from workers.app import create_app
+    from workers.replay import replay_dead_letters
+    from workers.service import make_enqueue
+
+    replay_dead_letters(workers.settings, workers.store, workers.redis,
+                        make_enqueue(create_app(workers.settings)))
+    got = receiver.wait_for(5)
+    delivered = [r.query["e"][0] for r in got if r.status == 200]
+    assert delivered == LIFECYCLE[:3]
+    assert [r.header("X-Recnotify-Sequence") for r in got if r.status == 200] == ["1", "2", "3"]
