@@ -104,3 +104,16 @@ def test_sequence_numbers_are_assigned_once_per_notification(redis_client: redis
     second = o.sequence(f"{key_prefix}n:b", pair)
     other = o.sequence(f"{key_prefix}n:c", pair_key("face", "UCID:u2"))
     assert (first, again, second, other) == (1, 1, 2, 1)
+
+
+def test_a_head_released_long_ago_and_still_in_flight_is_sent_again(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    o = ordering(redis_client, key_prefix)
+    pair = add(o, redis_client, "1-0", "lost")
+    sent: list[str] = []
+    o.release([pair], lambda e, d: None, FRONTIER_OPEN)  # released, but its task was lost
+    assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 0
+    redis_client.hset(o.inflight_key, pair, make_member("1-0", "lost") + "@1000.0")
+    assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 1
+    assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 0, "re-stamped"
+    assert sent == ["lost"]

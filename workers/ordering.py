@@ -71,6 +71,15 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[1]))
 return seq
 """
 
+# KEYS: inflight hash. ARGV: pair, expected value, new value (compare-and-set)
+_RESTAMP = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
 Enqueue = Callable[[str, str], None]
 
 
@@ -111,6 +120,7 @@ class Ordering:
         self._release = client.register_script(_RELEASE)
         self._complete = client.register_script(_COMPLETE)
         self._sequence = client.register_script(_SEQUENCE)
+        self._restamp = client.register_script(_RESTAMP)
 
     # -- keys ------------------------------------------------------------------------------
     def queue_key(self, pair: str) -> str:
@@ -173,6 +183,34 @@ class Ordering:
         """Re-check pairs that waited for the frontier (run periodically by every worker)."""
         pairs = [_text(p) for p in self.redis.smembers(self.blocked_key)]
         return self.release(pairs, enqueue) if pairs else 0
+
+    def resend_stale(self, enqueue: Enqueue, *, stale_after_s: float) -> int:
+        """Re-enqueue heads released more than ``stale_after_s`` ago and still in flight.
+
+        Covers a worker killed between releasing a head and enqueueing its task, or a
+        task lost by the broker: the head would otherwise block its recording forever.
+        A head whose task is merely slow runs twice; the duplicate is skipped by the
+        notification's state (and completes the pair if it already ended).
+        """
+        now = time.time()
+        resent = 0
+        for raw_pair, raw_value in self.redis.hgetall(self.inflight_key).items():
+            member, _, stamp = _text(raw_value).rpartition("@")
+            if stamp == "held" or not member:
+                continue
+            try:
+                released_at = float(stamp)
+            except ValueError:
+                continue
+            if now - released_at < stale_after_s:
+                continue
+            pair = _text(raw_pair)
+            # refresh the stamp only if unchanged, so two sweepers do not both resend
+            if self._restamp(keys=[self.inflight_key], args=[pair, _text(raw_value),
+                                                             f"{member}@{now:.3f}"]):
+                enqueue(member_event_id(member), pair.split("\x1f", 1)[0])
+                resent += 1
+        return resent
 
     # -- the deliverer side ----------------------------------------------------------------
     def sequence(self, notification_key: str, pair: str) -> int:

@@ -22,6 +22,7 @@ from celery import Celery, bootsteps
 
 from workers.app import DELIVER_TASK
 from workers.consumer import StreamConsumer
+from workers.fastpath import task_batch
 from workers.records import Flusher
 from workers.runtime import Runtime, get_runtime
 from workers.schedule import Schedule
@@ -32,13 +33,11 @@ HEARTBEAT_TTL_S = 15
 
 
 def make_enqueue(app: Celery) -> Callable[[Sequence[tuple[str, str]]], None]:
-    """Enqueue delivery tasks over one broker connection."""
-    task = app.tasks[DELIVER_TASK]
+    """Enqueue delivery tasks, all of one call in one Redis round trip (workers.fastpath)."""
+    batch = task_batch(app, get_runtime(app.recnotify_settings).redis, DELIVER_TASK)
 
     def enqueue(pairs: Sequence[tuple[str, str]]) -> None:
-        with app.producer_or_acquire() as producer:
-            for event_id, destination in pairs:
-                task.apply_async((event_id, destination), producer=producer)
+        batch.push(pairs)
 
     return enqueue
 
@@ -58,6 +57,7 @@ class Service:
         self.schedule = Schedule(runtime.redis, self.settings.keys.schedule)
         self.flusher = Flusher(runtime.redis, self.settings.keys.records, runtime.store)
         self._next_purge_s = 0.0
+        self._next_stale_check_s = 0.0
 
     def start(self) -> None:
         self.wait_for_config()
@@ -105,6 +105,11 @@ class Service:
         while not stop.wait(0.5):
             try:
                 self.schedule.move_due(enqueue_one)
+                self.consumer.ordering.sweep(enqueue_one)
+                if time.monotonic() >= self._next_stale_check_s:
+                    self._next_stale_check_s = time.monotonic() + 10
+                    self.consumer.ordering.resend_stale(
+                        enqueue_one, stale_after_s=self.settings.visibility_timeout_s + 30)
             except Exception as exc:
                 log.error("schedule mover: %s", exc)
                 stop.wait(2)
