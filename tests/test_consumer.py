@@ -156,3 +156,13 @@ def test_trimming_never_drops_a_pending_entry(settings: Settings,
         consumer.step()
     consumer.trim()
     assert redis_client.xlen(settings.keys.events) == 1
+
+
+def test_trimming_never_drops_an_entry_no_consumer_has_read(
+        settings: Settings, redis_client: redis.Redis) -> None:
+    consumer = make(replace(settings, stream_retention_s=0), Captured(), GLOBAL)
+    Publisher(settings.redis_url, key_prefix=settings.key_prefix).publish(
+        "RECORDING_STARTED_EVENT")
+    time.sleep(0.01)
+    consumer.trim()
+    assert redis_client.xlen(settings.keys.events) == 1

@@ -274,19 +274,33 @@ class StreamConsumer:
 
     # -- retention -------------------------------------------------------------------------
     def trim(self) -> None:
-        """Drop acknowledged entries older than the retention (never a pending one)."""
+        """Drop acknowledged entries older than the retention.
+
+        Never a pending entry, and never one the group has not read yet: the cut is
+        the oldest of (now - retention, the oldest pending entry, the group's
+        last-delivered entry).
+        """
         cutoff_ms = int((time.time() - self.settings.stream_retention_s) * 1000)
-        min_id = f"{max(cutoff_ms, 0)}-0"
+        candidates = [f"{max(cutoff_ms, 0)}-0"]
         try:
             summary = self.redis.xpending(self.keys.events, self.keys.group)
+            groups = self.redis.xinfo_groups(self.keys.events)
         except redis.exceptions.ResponseError:
             return
         oldest = summary.get("min") if summary else None
         if oldest:
-            oldest_id = oldest.decode() if isinstance(oldest, bytes) else str(oldest)
-            if _id_tuple(oldest_id) < _id_tuple(min_id):
-                min_id = oldest_id
+            candidates.append(_text(oldest))
+        for group in groups:
+            if _text(group.get("name")) == self.keys.group:
+                candidates.append(_text(group.get("last-delivered-id")) or "0-0")
+        min_id = min(candidates, key=_id_tuple)
         self.redis.xtrim(self.keys.events, minid=min_id, approximate=True)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
