@@ -1,11 +1,12 @@
 """The recnotify benchmark: recnotify and the naive Celery baseline, side by side, in one run.
 
-    .venv/bin/python -m bench.run [--quick] [--scale] [--workers 2] [--concurrency 100]
+    .venv/bin/python -m bench.run [--quick] [--scale] [--ordered] [--workers 2] [--concurrency 100]
 
 Measures (issue 4): naive baseline and recnotify against a fast and a 100 ms receiver,
 a 1,000-destination fan-out, matching with 10 and 100,000 destinations, publish ->
 received latency at half the measured maximum rate, peak RSS per worker process;
-``--scale`` repeats the slow-receiver case with 1, 2 and 4 worker processes. Prints a
+``--scale`` repeats the slow-receiver case with 1, 2 and 4 worker processes;
+``--ordered`` adds ordered vs unordered throughput, many recordings (bench.ordered). Prints a
 table, then one line of JSON. Uses the Redis at RECNOTIFY_REDIS_URL (default
 127.0.0.1:6379) under fresh key prefixes, deleted at the end.
 """
@@ -25,6 +26,8 @@ from typing import Any
 import redis
 
 from bench.cluster import Cluster, ReceiverClient, children, peak_rss_mb
+from bench.ordered import measure as measure_ordered
+from bench.ordered import report as ordered_report
 from bench.receiver import capacity_per_s
 from producer.events import validate_event
 from workers.destinations import parse_destination
@@ -230,6 +233,8 @@ def print_table(f: Figures) -> None:
     print(f"{'latency measured at (events/s)':40} {'':10} {f['latency_rate_per_s']:10.1f}")
     for workers, rate in f.get("scale", {}).items():
         print(f"{f'scale-out: 100 ms receiver, {workers} worker(s)':40} {'':10} {rate:10.1f}")
+    if "ordered_per_s" in f:
+        print("\n".join(ordered_report(f)))
 
 
 def main() -> None:
@@ -239,6 +244,8 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="slow case with 1, 2, 4 workers")
     parser.add_argument("--workers", type=int, default=2, help="recnotify worker processes")
     parser.add_argument("--concurrency", type=int, default=100, help="threads per worker")
+    parser.add_argument("--ordered", action="store_true",
+                        help="ordered vs unordered, many recordings (bench.ordered)")
     args = parser.parse_args()
     sizes = SIZES["quick" if args.quick else "full"]
     url = os.environ.get("RECNOTIFY_REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -271,6 +278,9 @@ def main() -> None:
         f["fanout_enqueue_s"], f["fanout_all_received_s"] = rn.fanout()
         f["rss_mb"] = rn.rss_mb()
         rn.stop()
+        if args.ordered:
+            f.update(measure_ordered(cluster, rc, args.workers, args.concurrency,
+                                     quick=args.quick))
         if args.scale:
             f["scale"] = {}
             for workers in (1, 2, 4):  # one set at a time
@@ -286,7 +296,8 @@ def main() -> None:
           f"{rounds} alternating round(s))")
     keys = ["naive_fast_per_s", "fast_per_s", "naive_slow_per_s", "slow_per_s",
             "fanout_enqueue_s", "fanout_all_received_s", "match_10_us", "match_100k_us",
-            "p50_ms", "p99_ms", "rss_mb"]
+            "p50_ms", "p99_ms", "rss_mb"] + (["ordered_per_s", "unordered_per_s"]
+                                             if args.ordered else [])
     print(json.dumps({k: round(f[k], 3) for k in keys}))
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import redis
 
-from workers.ordering import FRONTIER_OPEN, Ordering, make_member, pad_entry_id, pair_key
+from workers.ordering import (
+    FRONTIER_OPEN,
+    Ordering,
+    finish_ordered,
+    make_member,
+    pad_entry_id,
+)
+from workers.request import notification_id
 
 
 def ordering(redis_client: redis.Redis, prefix: str) -> Ordering:
@@ -95,15 +102,29 @@ def test_a_replayed_held_head_completes_and_releases_the_next(redis_client: redi
     assert sent == ["dead", "next"]
 
 
-def test_sequence_numbers_are_assigned_once_per_notification(redis_client: redis.Redis,
-                                                             key_prefix: str) -> None:
+def test_sequence_numbers_follow_release_order_and_never_change(
+        redis_client: redis.Redis, key_prefix: str) -> None:
     o = ordering(redis_client, key_prefix)
-    pair = pair_key("face", "UCID:u1")
-    first = o.sequence(f"{key_prefix}n:a", pair)
-    again = o.sequence(f"{key_prefix}n:a", pair)
-    second = o.sequence(f"{key_prefix}n:b", pair)
-    other = o.sequence(f"{key_prefix}n:c", pair_key("face", "UCID:u2"))
-    assert (first, again, second, other) == (1, 1, 2, 1)
+    n1, n2 = notification_id("e1", "face"), notification_id("e2", "face")
+    pipe = redis_client.pipeline()
+    pair = o.add(pipe, "face", "UCID:u1", "1-0", "e1", n1)
+    o.add(pipe, "face", "UCID:u1", "2-0", "e2", n2)
+    for entry, event, nid in (("1-0", "e1", n1), ("2-0", "e2", n2)):
+        # what the consumer records for each ordered notification
+        pipe.hset(f"{key_prefix}n:{nid}", mapping={
+            "ord_pair": pair, "ord_member": make_member(entry, event, nid)})
+    pipe.execute()
+    sent: list[str] = []
+    o.release([pair], lambda e, d: sent.append(e))
+    assert redis_client.hget(f"{key_prefix}n:{n1}", "seq") == b"1"
+    # the head is delivered: finishing it releases the next, which gets sequence 2
+    redis_client.hset(f"{key_prefix}n:{n1}", "state", "delivered")
+    finish_ordered(o, "e1", "face", hold_dead=False, enqueue=lambda e, d: sent.append(e))
+    assert sent == ["e1", "e2"]
+    assert redis_client.hget(f"{key_prefix}n:{n2}", "seq") == b"2"
+    # a duplicate finish changes nothing, and the first keeps its number
+    finish_ordered(o, "e1", "face", hold_dead=False, enqueue=lambda e, d: sent.append(e))
+    assert sent == ["e1", "e2"] and redis_client.hget(f"{key_prefix}n:{n1}", "seq") == b"1"
 
 
 def test_a_head_released_long_ago_and_still_in_flight_is_sent_again(

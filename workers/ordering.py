@@ -28,22 +28,57 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-# KEYS: zset, inflight hash, blocked set. ARGV: pair, frontier, now
-_RELEASE = """
-local current = redis.call('HGET', KEYS[2], ARGV[1])
-if current then return false end
-local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-if not head then
-  redis.call('SREM', KEYS[3], ARGV[1])
+# Shared by the release scripts: release the head of ARGV-given pair when allowed and
+# assign its sequence number. Key names are built from the prefix (no Redis Cluster).
+_RELEASE_FN = """
+local function release(prefix, pair, frontier, now, ttl)
+  local inflight = prefix .. 'ord:inflight'
+  local blocked = prefix .. 'ord:blocked'
+  if redis.call('HGET', inflight, pair) then return false end
+  local head = redis.call('ZRANGE', prefix .. 'ord:q:' .. pair, 0, 0)[1]
+  if not head then
+    redis.call('SREM', blocked, pair)
+    return false
+  end
+  if head >= frontier then
+    redis.call('SADD', blocked, pair)
+    return '!blocked'
+  end
+  redis.call('HSET', inflight, pair, head .. '@' .. now)
+  redis.call('SREM', blocked, pair)
+  local nid = string.match(head, '|([^|]*)$')
+  if nid and nid ~= '' then
+    local nkey = prefix .. 'n:' .. nid
+    if not redis.call('HGET', nkey, 'seq') then
+      local seqkey = prefix .. 'ord:seq:' .. pair
+      redis.call('HSET', nkey, 'seq', redis.call('INCR', seqkey))
+      redis.call('EXPIRE', seqkey, ttl)
+    end
+  end
+  return head
+end
+"""
+
+# ARGV: prefix, pair, frontier, now, ttl
+_RELEASE = _RELEASE_FN + "return release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+
+# The head ended: KEYS[1] its notification hash. ARGV: prefix, hold-dead (0/1), frontier,
+# now, ttl. Returns {pair, next head or '!blocked' or ''} or false.
+_FINISH = _RELEASE_FN + """
+local f = redis.call('HMGET', KEYS[1], 'state', 'ord_pair', 'ord_member')
+local state, pair, member = f[1], f[2], f[3]
+if not pair or not member then return false end
+if state ~= 'delivered' and state ~= 'dead' then return false end
+local inflight = ARGV[1] .. 'ord:inflight'
+local current = redis.call('HGET', inflight, pair)
+if not current or string.match(current, '^(.*)@[^@]*$') ~= member then return false end
+if state == 'dead' and ARGV[2] == '1' then
+  redis.call('HSET', inflight, pair, member .. '@held')
   return false
 end
-if head >= ARGV[2] then
-  redis.call('SADD', KEYS[3], ARGV[1])
-  return false
-end
-redis.call('HSET', KEYS[2], ARGV[1], head .. '@' .. ARGV[3])
-redis.call('SREM', KEYS[3], ARGV[1])
-return head
+redis.call('ZREM', ARGV[1] .. 'ord:q:' .. pair, member)
+redis.call('HDEL', inflight, pair)
+return {pair, release(ARGV[1], pair, ARGV[3], ARGV[4], ARGV[5]) or ''}
 """
 
 # KEYS: zset, inflight hash. ARGV: pair, member, hold (0/1)
@@ -59,16 +94,6 @@ end
 redis.call('ZREM', KEYS[1], member)
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
-"""
-
-# KEYS: notification hash, sequence counter. Assign once.
-_SEQUENCE = """
-local seq = redis.call('HGET', KEYS[1], 'seq')
-if seq then return tonumber(seq) end
-seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'seq', seq)
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[1]))
-return seq
 """
 
 # KEYS: inflight hash. ARGV: pair, expected value, new value (compare-and-set)
@@ -90,14 +115,17 @@ def pad_entry_id(entry_id: str) -> str:
 
 
 FRONTIER_OPEN = "~"  # above every padded id: nothing is pending
+#: How old a cached frontier may be when releasing (it is re-read when it blocks).
+FRONTIER_CACHE_S = 0.5
 
 
-def make_member(entry_id: str, event_id: str) -> str:
-    return f"{pad_entry_id(entry_id)}|{event_id}"
+def make_member(entry_id: str, event_id: str, nid: str = "") -> str:
+    """``<padded entry id>|<event id>|<notification id>``: sorts in stream order."""
+    return f"{pad_entry_id(entry_id)}|{event_id}|{nid}"
 
 
 def member_event_id(member: str) -> str:
-    return member.split("|", 1)[1]
+    return member.split("|")[1]
 
 
 def pair_key(destination: str, recording: str) -> str:
@@ -119,8 +147,9 @@ class Ordering:
         self.ttl_s = ttl_s
         self._release = client.register_script(_RELEASE)
         self._complete = client.register_script(_COMPLETE)
-        self._sequence = client.register_script(_SEQUENCE)
+        self._finish = client.register_script(_FINISH)
         self._restamp = client.register_script(_RESTAMP)
+        self._frontier: tuple[float, str] | None = None
 
     # -- keys ------------------------------------------------------------------------------
     def queue_key(self, pair: str) -> str:
@@ -142,16 +171,29 @@ class Ordering:
 
     # -- the consumer side -----------------------------------------------------------------
     def add(self, pipe: redis.client.Pipeline, destination: str, recording: str,
-            entry_id: str, event_id: str) -> str:
+            entry_id: str, event_id: str, nid: str = "") -> str:
         """Queue one notification (idempotent: a re-dispatch adds the same member)."""
         pair = pair_key(destination, recording)
         key = self.queue_key(pair)
-        pipe.zadd(key, {make_member(entry_id, event_id): 0})
+        pipe.zadd(key, {make_member(entry_id, event_id, nid): 0})
         pipe.expire(key, self.ttl_s)
         return pair
 
-    def frontier(self) -> str:
-        """Padded id of the oldest entry not yet dispatched, or FRONTIER_OPEN."""
+    def frontier(self, *, max_age_s: float = 0.0) -> str:
+        """Padded id of the oldest entry not yet dispatched, or FRONTIER_OPEN.
+
+        The frontier only moves forward, so a value up to ``max_age_s`` old is a safe
+        lower bound: at worst a head waits for the next check, never goes early.
+        """
+        if max_age_s > 0 and self._frontier is not None:
+            taken_at, value = self._frontier
+            if time.monotonic() - taken_at <= max_age_s:
+                return value
+        value = self._read_frontier()
+        self._frontier = (time.monotonic(), value)
+        return value
+
+    def _read_frontier(self) -> str:
         try:
             summary = self.redis.xpending(self.stream, self.group)
         except redis.exceptions.ResponseError:
@@ -164,18 +206,20 @@ class Ordering:
     def release(self, pairs: Iterable[str], enqueue: Enqueue, frontier: str | None = None
                 ) -> int:
         """Release the head of each pair when allowed; returns how many were enqueued."""
-        frontier = self.frontier() if frontier is None else frontier
+        cached = frontier is None
+        frontier = self.frontier(max_age_s=FRONTIER_CACHE_S) if frontier is None else frontier
         released = 0
         now = f"{time.time():.3f}"
         for pair in pairs:
-            head = self._release(keys=[self.queue_key(pair), self.inflight_key,
-                                       self.blocked_key], args=[pair, frontier, now])
-            if head:
-                member = head.decode() if isinstance(head, bytes) else str(head)
-                destination = pair.split("\x1f", 1)[0]
-                event_id = member_event_id(member)
-                self.sequence(self.notification_key(event_id, destination), pair)
-                enqueue(event_id, destination)
+            args: list[str | int] = [self.prefix, pair, frontier, now, self.ttl_s]
+            head = _text(self._release(keys=[self.queue_key(pair)], args=args))
+            if head == "!blocked" and cached:
+                frontier = self.frontier()  # the cached value may just be old: look again
+                cached = False
+                args[2] = frontier
+                head = _text(self._release(keys=[self.queue_key(pair)], args=args))
+            if head and head != "!blocked":
+                enqueue(member_event_id(head), pair.split("\x1f", 1)[0])
                 released += 1
         return released
 
@@ -213,10 +257,6 @@ class Ordering:
         return resent
 
     # -- the deliverer side ----------------------------------------------------------------
-    def sequence(self, notification_key: str, pair: str) -> int:
-        return int(self._sequence(keys=[notification_key, self.seq_key(pair)],
-                                  args=[self.ttl_s]))
-
     def complete(self, pair: str, member: str, *, hold: bool, enqueue: Enqueue) -> None:
         """The head ended: remove it and release the next (or hold it when dead + hold)."""
         done = self._complete(keys=[self.queue_key(pair), self.inflight_key],
@@ -250,14 +290,16 @@ def finish_ordered(ordering: Ordering, event_id: str, destination: str, *, hold_
     """After a task for an ordered destination: if its notification ended, release the next.
 
     Called for every run of such a task, duplicates included (idempotent: only the
-    in-flight head of its pair can complete).
+    in-flight head of its pair can complete). One script call does it all.
     """
     key = ordering.notification_key(event_id, destination)
-    state, pair, member = ordering.redis.hmget(key, ["state", "ord_pair", "ord_member"])
-    if not pair or not member:
+    frontier = ordering.frontier(max_age_s=FRONTIER_CACHE_S)
+    done = ordering._finish(keys=[key], args=[ordering.prefix, "1" if hold_dead else "0",
+                                              frontier, f"{time.time():.3f}", ordering.ttl_s])
+    if not done:
         return
-    ended = _text(state)
-    if ended not in ("delivered", "dead"):
-        return
-    ordering.complete(_text(pair), _text(member), hold=hold_dead and ended == "dead",
-                      enqueue=enqueue)
+    pair, head = _text(done[0]), _text(done[1])
+    if head == "!blocked":
+        ordering.release([pair], enqueue)  # with a fresh frontier; else the sweeper will
+    elif head:
+        enqueue(member_event_id(head), destination)
