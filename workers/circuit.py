@@ -14,7 +14,11 @@ probe) is let through, under a lease so a worker that dies mid-probe does not
 wedge the circuit -> success closes it, a failure re-opens it for ``reset_s``.
 
 Every transition runs in one Lua script on Redis' own clock, so all workers
-see one state and no two probes run at once.
+see one state and no two probes run at once. ``queue_admit``/``queue_success``
+put the admit and success scripts on a caller's pipeline (EVALSHA, executed with
+``raise_on_error=False``), so a delivery pays no round trip of its own for them;
+``admission``/``success_reply`` read their replies (a NOSCRIPT reply, after Redis
+lost its script cache, runs the script directly instead).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
+import redis.client
+import redis.exceptions
 
 log = logging.getLogger("recnotify.circuit")
 
@@ -125,6 +132,20 @@ class CircuitBreaker:
                                     args=[reset_s, self.probe_lease_s])
         return Admission(_VERDICTS[int(verdict)], float(wait))
 
+    def queue_admit(self, pipe: redis.client.Pipeline, destination: str, reset_s: float
+                    ) -> None:
+        """Queue :meth:`admit` on ``pipe``; read its reply with :meth:`admission`."""
+        pipe.evalsha(self._admit.sha, 1, self.key(destination), reset_s, self.probe_lease_s)
+
+    def admission(self, reply: Any, destination: str, reset_s: float) -> Admission:
+        """The :class:`Admission` of a reply to :meth:`queue_admit`."""
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return self.admit(destination, reset_s)  # not run: Redis lost its scripts
+        if isinstance(reply, Exception):
+            raise reply
+        verdict, wait = reply
+        return Admission(_VERDICTS[int(verdict)], float(wait))
+
     def record_failure(self, destination: str, threshold: int, reset_s: float) -> None:
         """A retryable failure: count it; open (or re-open after a failed probe)."""
         opened = int(self._failure(keys=[self.key(destination)],
@@ -140,6 +161,19 @@ class CircuitBreaker:
     def record_success(self, destination: str) -> None:
         """The destination answered: close the circuit and reset the failure count."""
         if int(self._success(keys=[self.key(destination)])):
+            log.warning("circuit of destination %s CLOSED: probe succeeded", destination)
+
+    def queue_success(self, pipe: redis.client.Pipeline, destination: str) -> None:
+        """Queue :meth:`record_success` on ``pipe``; pass its reply to :meth:`success_reply`."""
+        pipe.evalsha(self._success.sha, 1, self.key(destination))
+
+    def success_reply(self, reply: Any, destination: str) -> None:
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            self.record_success(destination)  # not run: Redis lost its scripts
+            return
+        if isinstance(reply, Exception):
+            raise reply
+        if int(reply):
             log.warning("circuit of destination %s CLOSED: probe succeeded", destination)
 
     def release_probe(self, destination: str) -> None:

@@ -38,8 +38,11 @@ log = logging.getLogger("recnotify.consumer")
 
 ENTRY_NAMESPACE = uuid.UUID("0b9f7c1e-4d3a-4c55-9e0b-6f1a2d3c4b5a")
 Entry = tuple[bytes, dict[bytes, bytes]]
-#: Enqueue one delivery task per (event id, destination name).
+#: Enqueue one delivery task per (event id, destination name). An enqueue that also has
+#: ``add_to(pipe, pairs)`` (workers.fastpath.TaskBatch) has its commands queued on the
+#: stream batch's own pipeline instead: one round trip for the writes, tasks and ack.
 Enqueue = Callable[[Sequence[tuple[str, str]]], None]
+QueueOn = Callable[[redis.client.Pipeline, Sequence[tuple[str, str]]], None]
 
 
 def entry_event_id(stream: str, entry_id: str) -> str:
@@ -184,11 +187,17 @@ class StreamConsumer:
 
     # -- dispatch --------------------------------------------------------------------------
     def process(self, entries: Sequence[Entry]) -> None:
-        """Fan out each entry, then acknowledge them all."""
+        """Fan out each entry, then acknowledge them all.
+
+        The batch's writes, its tasks (when the enqueue can queue them on a pipeline) and
+        the XACK go in one MULTI/EXEC, the ack last: a lost connection or a refused write
+        (e.g. Redis out of memory: EXECABORT) applies nothing and acknowledges nothing,
+        and the entries are read again (delivery is idempotent per notification).
+        """
         stream = self.keys.events
         tasks: list[tuple[str, str]] = []
         ordered_pairs: set[str] = set()
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=True)
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
             event = self._parse(entry_id, fields, pipe)
@@ -220,10 +229,15 @@ class StreamConsumer:
         dispatched = self.keys.metric("dispatched")
         pipe.hincrby(dispatched, "events|total", len(entries))
         pipe.hincrby(dispatched, "notifications|total", len(tasks))
-        pipe.execute()
-        if tasks:
+        queue_on: QueueOn | None = getattr(self.enqueue, "add_to", None)
+        if tasks and queue_on is not None:
+            queue_on(pipe, tasks)
+        elif tasks:
+            pipe.execute()
             self.enqueue(tasks)
-        self.redis.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
+            pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
+        pipe.execute()
         self.dispatched += len(tasks)
         if ordered_pairs:
             self.ordering.release(sorted(ordered_pairs), self.enqueue_one)
@@ -234,9 +248,11 @@ class StreamConsumer:
     def _queue_ordered(self, pipe: redis.client.Pipeline, destination: str, recording: str,
                        entry_id: str, event_id: str) -> str:
         """An ordered destination's notification waits in its recording's queue."""
-        pair = self.ordering.add(pipe, destination, recording, entry_id, event_id)
-        nkey = self.keys.notification(notification_id(event_id, destination))
-        pipe.hset(nkey, mapping={"ord_pair": pair, "ord_member": make_member(entry_id, event_id)})
+        nid = notification_id(event_id, destination)
+        pair = self.ordering.add(pipe, destination, recording, entry_id, event_id, nid)
+        nkey = self.keys.notification(nid)
+        pipe.hset(nkey, mapping={"ord_pair": pair,
+                                 "ord_member": make_member(entry_id, event_id, nid)})
         pipe.expire(nkey, self.ordering.ttl_s)
         self.dispatched += 1
         return pair

@@ -27,7 +27,7 @@ import urllib3.exceptions
 
 from producer.events import Event, parse_event_json
 from workers.backoff import compute_backoff_s, max_span_s, parse_retry_after
-from workers.circuit import CircuitBreaker, Verdict
+from workers.circuit import Admission, CircuitBreaker, Verdict
 from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError, RefusedAddress
@@ -37,7 +37,7 @@ from workers.netsafety import AddressRules, parse_cidrs
 from workers.outcome import Outcome, is_delivered, is_retryable_status
 from workers.records import attempt_record, dead_record
 from workers.request import build_request, notification_id
-from workers.schedule import Schedule, watchdog_s
+from workers.schedule import Schedule, schedule_member, watchdog_s
 from workers.settings import Settings
 from workers.transport import TlsConfig, Transport
 
@@ -52,6 +52,34 @@ REDIS_OUTAGE_RETRY_S = 2.0
 REDIS_OUTAGE_WAIT_S = 30.0
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                redis.exceptions.BusyLoadingError)
+# KEYS[1] lock; ARGV[1] token: release the lock only if this run still holds it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(slots=True)
+class Hold:
+    """What one run of the task holds, and which of its chores a pipeline already did.
+
+    Pipelines run with ``raise_on_error=False`` (see :func:`_check`), so a script
+    queued as EVALSHA that Redis no longer knows (NOSCRIPT) is simply run again
+    directly; ``finally`` does whatever is still owed.
+    """
+
+    destination: str
+    lock_key: str
+    token: str
+    locked: bool = False
+    #: The lock is released (or was never taken).
+    released: bool = False
+    #: Holds the circuit's half-open probe lease and has not used it yet.
+    probing: bool = False
+    #: The destination answered (not a retryable failure): the circuit must hear it.
+    success_due: bool = False
+    #: The schedule's watchdog entry is already in step (see Deliverer._watch).
+    watched: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +97,16 @@ class AttemptResult:
     retryable: bool
     retry_after_s: float | None = None
     disable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Given:
+    """What the first pipeline learnt besides the event and the state: the destination it
+    was read for, its circuit admission (None: not asked), the ordered sequence number."""
+
+    dest: Destination | None
+    admission: Admission | None
+    seq: bytes | None
 
 
 def describe(exc: BaseException) -> str:
@@ -102,13 +140,17 @@ class Deliverer:
         self.watchdog_s = watchdog_s(settings.visibility_timeout_s, settings.max_countdown_s)
         self.circuit = CircuitBreaker(client, self.keys.circuit)
         self.limits = Limits(client, self.keys.prefix)
+        self._unlock = client.register_script(_UNLOCK)
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate)."""
+        nid = notification_id(event_id, destination)
+        hold = Hold(destination, self.keys.lock(nid), uuid.uuid4().hex)
         try:
-            result = self._run(event_id, destination)
-            self._watch(event_id, destination, result)
+            result = self._run(nid, event_id, destination, hold)
+            if not hold.watched:
+                self._watch(event_id, destination, result)
             return result
         except _REDIS_DOWN as exc:
             # Not the notification's fault: no attempt spent, try again shortly. Re-queueing
@@ -138,63 +180,94 @@ class Deliverer:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _run(self, event_id: str, destination: str) -> Outcome | Retry | None:
-        nid = notification_id(event_id, destination)
-        lock_token = uuid.uuid4().hex
+    def _run(self, nid: str, event_id: str, destination: str, hold: Hold
+             ) -> Outcome | Retry | None:
         known = self.config.get(destination)
         lock_ms = int(((known.timeout_s if known else 60.0) + LOCK_MARGIN_S) * 1000)
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.event(event_id))
         pipe.hgetall(self.keys.notification(nid))
-        pipe.set(self.keys.lock(nid), lock_token, nx=True, px=lock_ms)
-        raw_event, state, locked = pipe.execute()
-        if state.get(b"state") in (b"delivered", b"dead"):
-            log.info("notification %s to %s already %s; duplicate skipped", nid, destination,
-                     state[b"state"].decode())
-            if locked:
-                self.redis.delete(self.keys.lock(nid))
-            return None
-        if not locked:
-            # Another copy holds the lock: it is sending now, or its worker died mid-attempt
-            # (the lock then expires). Look again later instead of dropping this copy.
-            wait_s = max(0.5, min(self.redis.pttl(self.keys.lock(nid)) / 1000,
-                                  self.settings.max_countdown_s))
-            log.info("notification %s to %s is locked by another copy; looking again in "
-                     "%.1f s", nid, destination, wait_s)
-            return Retry(_jitter(wait_s))
-        attempts_so_far = int(state.get(b"attempts", 0))
-        first_at = float(state.get(b"first_at", 0)) or time.time()
+        pipe.set(hold.lock_key, hold.token, nx=True, px=lock_ms)
+        admitting = known is not None and known.enabled
+        if known is not None and admitting:
+            self.circuit.queue_admit(pipe, destination, known.circuit.reset_s)
+        replies = _check(pipe.execute(raise_on_error=False))
+        raw_event, state, locked = replies[:3]
+        hold.locked = bool(locked)
+        hold.released = not locked
+        admission = None
+        if known is not None and admitting:
+            admission = self.circuit.admission(replies[3], destination, known.circuit.reset_s)
+            hold.probing = admission.verdict is Verdict.PROBE
         try:
-            return self._attempt(nid, event_id, destination, raw_event, attempts_so_far + 1,
-                                 first_at)
-        except _REDIS_DOWN:
-            raise
-        except Exception as exc:
-            log.exception("notification %s to %s: unexpected error, dead-lettered", nid,
-                          destination)
-            self._finish_dead(nid, event_id, destination, raw_event, attempts_so_far + 1,
-                              f"internal error: {type(exc).__name__}: {exc}", record=True,
-                              kind="internal")
-            return Outcome.DEAD
+            if state.get(b"state") in (b"delivered", b"dead"):
+                log.info("notification %s to %s already %s; duplicate skipped", nid,
+                         destination, state[b"state"].decode())
+                if locked:
+                    self.redis.delete(hold.lock_key)
+                    hold.released = True
+                return None
+            if not locked:
+                # Another copy holds the lock: it is sending now, or its worker died mid-
+                # attempt (the lock then expires). Look again later instead of dropping this.
+                wait_s = max(0.5, min(self.redis.pttl(hold.lock_key) / 1000,
+                                      self.settings.max_countdown_s))
+                log.info("notification %s to %s is locked by another copy; looking again in "
+                         "%.1f s", nid, destination, wait_s)
+                return Retry(_jitter(wait_s))
+            attempts_so_far = int(state.get(b"attempts", 0))
+            first_at = float(state.get(b"first_at", 0)) or time.time()
+            try:
+                return self._attempt(nid, event_id, destination, raw_event,
+                                     attempts_so_far + 1, first_at,
+                                     _Given(known, admission, state.get(b"seq")), hold)
+            except _REDIS_DOWN:
+                raise
+            except Exception as exc:
+                log.exception("notification %s to %s: unexpected error, dead-lettered", nid,
+                              destination)
+                self._finish_dead(nid, event_id, destination, raw_event, attempts_so_far + 1,
+                                  f"internal error: {type(exc).__name__}: {exc}", record=True,
+                                  kind="internal")
+                return Outcome.DEAD
         finally:
-            with contextlib.suppress(*_REDIS_DOWN):  # else the lock expires by itself
-                self._release(nid, lock_token)
+            self._let_go(hold)
 
-    def _sequence(self, nid: str, dest: Destination) -> int | None:
-        """The X-Recnotify-Sequence of an ordered notification (assigned at its release)."""
+    def _let_go(self, hold: Hold) -> None:
+        """Whatever the run still owes: the circuit's news, the probe lease, the lock."""
+        with contextlib.suppress(*_REDIS_DOWN):  # else the lease / lock expires by itself
+            if hold.success_due:
+                hold.success_due = False
+                self.circuit.record_success(hold.destination)
+            if hold.probing:
+                hold.probing = False
+                self.circuit.release_probe(hold.destination)
+        if not hold.released:
+            with contextlib.suppress(*_REDIS_DOWN):
+                self._unlock(keys=[hold.lock_key], args=[hold.token])
+            hold.released = True
+
+    def _queue_unlock(self, pipe: redis.client.Pipeline, hold: Hold) -> int:
+        """Queue the lock's release on ``pipe``; returns its index for :meth:`_unlocked`."""
+        pipe.evalsha(self._unlock.sha, 1, hold.lock_key, hold.token)
+        return len(pipe) - 1
+
+    def _unlocked(self, replies: list[Any], index: int, hold: Hold) -> None:
+        if not isinstance(replies[index], redis.exceptions.NoScriptError):
+            hold.released = True  # else _let_go runs the script directly
+
+    def _sequence(self, nid: str, dest: Destination, seq: bytes | None) -> int | None:
+        """The X-Recnotify-Sequence of an ordered notification (assigned at its release,
+        before its task was enqueued: ``seq`` is the hash's value read by the first pipeline)."""
         if not dest.ordered:
             return None
-        seq = self.redis.hget(self.keys.notification(nid), "seq")
+        if seq is None:
+            seq = self.redis.hget(self.keys.notification(nid), "seq")  # type: ignore[assignment]
         return int(seq) if seq is not None else None
 
-    def _release(self, nid: str, token: str) -> None:
-        key = self.keys.lock(nid)
-        if self.redis.get(key) == token.encode():
-            self.redis.delete(key)
-
     def _attempt(self, nid: str, event_id: str, destination: str, raw_event: bytes | None,
-                 attempt: int, first_at: float) -> Outcome | Retry:
-        dest = self.config.get(destination)
+                 attempt: int, first_at: float, given: _Given, hold: Hold) -> Outcome | Retry:
+        dest = given.dest
         if raw_event is None:
             return self._finish_dead(nid, event_id, destination, None, attempt,
                                      "event data not found in Redis (expired or lost)")
@@ -208,73 +281,83 @@ class Deliverer:
         now = time.time()
         try:
             request = build_request(event, dest, nid=nid, now_s=now,
-                                    sequence=self._sequence(nid, dest))
+                                    sequence=self._sequence(nid, dest, given.seq))
         except DeliveryError as exc:
             return self._finish_dead(nid, event_id, destination, raw_event, attempt, str(exc),
                                      record=True)
-        gate, probing = self._gate(nid, event, dest, raw_event, attempt, first_at)
+        gate = self._gate(nid, event, dest, raw_event, attempt, first_at, given.admission,
+                          hold)
         if gate is not None:
             return gate
-        result = self._send_limited(dest, request, probing)
+        result = self._send_limited(dest, request, hold)
         if result is None:
             return self._wait(nid, event.id, dest, first_at, _jitter(SLOT_RETRY_S),
-                              "max_in_flight reached")
+                              "max_in_flight reached", hold)
         if result.disable:
             self._disable(dest, nid)
-        return self._conclude(nid, event, dest, raw_event, attempt, result, first_at)
+        return self._conclude(nid, event, dest, raw_event, attempt, result, first_at, hold)
 
     # -- circuit breaker and limits ------------------------------------------------------
     def _gate(self, nid: str, event: Event, dest: Destination, raw_event: bytes,
-              attempt: int, first_at: float) -> tuple[Outcome | Retry | None, bool]:
-        """(None, probing) when the attempt may go; else the notification waits (no
-        attempt spent). ``probing``: this attempt is the circuit's half-open probe."""
-        admission = self.circuit.admit(dest.name, dest.circuit.reset_s)
-        probing = admission.verdict is Verdict.PROBE
+              attempt: int, first_at: float, admission: Admission | None, hold: Hold
+              ) -> Outcome | Retry | None:
+        """None when the attempt may go; else the notification waits (no attempt spent).
+        ``admission``: the circuit's answer from the first pipeline (None: ask now)."""
+        if admission is None:
+            admission = self.circuit.admit(dest.name, dest.circuit.reset_s)
+            hold.probing = admission.verdict is Verdict.PROBE
         if not admission.allowed:
             deadline = first_at + span_s(dest)
             if time.time() >= deadline:
                 return self._finish_dead(
                     nid, event.id, dest.name, raw_event, attempt - 1,
                     f"circuit open: no successful attempt within the retry span of "
-                    f"{span_s(dest):g} s", kind="circuit"), False
+                    f"{span_s(dest):g} s", kind="circuit")
             wait = min(admission.wait_s, max(1.0, dest.circuit.reset_s))
-            return self._wait(nid, event.id, dest, first_at, _jitter(wait),
-                              "circuit open"), False
+            return self._wait(nid, event.id, dest, first_at, _jitter(wait), "circuit open",
+                              hold)
         wait = self.limits.take_token(dest.name, dest.rate_limit_per_s)
         if wait > 0:
-            self._drop_probe(dest, probing)
-            return self._wait(nid, event.id, dest, first_at, _jitter(wait), "rate limit"), False
-        return None, probing
+            self._drop_probe(dest, hold)
+            return self._wait(nid, event.id, dest, first_at, _jitter(wait), "rate limit", hold)
+        return None
 
-    def _send_limited(self, dest: Destination, request: Any, probing: bool
+    def _send_limited(self, dest: Destination, request: Any, hold: Hold
                       ) -> AttemptResult | None:
-        """Send under an in-flight slot and report to the circuit; None when no slot."""
+        """Send under an in-flight slot and report to the circuit; None when no slot.
+
+        A retryable failure is reported at once; an answer (success for the circuit)
+        goes with the outcome's pipeline (``hold.success_due``, see _conclude)."""
         slot = self.limits.acquire_slot(dest.name, dest.max_in_flight, dest.timeout_s)
         if slot is None:
-            self._drop_probe(dest, probing)
+            self._drop_probe(dest, hold)
             return None
         try:
             result = self._send(dest, request)
         finally:
             self.limits.release_slot(slot)
         if result.retryable:
+            hold.probing = False  # used: the failure re-opens the circuit
             self.circuit.record_failure(dest.name, dest.circuit.failures,
                                         dest.circuit.reset_s)
         elif result.status is not None:
-            self.circuit.record_success(dest.name)
+            hold.probing = False  # used: the success closes the circuit
+            hold.success_due = True
         else:
-            self._drop_probe(dest, probing)
+            self._drop_probe(dest, hold)
         return result
 
-    def _drop_probe(self, dest: Destination, probing: bool) -> None:
-        if probing:
+    def _drop_probe(self, dest: Destination, hold: Hold) -> None:
+        if hold.probing:
+            hold.probing = False
             self.circuit.release_probe(dest.name)
 
     def _wait(self, nid: str, event_id: str, dest: Destination, first_at: float,
-              wait_s: float, why: str) -> Outcome | Retry:
+              wait_s: float, why: str, hold: Hold) -> Outcome | Retry:
         """Park the notification for ``wait_s`` without spending an attempt."""
         nkey = self.keys.notification(nid)
         due = time.time() + wait_s
+        short = wait_s <= self.settings.max_countdown_s
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
                                  "destination": dest.name, "waiting": why})
@@ -282,9 +365,17 @@ class Deliverer:
         pipe.expire(nkey, NOTIFICATION_TTL_S)
         pipe.zadd(self.keys.parked(dest.name), {nid: due})
         count_attempt(pipe, self.keys.metric, dest.name, Outcome.WAITING.value, None)
-        pipe.execute()
+        unlock = -1
+        if short:  # nothing left to do under the lock: the task retries after wait_s
+            pipe.zadd(self.keys.schedule, {schedule_member(event_id, dest.name):
+                                           due + self.watchdog_s})
+            unlock = self._queue_unlock(pipe, hold)
+        replies = _check(pipe.execute(raise_on_error=False))
+        if short:
+            hold.watched = True
+            self._unlocked(replies, unlock, hold)
         log.debug("notification %s to %s waits %.2f s: %s", nid, dest.name, wait_s, why)
-        if wait_s <= self.settings.max_countdown_s:
+        if short:
             return Retry(wait_s)
         self.schedule.add(event_id, dest.name, due)
         return Outcome.WAITING
@@ -313,7 +404,8 @@ class Deliverer:
                              disable=status == 410)
 
     def _conclude(self, nid: str, event: Event, dest: Destination, raw_event: bytes,
-                  attempt: int, result: AttemptResult, first_at: float) -> Outcome | Retry:
+                  attempt: int, result: AttemptResult, first_at: float, hold: Hold
+                  ) -> Outcome | Retry:
         deadline = first_at + span_s(dest)
         if result.status is not None and is_delivered(result.status):
             outcome = Outcome.DELIVERED
@@ -337,7 +429,21 @@ class Deliverer:
             outcome=outcome.value, **entry))
         count_attempt(pipe, self.keys.metric, dest.name, outcome.value,
                       result.latency_ms if result.status is not None else None)
-        pipe.execute()
+        success = -1
+        if hold.success_due:
+            self.circuit.queue_success(pipe, dest.name)
+            success = len(pipe) - 1
+        unlock = -1
+        if outcome is Outcome.DELIVERED:  # done: forget the watchdog entry, release the lock
+            pipe.zrem(self.keys.schedule, schedule_member(event.id, dest.name))
+            unlock = self._queue_unlock(pipe, hold)
+        replies = _check(pipe.execute(raise_on_error=False))
+        if success >= 0:
+            hold.success_due = False
+            self.circuit.success_reply(replies[success], dest.name)
+        if unlock >= 0:
+            hold.watched = True
+            self._unlocked(replies, unlock, hold)
         if outcome is Outcome.DELIVERED:
             log.info("notification %s to %s delivered: HTTP %s in %.0f ms (attempt %d)", nid,
                      dest.name, result.status, result.latency_ms, attempt)
@@ -413,6 +519,16 @@ def span_s(dest: Destination) -> float:
     single-attempt destination gets one probe after its circuit opened.
     """
     return max(max_span_s(dest.retry), dest.circuit.reset_s)
+
+
+def _check(replies: list[Any]) -> list[Any]:
+    """A pipeline's replies (executed with ``raise_on_error=False``): raise its first error,
+    except NOSCRIPT, which the reader of that EVALSHA's reply handles."""
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError) and not isinstance(
+                reply, redis.exceptions.NoScriptError):
+            raise reply
+    return replies
 
 
 def _event_json(raw_event: bytes | None) -> str | None:

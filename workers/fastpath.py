@@ -106,6 +106,10 @@ class TaskBatch:
         })
         return message, event_message
 
+    def __call__(self, calls: Sequence[Sequence[str]]) -> None:
+        """A TaskBatch is an enqueue function (workers.consumer.Enqueue): :meth:`push`."""
+        self.push(calls)
+
     def push(self, calls: Sequence[Sequence[str]]) -> None:
         """Enqueue one task per argument tuple, in order, in one round trip."""
         if calls:

@@ -7,6 +7,12 @@ import logging
 import sys
 import time
 
+#: Celery's per-task INFO lines ("Task ... received", "Task ... succeeded in ..."): they
+#: repeat recnotify's own "delivered" / "retry" / "dead-lettered" line (which names the
+#: notification and its destination) and cost CPU on every task. Their warnings and
+#: errors (a task that raised, a lost worker) are still logged.
+CELERY_PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -35,5 +41,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("urllib3", "kombu", "amqp", "alembic"):
+    for noisy in ("urllib3", "kombu", "amqp", "alembic", *CELERY_PER_TASK_LOGGERS):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -34,12 +34,9 @@ HEARTBEAT_TTL_S = 15
 
 def make_enqueue(app: Celery) -> Callable[[Sequence[tuple[str, str]]], None]:
     """Enqueue delivery tasks, all of one call in one Redis round trip (workers.fastpath)."""
-    batch = task_batch(app, get_runtime(app.recnotify_settings).redis, DELIVER_TASK)
-
-    def enqueue(pairs: Sequence[tuple[str, str]]) -> None:
-        batch.push(pairs)
-
-    return enqueue
+    # A TaskBatch is callable, and its add_to lets the stream consumer queue the tasks on
+    # its own batch pipeline (one round trip for the writes, the tasks and the ack).
+    return task_batch(app, get_runtime(app.recnotify_settings).redis, DELIVER_TASK)
 
 
 class Service:
