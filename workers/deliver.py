@@ -13,27 +13,44 @@ notification lock keeps two copies from sending at the same moment.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
-import random
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 import urllib3.exceptions
 
 from producer.events import Event, parse_event_json
-from workers.backoff import compute_backoff_s, max_span_s, parse_retry_after
+from workers.attempt import (
+    LOCK_MARGIN_S,
+    NOTIFICATION_TTL_S,
+    REDIS_DOWN,
+    REDIS_OUTAGE_RETRY_S,
+    REDIS_OUTAGE_WAIT_S,
+    UNLOCK_SCRIPT,
+    AttemptResult,
+    Given,
+    Hold,
+    Retry,
+    check_replies,
+    describe,
+    destination_rules,
+    elapsed_ms,
+    event_json_text,
+    header_value,
+    jitter,
+    span_s,
+)
+from workers.backoff import compute_backoff_s, parse_retry_after
 from workers.circuit import Admission, CircuitBreaker, Verdict
 from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError, RefusedAddress
 from workers.limits import SLOT_RETRY_S, Limits
 from workers.metrics_keys import count_attempt
-from workers.netsafety import AddressRules, parse_cidrs
+from workers.netsafety import AddressRules
 from workers.outcome import Outcome, is_delivered, is_retryable_status
 from workers.records import attempt_record, dead_record
 from workers.request import build_request, notification_id
@@ -41,87 +58,9 @@ from workers.schedule import Schedule, schedule_member, watchdog_s
 from workers.settings import Settings
 from workers.transport import TlsConfig, Transport
 
+__all__ = ["AttemptResult", "Deliverer", "Retry", "describe", "destination_rules"]
+
 log = logging.getLogger("recnotify.deliver")
-
-NOTIFICATION_TTL_S = 3 * 24 * 3600
-#: A notification's lock outlives its destination's timeout by this much (then it expires).
-LOCK_MARGIN_S = 30.0
-#: Re-queue wait of a task that met a Redis outage (it is not an attempt).
-REDIS_OUTAGE_RETRY_S = 2.0
-#: How long a task that met a Redis outage waits for Redis before re-queueing itself.
-REDIS_OUTAGE_WAIT_S = 30.0
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-               redis.exceptions.BusyLoadingError)
-# KEYS[1] lock; ARGV[1] token: release the lock only if this run still holds it.
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-@dataclass(slots=True)
-class Hold:
-    """What one run of the task holds, and which of its chores a pipeline already did.
-
-    Pipelines run with ``raise_on_error=False`` (see :func:`_check`), so a script
-    queued as EVALSHA that Redis no longer knows (NOSCRIPT) is simply run again
-    directly; ``finally`` does whatever is still owed.
-    """
-
-    destination: str
-    lock_key: str
-    token: str
-    locked: bool = False
-    #: The lock is released (or was never taken).
-    released: bool = False
-    #: Holds the circuit's half-open probe lease and has not used it yet.
-    probing: bool = False
-    #: The destination answered (not a retryable failure): the circuit must hear it.
-    success_due: bool = False
-    #: The schedule's watchdog entry is already in step (see Deliverer._watch).
-    watched: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """Tell the task to retry after ``countdown_s`` (short waits only)."""
-
-    countdown_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    status: int | None
-    error: str | None
-    latency_ms: float
-    retryable: bool
-    retry_after_s: float | None = None
-    disable: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Given:
-    """What the first pipeline learnt besides the event and the state: the destination it
-    was read for, its circuit admission (None: not asked), the ordered sequence number."""
-
-    dest: Destination | None
-    admission: Admission | None
-    seq: bytes | None
-
-
-def describe(exc: BaseException) -> str:
-    """A short, secret-free description of a transport error."""
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return "timeout: no response in time"
-    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-        return "timeout: connecting"
-    if isinstance(exc, urllib3.exceptions.SSLError):
-        return f"TLS error: {exc}"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return "connection refused or unreachable"
-    if isinstance(exc, urllib3.exceptions.ProtocolError):
-        return "connection dropped: " + str(exc.args[0] if exc.args else exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 class Deliverer:
@@ -140,7 +79,7 @@ class Deliverer:
         self.watchdog_s = watchdog_s(settings.visibility_timeout_s, settings.max_countdown_s)
         self.circuit = CircuitBreaker(client, self.keys.circuit)
         self.limits = Limits(client, self.keys.prefix)
-        self._unlock = client.register_script(_UNLOCK)
+        self._unlock = client.register_script(UNLOCK_SCRIPT)
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str) -> Outcome | Retry | None:
@@ -152,7 +91,7 @@ class Deliverer:
             if not hold.watched:
                 self._watch(event_id, destination, result)
             return result
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             # Not the notification's fault: no attempt spent, try again shortly. Re-queueing
             # needs the broker (a failed re-queue would drop the task), so wait for Redis
             # first; the whole service is stalled meanwhile anyway.
@@ -191,7 +130,7 @@ class Deliverer:
         admitting = known is not None and known.enabled
         if known is not None and admitting:
             self.circuit.queue_admit(pipe, destination, known.circuit.reset_s)
-        replies = _check(pipe.execute(raise_on_error=False))
+        replies = check_replies(pipe.execute(raise_on_error=False))
         raw_event, state, locked = replies[:3]
         hold.locked = bool(locked)
         hold.released = not locked
@@ -214,14 +153,14 @@ class Deliverer:
                                       self.settings.max_countdown_s))
                 log.info("notification %s to %s is locked by another copy; looking again in "
                          "%.1f s", nid, destination, wait_s)
-                return Retry(_jitter(wait_s))
+                return Retry(jitter(wait_s))
             attempts_so_far = int(state.get(b"attempts", 0))
             first_at = float(state.get(b"first_at", 0)) or time.time()
             try:
                 return self._attempt(nid, event_id, destination, raw_event,
                                      attempts_so_far + 1, first_at,
-                                     _Given(known, admission, state.get(b"seq")), hold)
-            except _REDIS_DOWN:
+                                     Given(known, admission, state.get(b"seq")), hold)
+            except REDIS_DOWN:
                 raise
             except Exception as exc:
                 log.exception("notification %s to %s: unexpected error, dead-lettered", nid,
@@ -235,7 +174,7 @@ class Deliverer:
 
     def _let_go(self, hold: Hold) -> None:
         """Whatever the run still owes: the circuit's news, the probe lease, the lock."""
-        with contextlib.suppress(*_REDIS_DOWN):  # else the lease / lock expires by itself
+        with contextlib.suppress(*REDIS_DOWN):  # else the lease / lock expires by itself
             if hold.success_due:
                 hold.success_due = False
                 self.circuit.record_success(hold.destination)
@@ -243,7 +182,7 @@ class Deliverer:
                 hold.probing = False
                 self.circuit.release_probe(hold.destination)
         if not hold.released:
-            with contextlib.suppress(*_REDIS_DOWN):
+            with contextlib.suppress(*REDIS_DOWN):
                 self._unlock(keys=[hold.lock_key], args=[hold.token])
             hold.released = True
 
@@ -266,7 +205,7 @@ class Deliverer:
         return int(seq) if seq is not None else None
 
     def _attempt(self, nid: str, event_id: str, destination: str, raw_event: bytes | None,
-                 attempt: int, first_at: float, given: _Given, hold: Hold) -> Outcome | Retry:
+                 attempt: int, first_at: float, given: Given, hold: Hold) -> Outcome | Retry:
         dest = given.dest
         if raw_event is None:
             return self._finish_dead(nid, event_id, destination, None, attempt,
@@ -291,7 +230,7 @@ class Deliverer:
             return gate
         result = self._send_limited(dest, request, hold)
         if result is None:
-            return self._wait(nid, event.id, dest, first_at, _jitter(SLOT_RETRY_S),
+            return self._wait(nid, event.id, dest, first_at, jitter(SLOT_RETRY_S),
                               "max_in_flight reached", hold)
         if result.disable:
             self._disable(dest, nid)
@@ -314,12 +253,12 @@ class Deliverer:
                     f"circuit open: no successful attempt within the retry span of "
                     f"{span_s(dest):g} s", kind="circuit")
             wait = min(admission.wait_s, max(1.0, dest.circuit.reset_s))
-            return self._wait(nid, event.id, dest, first_at, _jitter(wait), "circuit open",
+            return self._wait(nid, event.id, dest, first_at, jitter(wait), "circuit open",
                               hold)
         wait = self.limits.take_token(dest.name, dest.rate_limit_per_s)
         if wait > 0:
             self._drop_probe(dest, hold)
-            return self._wait(nid, event.id, dest, first_at, _jitter(wait), "rate limit", hold)
+            return self._wait(nid, event.id, dest, first_at, jitter(wait), "rate limit", hold)
         return None
 
     def _send_limited(self, dest: Destination, request: Any, hold: Hold
@@ -370,7 +309,7 @@ class Deliverer:
             pipe.zadd(self.keys.schedule, {schedule_member(event_id, dest.name):
                                            due + self.watchdog_s})
             unlock = self._queue_unlock(pipe, hold)
-        replies = _check(pipe.execute(raise_on_error=False))
+        replies = check_replies(pipe.execute(raise_on_error=False))
         if short:
             hold.watched = True
             self._unlocked(replies, unlock, hold)
@@ -388,17 +327,18 @@ class Deliverer:
         try:
             response = self.transport.send(request, timeout_s=dest.timeout_s, rules=rules, tls=tls)
         except RefusedAddress as exc:
-            return AttemptResult(None, str(exc), _ms(started), retryable=False)
+            return AttemptResult(None, str(exc), elapsed_ms(started), retryable=False)
         except DeliveryError as exc:
-            return AttemptResult(None, str(exc), _ms(started), retryable=True)
+            return AttemptResult(None, str(exc), elapsed_ms(started), retryable=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return AttemptResult(None, describe(exc), _ms(started), retryable=True)
+            return AttemptResult(None, describe(exc), elapsed_ms(started), retryable=True)
         status = response.status
         if is_delivered(status):
             return AttemptResult(status, None, response.latency_ms, retryable=False)
         retry_after = None
         if status in (429, 503):
-            retry_after = parse_retry_after(_header(response.headers, "retry-after"), time.time())
+            retry_after = parse_retry_after(header_value(response.headers, "retry-after"),
+                                            time.time())
         return AttemptResult(status, f"HTTP {status}", response.latency_ms,
                              retryable=is_retryable_status(status), retry_after_s=retry_after,
                              disable=status == 410)
@@ -437,7 +377,7 @@ class Deliverer:
         if outcome is Outcome.DELIVERED:  # done: forget the watchdog entry, release the lock
             pipe.zrem(self.keys.schedule, schedule_member(event.id, dest.name))
             unlock = self._queue_unlock(pipe, hold)
-        replies = _check(pipe.execute(raise_on_error=False))
+        replies = check_replies(pipe.execute(raise_on_error=False))
         if success >= 0:
             hold.success_due = False
             self.circuit.success_reply(replies[success], dest.name)
@@ -487,7 +427,7 @@ class Deliverer:
         pipe.hincrby(self.keys.metric("dead_letters"), f"{destination}|{kind}", 1)
         pipe.rpush(self.keys.records, dead_record(
             notification_id=nid, event_id=event_id, destination=destination,
-            event_json=_event_json(raw_event),
+            event_json=event_json_text(raw_event),
             attempts_json=json.dumps(history), reason=reason, created_at=time.time()))
         pipe.execute()
         log.error("notification %s to %s dead-lettered: %s", nid, destination, reason)
@@ -502,58 +442,3 @@ class Deliverer:
             self.store.set_enabled(dest.name, False)
         except Exception as exc:
             log.error("could not disable destination %s: %s", dest.name, exc)
-
-
-@functools.lru_cache(maxsize=4096)
-def destination_rules(global_rules: AddressRules, allow: tuple[str, ...], deny: tuple[str, ...]
-                      ) -> AddressRules:
-    """The global outbound rules tightened by one destination's own (cached)."""
-    return AddressRules.combine(global_rules, parse_cidrs(list(allow), where="allow_cidrs"),
-                                parse_cidrs(list(deny), where="deny_cidrs"))
-
-
-def span_s(dest: Destination) -> float:
-    """How long a notification may take from its first try to delivered or dead.
-
-    The retry policy's span; at least one circuit reset period, so even a
-    single-attempt destination gets one probe after its circuit opened.
-    """
-    return max(max_span_s(dest.retry), dest.circuit.reset_s)
-
-
-def _check(replies: list[Any]) -> list[Any]:
-    """A pipeline's replies (executed with ``raise_on_error=False``): raise its first error,
-    except NOSCRIPT, which the reader of that EVALSHA's reply handles."""
-    for reply in replies:
-        if isinstance(reply, redis.exceptions.ResponseError) and not isinstance(
-                reply, redis.exceptions.NoScriptError):
-            raise reply
-    return replies
-
-
-def _event_json(raw_event: bytes | None) -> str | None:
-    """The event for a dead letter: its JSON, or (a poison entry) its text as a JSON string."""
-    if raw_event is None:
-        return None
-    text = raw_event.decode("utf-8", "replace")
-    try:
-        json.loads(text)
-    except ValueError:
-        return json.dumps(text[:65536])
-    return text
-
-
-def _jitter(wait_s: float) -> float:
-    """``wait_s`` plus up to 20 %, so parked notifications do not all wake at once."""
-    return wait_s * random.uniform(1.0, 1.2)
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
-
-
-def _header(headers: dict[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None

@@ -1,0 +1,159 @@
+"""The pieces of one delivery attempt that need no Redis state of their own.
+
+Value types (the notification's hold on its lock and circuit probe, a retry request,
+an attempt's result), the error description a receiver's operator reads, the
+per-destination outbound rules, and small helpers. ``workers.deliver`` uses them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import urllib3.exceptions
+
+from workers.backoff import max_span_s
+from workers.circuit import Admission
+from workers.destination_model import Destination
+from workers.netsafety import AddressRules, parse_cidrs
+
+NOTIFICATION_TTL_S = 3 * 24 * 3600
+#: A notification's lock outlives its destination's timeout by this much (then it expires).
+LOCK_MARGIN_S = 30.0
+#: Re-queue wait of a task that met a Redis outage (it is not an attempt).
+REDIS_OUTAGE_RETRY_S = 2.0
+#: How long a task that met a Redis outage waits for Redis before re-queueing itself.
+REDIS_OUTAGE_WAIT_S = 30.0
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+               redis.exceptions.BusyLoadingError)
+# KEYS[1] lock; ARGV[1] token: release the lock only if this run still holds it.
+UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(slots=True)
+class Hold:
+    """What one run of the task holds, and which of its chores a pipeline already did.
+
+    Pipelines run with ``raise_on_error=False`` (see :func:`check_replies`), so a script
+    queued as EVALSHA that Redis no longer knows (NOSCRIPT) is simply run again
+    directly; ``finally`` does whatever is still owed.
+    """
+
+    destination: str
+    lock_key: str
+    token: str
+    locked: bool = False
+    #: The lock is released (or was never taken).
+    released: bool = False
+    #: Holds the circuit's half-open probe lease and has not used it yet.
+    probing: bool = False
+    #: The destination answered (not a retryable failure): the circuit must hear it.
+    success_due: bool = False
+    #: The schedule's watchdog entry is already in step (see Deliverer._watch).
+    watched: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Tell the task to retry after ``countdown_s`` (short waits only)."""
+
+    countdown_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    status: int | None
+    error: str | None
+    latency_ms: float
+    retryable: bool
+    retry_after_s: float | None = None
+    disable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    """What the first pipeline learnt besides the event and the state: the destination it
+    was read for, its circuit admission (None: not asked), the ordered sequence number."""
+
+    dest: Destination | None
+    admission: Admission | None
+    seq: bytes | None
+
+
+def describe(exc: BaseException) -> str:
+    """A short, secret-free description of a transport error."""
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "timeout: no response in time"
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "timeout: connecting"
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return f"TLS error: {exc}"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "connection refused or unreachable"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return "connection dropped: " + str(exc.args[0] if exc.args else exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+
+@functools.lru_cache(maxsize=4096)
+def destination_rules(global_rules: AddressRules, allow: tuple[str, ...], deny: tuple[str, ...]
+                      ) -> AddressRules:
+    """The global outbound rules tightened by one destination's own (cached)."""
+    return AddressRules.combine(global_rules, parse_cidrs(list(allow), where="allow_cidrs"),
+                                parse_cidrs(list(deny), where="deny_cidrs"))
+
+
+def span_s(dest: Destination) -> float:
+    """How long a notification may take from its first try to delivered or dead.
+
+    The retry policy's span; at least one circuit reset period, so even a
+    single-attempt destination gets one probe after its circuit opened.
+    """
+    return max(max_span_s(dest.retry), dest.circuit.reset_s)
+
+
+def check_replies(replies: list[Any]) -> list[Any]:
+    """A pipeline's replies (executed with ``raise_on_error=False``): raise its first error,
+    except NOSCRIPT, which the reader of that EVALSHA's reply handles."""
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError) and not isinstance(
+                reply, redis.exceptions.NoScriptError):
+            raise reply
+    return replies
+
+
+def event_json_text(raw_event: bytes | None) -> str | None:
+    """The event for a dead letter: its JSON, or (a poison entry) its text as a JSON string."""
+    if raw_event is None:
+        return None
+    text = raw_event.decode("utf-8", "replace")
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text[:65536])
+    return text
+
+
+def jitter(wait_s: float) -> float:
+    """``wait_s`` plus up to 20 %, so parked notifications do not all wake at once."""
+    return wait_s * random.uniform(1.0, 1.2)
+
+
+def elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def header_value(headers: dict[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
