@@ -412,3 +412,11 @@ def test_preset_overrides_survive_the_round_trip() -> None:
     dest = _rich()
     assert dest.ordered is False and dest.results == ("success", "failure")
     assert load_file(dump_file([dest], include_secrets=True))[0].ordered is False
+
+
+def test_control_characters_in_url_parameters_are_refused_at_save() -> None:
+    with pytest.raises(InvalidDestination) as info:
+        parse_destination({"name": "crlf", "events": "all", "scope": "global",
+                           "url": "http://h.example/x", "params": "a=1\r\nX-Injected: 1"})
+    (error,) = info.value.errors
+    assert error.field == "params" and "0x0d" in error.message and "'crlf'" in error.message

@@ -434,9 +434,8 @@ class Deliverer:
         return Outcome.DEAD
 
     def _disable(self, dest: Destination, nid: str) -> None:
-        log.error("destination %s answered 410 Gone (notification %s): destination disabled; "
-                  "enable it again with `recnotify destinations enable %s`", dest.name, nid,
-                  dest.name)
+        log.error("notification %s to %s answered 410 Gone: destination disabled; enable it "
+                  "again with `recnotify destinations enable %s`", nid, dest.name, dest.name)
         self.redis.hincrby(self.keys.metric("disabled"), f"{dest.name}|410", 1)
         try:
             self.store.set_enabled(dest.name, False)

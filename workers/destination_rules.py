@@ -259,6 +259,10 @@ def _host(url: str) -> str:
 
 
 def _check_template(c: Checker, field: str, template: str, types: tuple[str, ...]) -> None:
+    controls = sorted({f"{ord(ch):#04x}" for ch in template if ord(ch) < 0x20 or ord(ch) == 0x7F})
+    if controls:
+        c.fail(field, template, f"control characters ({', '.join(controls)}) are not allowed in "
+               "URL parameters (they could split the request); percent-encode them")
     for name in dict.fromkeys(placeholders(template)):
         lacking = [t for t in types if name not in params_for(t)]
         if len(lacking) == 1:

@@ -14,6 +14,26 @@ import time
 CELERY_PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
 
 
+#: recnotify's lines about one notification start with this, its id and destination first.
+NOTIFICATION_PREFIX = "notification %s to %s"
+
+
+class NotificationFields(logging.Filter):
+    """Give lines about a notification ``notification_id`` and ``destination`` attributes.
+
+    Every such line in recnotify is written as ``"notification %s to %s ..."`` with the
+    id and the destination name as its first two arguments; the JSON format then
+    carries them as fields, so a log search by notification or destination is exact.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (isinstance(record.msg, str) and record.msg.startswith(NOTIFICATION_PREFIX)
+                and isinstance(record.args, tuple) and len(record.args) >= 2):
+            record.notification_id = str(record.args[0])
+            record.destination = str(record.args[1])
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -23,6 +43,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in ("notification_id", "destination"):
+            value = getattr(record, name, None)
+            if value is not None:
+                out[name] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
@@ -38,6 +62,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
                 "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
             )
         )
+    handler.addFilter(NotificationFields())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
