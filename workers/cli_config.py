@@ -62,7 +62,15 @@ def import_(ctx: click.Context, file: Path, replace: bool) -> None:
     store = _store(ctx)
     try:
         existing = {d.name: d for d in store.list_destinations()}
-        dests = load_file(file.read_text(encoding="utf-8"), existing=existing)
+        with click.progressbar(length=0, label=f"validating {file.name}", file=sys.stderr,
+                               show_pos=True) as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            dests = load_file(file.read_text(encoding="utf-8"), existing=existing,
+                              progress=advance)
         result = store.import_destinations(dests, replace=replace)
     except RecnotifyError as exc:
         _fail(exc)

@@ -16,7 +16,7 @@ A file is all or nothing: one bad entry refuses the whole file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -55,10 +55,12 @@ __all__ = [
 ]
 
 
-def load_file(text: str, *, existing: Mapping[str, Destination] | None = None) -> list[Destination]:
+def load_file(text: str, *, existing: Mapping[str, Destination] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[Destination]:
     """Every destination of a SPEC 4 YAML file, or InvalidDestination listing all problems.
 
-    ``existing`` (by name) supplies the stored secrets that masked values keep.
+    ``existing`` (by name) supplies the stored secrets that masked values keep;
+    ``progress(done, total)`` is called after each entry (the CLI's progress bar).
     """
     existing = existing or {}
     try:
@@ -99,6 +101,8 @@ def load_file(text: str, *, existing: Mapping[str, Destination] | None = None) -
             errors.extend(
                 FieldError(e.field, e.value, f"entry {number}: {e.message}") for e in exc.errors
             )
+        if progress:
+            progress(number, len(entries))
     if errors:
         raise InvalidDestination(None, errors)
     return dests
