@@ -72,6 +72,7 @@ def test_import_list_show_export_masks_every_secret(cli: CliRunner, tmp_path: Pa
     path.write_text(GOOD.replace("SECRET", secret))
     result = cli.invoke(main, ["destinations", "import", str(path)])
     assert result.exit_code == 0, result.output
+    assert "2 created, 0 updated, 0 removed" in result.output
     listing = cli.invoke(main, ["destinations", "list"]).output
     assert "face-started" in listing and "crm" in listing
     shown = cli.invoke(main, ["destinations", "show", "crm"]).output

@@ -74,10 +74,12 @@ def import_(ctx: click.Context, file: Path, replace: bool) -> None:
         result = store.import_destinations(dests, replace=replace)
     except RecnotifyError as exc:
         _fail(exc)
-    click.echo(
-        f"{file}: {result.created} created, {result.updated} updated, "
-        f"{result.removed} removed, {result.unchanged} unchanged"
-    )
+    click.echo(f"{file}: {len(result.created)} created, {len(result.updated)} updated, "
+               f"{len(result.removed)} removed, {len(result.unchanged)} unchanged")
+    for verb, names in (("created", result.created), ("updated", result.updated),
+                        ("removed", result.removed)):
+        if names:
+            click.echo(f"  {verb}: {', '.join(names)}")
 
 
 @destinations.command("export")
