@@ -124,6 +124,7 @@ def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
     for step in LIFECYCLE[:3]:
         publisher.publish(step, params={"UCID": "held-call"})
     (letter,) = workers.wait_dead_letters(1)
+    assert letter["destination"] == "held" and len(letter["attempts"]) == 2
     time.sleep(1.5)
     assert len(receiver.received()) == 2, "later events wait behind the held dead letter"
     from workers.app import create_app
