@@ -17,10 +17,14 @@ from typing import Any
 import redis
 import urllib3.exceptions
 
-from workers.backoff import max_span_s
+from workers.backoff import max_span_s, parse_retry_after
 from workers.circuit import Admission
 from workers.destination_model import Destination
+from workers.errors import DeliveryError, RefusedAddress
 from workers.netsafety import AddressRules, parse_cidrs
+from workers.outcome import is_delivered, is_retryable_status
+from workers.request import OutboundRequest
+from workers.transport import Transport
 
 NOTIFICATION_TTL_S = 3 * 24 * 3600
 #: A notification's lock outlives its destination's timeout by this much (then it expires).
@@ -157,3 +161,33 @@ def header_value(headers: dict[str, str], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+def send_once(transport: Transport, global_rules: AddressRules, dest: Destination,
+              request: OutboundRequest) -> AttemptResult:
+    """Send ``request`` once and classify the answer (SPEC 6).
+
+    2xx delivered; connection errors, timeouts, 5xx, 408 and 429 retryable (with a
+    ``Retry-After`` on 429/503); a refused address and every other status final; 410
+    asks for the destination to be disabled.
+    """
+    rules = destination_rules(global_rules, dest.allow_cidrs, dest.deny_cidrs)
+    started = time.perf_counter()
+    try:
+        response = transport.send(request, timeout_s=dest.timeout_s, rules=rules, tls=dest.tls)
+    except RefusedAddress as exc:
+        return AttemptResult(None, str(exc), elapsed_ms(started), retryable=False)
+    except DeliveryError as exc:
+        return AttemptResult(None, str(exc), elapsed_ms(started), retryable=True)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        return AttemptResult(None, describe(exc), elapsed_ms(started), retryable=True)
+    status = response.status
+    if is_delivered(status):
+        return AttemptResult(status, None, response.latency_ms, retryable=False)
+    retry_after = None
+    if status in (429, 503):
+        retry_after = parse_retry_after(header_value(response.headers, "retry-after"),
+                                        time.time())
+    return AttemptResult(status, f"HTTP {status}", response.latency_ms,
+                         retryable=is_retryable_status(status), retry_after_s=retry_after,
+                         disable=status == 410)

@@ -20,7 +20,6 @@ import uuid
 from typing import Any
 
 import redis
-import urllib3.exceptions
 
 from producer.events import Event, parse_event_json
 from workers.attempt import (
@@ -37,26 +36,25 @@ from workers.attempt import (
     check_replies,
     describe,
     destination_rules,
-    elapsed_ms,
     event_json_text,
-    header_value,
     jitter,
+    send_once,
     span_s,
 )
-from workers.backoff import compute_backoff_s, parse_retry_after
+from workers.backoff import compute_backoff_s
 from workers.circuit import Admission, CircuitBreaker, Verdict
 from workers.config import ConfigCache
 from workers.destination_model import Destination
-from workers.errors import DeliveryError, RefusedAddress
+from workers.errors import DeliveryError
 from workers.limits import SLOT_RETRY_S, Limits
 from workers.metrics_keys import count_attempt
 from workers.netsafety import AddressRules
-from workers.outcome import Outcome, is_delivered, is_retryable_status
+from workers.outcome import Outcome, is_delivered
 from workers.records import attempt_record, dead_record
 from workers.request import build_request, notification_id
 from workers.schedule import Schedule, schedule_member, watchdog_s
 from workers.settings import Settings
-from workers.transport import TlsConfig, Transport
+from workers.transport import Transport
 
 __all__ = ["AttemptResult", "Deliverer", "Retry", "describe", "destination_rules"]
 
@@ -320,28 +318,7 @@ class Deliverer:
         return Outcome.WAITING
 
     def _send(self, dest: Destination, request: Any) -> AttemptResult:
-        rules = destination_rules(self.global_rules, dest.allow_cidrs, dest.deny_cidrs)
-        tls = TlsConfig(dest.tls.verify, dest.tls.ca_bundle, dest.tls.client_cert,
-                        dest.tls.client_key)
-        started = time.perf_counter()
-        try:
-            response = self.transport.send(request, timeout_s=dest.timeout_s, rules=rules, tls=tls)
-        except RefusedAddress as exc:
-            return AttemptResult(None, str(exc), elapsed_ms(started), retryable=False)
-        except DeliveryError as exc:
-            return AttemptResult(None, str(exc), elapsed_ms(started), retryable=True)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return AttemptResult(None, describe(exc), elapsed_ms(started), retryable=True)
-        status = response.status
-        if is_delivered(status):
-            return AttemptResult(status, None, response.latency_ms, retryable=False)
-        retry_after = None
-        if status in (429, 503):
-            retry_after = parse_retry_after(header_value(response.headers, "retry-after"),
-                                            time.time())
-        return AttemptResult(status, f"HTTP {status}", response.latency_ms,
-                             retryable=is_retryable_status(status), retry_after_s=retry_after,
-                             disable=status == 410)
+        return send_once(self.transport, self.global_rules, dest, request)
 
     def _conclude(self, nid: str, event: Event, dest: Destination, raw_event: bytes,
                   attempt: int, result: AttemptResult, first_at: float, hold: Hold

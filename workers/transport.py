@@ -32,6 +32,7 @@ import urllib3
 import urllib3.exceptions
 from urllib3.util.ssl_ import create_urllib3_context
 
+from workers.destination_model import TlsOptions
 from workers.errors import DeliveryError, RefusedAddress
 from workers.netsafety import AddressRules, check_address
 from workers.request import OutboundRequest
@@ -74,14 +75,9 @@ def system_resolver(host: str, port: int) -> list[str]:
     return seen
 
 
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    """A destination's TLS options (paths; ``verify=False`` is the logged opt-out)."""
-
-    verify: bool = True
-    ca_bundle: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
+#: A destination's TLS options (paths; ``verify=False`` is the logged opt-out).
+TlsConfig = TlsOptions
+DEFAULT_TLS = TlsOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +167,7 @@ class Transport:
         )
 
     def send(self, request: OutboundRequest, *, timeout_s: float, rules: AddressRules,
-             tls: TlsConfig = TlsConfig()) -> Response:
+             tls: TlsConfig = DEFAULT_TLS) -> Response:
         """Send once; raises DeliveryError/RefusedAddress or urllib3 errors."""
         request.check()
         address = self.resolve_checked(request.host, request.port, rules)

@@ -12,17 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import urllib3.exceptions
-
 from producer.events import LIST_PARAMS, RESERVED_PARAMS, Event, params_for, validate_event
 from workers.admin.state import AdminState
-from workers.deliver import describe, destination_rules
+from workers.attempt import AttemptResult, send_once
 from workers.destination_model import Destination, mask_userinfo
-from workers.errors import DeliveryError, RefusedAddress
+from workers.errors import DeliveryError
 from workers.outcome import is_delivered
 from workers.request import build_request, notification_id
 from workers.templates import render_url
-from workers.transport import TlsConfig
 
 #: Sample values by parameter name (every name of SPEC 2 that producers supply).
 SAMPLE_PARAMS: dict[str, str | int] = {
@@ -65,23 +62,13 @@ def send_test(state: AdminState, dest: Destination, event_type: str) -> dict[str
     nid = notification_id(event.id, dest.name)
     now = time.time()
     url = mask_userinfo(render_url(dest.url, dest.template_for(event.type), event.values()))
-    status: int | None = None
-    error: str | None = None
-    started = time.perf_counter()
     try:
         request = build_request(event, dest, nid=nid, now_s=now)
-        rules = destination_rules(state.global_rules, dest.allow_cidrs, dest.deny_cidrs)
-        tls = TlsConfig(dest.tls.verify, dest.tls.ca_bundle, dest.tls.client_cert,
-                        dest.tls.client_key)
-        response = state.transport.send(request, timeout_s=dest.timeout_s, rules=rules, tls=tls)
-        status = response.status
-        latency_ms = response.latency_ms
-        if not is_delivered(status):
-            error = f"HTTP {status}"
-    except (RefusedAddress, DeliveryError) as exc:
-        error, latency_ms = str(exc), _ms(started)
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        error, latency_ms = describe(exc), _ms(started)
+    except DeliveryError as exc:  # e.g. the rendered URL is over 8 KiB
+        result = AttemptResult(None, str(exc), 0.0, retryable=False)
+    else:
+        result = send_once(state.transport, state.global_rules, dest, request)
+    status, error, latency_ms = result.status, result.error, result.latency_ms
     outcome = "delivered" if status is not None and is_delivered(status) else "failed"
     state.store.add_attempts([{
         "notification_id": nid, "event_id": event.id, "destination": dest.name, "attempt": 1,
@@ -92,6 +79,3 @@ def send_test(state: AdminState, dest: Destination, event_type: str) -> dict[str
             "outcome": outcome, "event_id": event.id, "notification_id": nid,
             "type": event.type}
 
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
