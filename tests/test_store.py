@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,6 @@ from workers.migrations import upgrade
 from workers.signing import generate_secret
 from workers.store import Store
 
-PG_SERVER = os.environ.get("RECNOTIFY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 KEY = "test-secret-key-0123456789"
 SECRET = generate_secret()
 STARTED = "RECORDING_STARTED_EVENT"
@@ -32,32 +29,12 @@ class Clock:
         return self.now
 
 
-def _postgres_url() -> Iterator[str]:
-    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    name = f"recnotify_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        reason = f"PostgreSQL not reachable at {PG_SERVER}: {type(exc).__name__}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every store test runs on SQLite and on a fresh PostgreSQL database (conftest)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/data/recnotify.db"
-    else:
-        yield from _postgres_url()
+        return f"sqlite:///{tmp_path}/data/recnotify.db"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
