@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.admin_server import AdminServer
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
 from workers.embedded import EmbeddedRedis, redis_answers
@@ -113,3 +114,13 @@ def postgres_url() -> Iterator[str]:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture
+def admin(workers: WorkerFactory) -> Iterator[AdminServer]:
+    """A real `recnotify admin` process with the workers' settings (token: admin_server.TOKEN)."""
+    server = AdminServer(workers)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -156,3 +156,14 @@ class WorkerFactory:
             if len(letters) >= count or time.monotonic() > deadline:
                 return letters
             time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+    """SIGTERM, wait, then SIGKILL: every service a test starts is stopped this way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

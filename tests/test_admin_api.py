@@ -3,87 +3,18 @@ against a real Redis and a SQLite store; test notifications go to a real receive
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from tests.admin_server import AdminServer
 from tests.helpers import ROOT, WorkerFactory
 from tests.receiver import Receiver
 from workers.signing import generate_secret
-
-TOKEN = "admin-token-for-tests-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AdminServer:
-    """`python -m workers admin` on a free loopback port, with the factory's settings."""
-
-    def __init__(self, factory: WorkerFactory, token: str | None = TOKEN) -> None:
-        factory.store  # noqa: B018 - the schema exists before the service starts
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.token = token
-        env = factory.env(RECNOTIFY_ADMIN_ADDR=f"127.0.0.1:{self.port}")
-        env.pop("RECNOTIFY_ADMIN_TOKEN", None)
-        if token:
-            env["RECNOTIFY_ADMIN_TOKEN"] = token
-        self.log_path: Path = factory.tmp_path / "admin.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers", "admin"], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"admin exited with {self.proc.returncode}: {self.log()}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"admin did not answer in 60 s: {self.log()}")
-            time.sleep(0.2)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any
-             ) -> requests.Response:
-        headers = kwargs.pop("headers", {})
-        if auth and self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-
-@pytest.fixture
-def admin(workers: WorkerFactory) -> Iterator[AdminServer]:
-    server = AdminServer(workers)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def dest_body(name: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.admin_server import TOKEN, AdminServer
 from tests.helpers import ROOT, WorkerFactory
 from tests.receiver import Receiver
-from tests.test_admin_api import TOKEN, AdminServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import ROOT, WorkerFactory
+from tests.helpers import ROOT, WorkerFactory, stop_process
 from tests.receiver import Receiver
-from tests.test_admin_api import free_port
+from workers.embedded import free_port
 from workers.signing import generate_secret
 
 pytestmark = pytest.mark.slow
@@ -55,13 +55,7 @@ class Flower:
                              f"{self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self._log.close()
 
 

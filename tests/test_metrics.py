@@ -4,26 +4,16 @@ the stream lag, queue depth and circuit state are exposed."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.admin_server import AdminServer
 from tests.helpers import WorkerFactory, fast_retry
 from tests.receiver import Receiver
-from tests.test_admin_api import AdminServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def admin(workers: WorkerFactory) -> Iterator[AdminServer]:
-    server = AdminServer(workers)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def scrape(admin: AdminServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
