@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import redis
 
+from workers.settings import Keys
+
 #: Extra seconds a slot outlives its attempt's timeout before it counts as leaked.
 SLOT_MARGIN_S = 15.0
 #: Shortest re-queue wait for a notification that found no free slot.
@@ -58,11 +60,11 @@ return tostring(wait)
 
 
 def slots_key(prefix: str, destination: str) -> str:
-    return f"{prefix}inflight:{destination}"
+    return Keys(prefix).inflight_slots(destination)
 
 
 def bucket_key(prefix: str, destination: str) -> str:
-    return f"{prefix}rate:{destination}"
+    return Keys(prefix).rate_bucket(destination)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,14 @@ class Keys:
         """Metric hashes shared by all workers (field ``destination|label``), see metrics.py."""
         return f"{self.prefix}metrics:{name}"
 
+    def inflight_slots(self, destination: str) -> str:
+        """``max_in_flight``: a sorted set of slot tokens scored by expiry."""
+        return f"{self.prefix}inflight:{destination}"
+
+    def rate_bucket(self, destination: str) -> str:
+        """``rate_limit_per_s``: the token bucket's hash."""
+        return f"{self.prefix}rate:{destination}"
+
     def circuit(self, destination: str) -> str:
         return f"{self.prefix}circuit:{destination}"
 
