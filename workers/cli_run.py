@@ -166,6 +166,9 @@ def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path 
     admin = _start_admin(python, env)
     if admin:
         children.append(("admin", admin))
+        addr = env.get("RECNOTIFY_ADMIN_ADDR") or "127.0.0.1:8080"
+        click.echo(f"Admin:    http://{addr}/  (External Event Destinations page, /docs, "
+                   "/metrics)")
     click.echo(f"Redis:    {settings.redis_url}")
     click.echo(f"Database: {settings.effective_database_url}")
     click.echo("Publish:  recnotify publish RECORDING_STARTED_EVENT --route demo --param UCID=1")
