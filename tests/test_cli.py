@@ -154,3 +154,18 @@ def test_run_starts_an_embedded_redis_with_aof_when_none_answers(tmp_path: Path)
         assert (tmp_path / "redis").is_dir()
     finally:
         embedded.stop()
+
+
+def test_run_keeps_its_generated_key_and_flower_login_private_and_stable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stat
+
+    from workers.cli_run import flower_credentials
+    from workers.secret_key import ensure_key_file
+
+    monkeypatch.delenv("RECNOTIFY_FLOWER_AUTH", raising=False)
+    key, login = ensure_key_file(tmp_path), flower_credentials(tmp_path)
+    assert ensure_key_file(tmp_path) == key and len(key) >= 16
+    assert flower_credentials(tmp_path) == login and login.startswith("admin:")
+    for name in ("secret.key", "flower.auth"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600

@@ -23,7 +23,7 @@ import redis
 
 from workers.embedded import EmbeddedRedis, redis_answers
 from workers.errors import ConfigError
-from workers.secret_key import ensure_key_file
+from workers.secret_key import ensure_key_file, read_or_create_private
 from workers.settings import Settings
 
 log = logging.getLogger("recnotify.run")
@@ -71,14 +71,8 @@ def flower_credentials(data_dir: Path) -> str:
     given = os.environ.get("RECNOTIFY_FLOWER_AUTH")
     if given:
         return given
-    path = data_dir / "flower.auth"
-    if path.exists():
-        return path.read_text().strip()
-    creds = f"admin:{secrets.token_urlsafe(16)}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(creds + "\n")
-    return creds
+    return read_or_create_private(data_dir / "flower.auth",
+                                  lambda: f"admin:{secrets.token_urlsafe(16)}")
 
 
 @click.command()
