@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import redis
 
 from workers.ordering import (
@@ -16,6 +18,18 @@ from workers.request import notification_id
 
 def ordering(redis_client: redis.Redis, prefix: str) -> Ordering:
     return Ordering(redis_client, prefix, f"{prefix}events", f"{prefix}workers")
+
+
+def dispatched(client: redis.Redis, prefix: str, *entry_ids: str) -> None:
+    """Stream entries with these ids, read and acknowledged by the group (dispatched)."""
+    for entry_id in entry_ids:
+        client.xadd(f"{prefix}events", {"event": "{}"}, id=entry_id)
+    with contextlib.suppress(redis.exceptions.ResponseError):  # the group exists already
+        client.xgroup_create(f"{prefix}events", f"{prefix}workers", id="0")
+    read = client.xreadgroup(f"{prefix}workers", "c", {f"{prefix}events": ">"})
+    ids = [entry for entry, _ in read[0][1]] if read else []
+    if ids:
+        client.xack(f"{prefix}events", f"{prefix}workers", *ids)
 
 
 def add(o: Ordering, client: redis.Redis, entry: str, event: str) -> str:
@@ -36,6 +50,7 @@ def test_padded_entry_ids_sort_in_stream_order() -> None:
 def test_only_the_head_is_released_and_the_next_follows_its_completion(
         redis_client: redis.Redis, key_prefix: str) -> None:
     o = ordering(redis_client, key_prefix)
+    dispatched(redis_client, key_prefix, "100-0", "100-1", "100-2")
     # Given three notifications of one recording, added out of stream order
     pair = add(o, redis_client, "100-2", "e3")
     add(o, redis_client, "100-0", "e1")
@@ -59,7 +74,8 @@ def test_a_head_behind_the_frontier_waits_and_is_swept_later(
     # an earlier stream entry (150-0) is still pending on another consumer
     o.release([pair], lambda e, d: sent.append(e), pad_entry_id("150-0"))
     assert sent == [] and redis_client.sismember(o.blocked_key, pair)
-    # the sweeper, once nothing is pending (no group: frontier open), releases it
+    # once the earlier entries and this one are dispatched, the sweeper releases it
+    dispatched(redis_client, key_prefix, "150-0", "200-0")
     assert o.sweep(lambda e, d: sent.append(e)) == 1
     assert sent == ["late"] and not redis_client.sismember(o.blocked_key, pair)
 
@@ -78,6 +94,7 @@ def test_completing_a_notification_that_is_not_in_flight_changes_nothing(
 def test_hold_keeps_the_dead_head_until_it_is_purged(redis_client: redis.Redis,
                                                      key_prefix: str) -> None:
     o = ordering(redis_client, key_prefix)
+    dispatched(redis_client, key_prefix, "1-0", "2-0")
     pair = add(o, redis_client, "1-0", "dead")
     add(o, redis_client, "2-0", "next")
     sent: list[str] = []
@@ -92,6 +109,7 @@ def test_hold_keeps_the_dead_head_until_it_is_purged(redis_client: redis.Redis,
 def test_a_replayed_held_head_completes_and_releases_the_next(redis_client: redis.Redis,
                                                               key_prefix: str) -> None:
     o = ordering(redis_client, key_prefix)
+    dispatched(redis_client, key_prefix, "1-0", "2-0")
     pair = add(o, redis_client, "1-0", "dead")
     add(o, redis_client, "2-0", "next")
     sent: list[str] = []
@@ -114,6 +132,7 @@ def test_sequence_numbers_follow_release_order_and_never_change(
         pipe.hset(f"{key_prefix}n:{nid}", mapping={
             "ord_pair": pair, "ord_member": make_member(entry, event, nid)})
     pipe.execute()
+    dispatched(redis_client, key_prefix, "1-0", "2-0")
     sent: list[str] = []
     o.release([pair], lambda e, d: sent.append(e))
     assert redis_client.hget(f"{key_prefix}n:{n1}", "seq") == b"1"
@@ -138,3 +157,28 @@ def test_a_head_released_long_ago_and_still_in_flight_is_sent_again(
     assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 1
     assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 0, "re-stamped"
     assert sent == ["lost"]
+
+
+def test_a_later_head_never_overtakes_an_entry_another_consumer_is_still_dispatching(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    # Given two entries of one recording, and a frontier read before either was read
+    o = ordering(redis_client, key_prefix)
+    stream, group = f"{key_prefix}events", f"{key_prefix}workers"
+    redis_client.xadd(stream, {"event": "{}"}, id="1-0")
+    redis_client.xadd(stream, {"event": "{}"}, id="2-0")
+    redis_client.xgroup_create(stream, group, id="0")
+    o.frontier(max_age_s=60)  # cached: nothing read yet
+    # When consumer A reads entry 1 (still dispatching) and consumer B reads and acks entry 2
+    redis_client.xreadgroup(group, "A", {stream: ">"}, count=1)
+    redis_client.xreadgroup(group, "B", {stream: ">"}, count=1)
+    pair = add(o, redis_client, "2-0", "later")
+    redis_client.xack(stream, group, "2-0")
+    sent: list[str] = []
+    o.release([pair], lambda e, d: sent.append(e))
+    # Then the later head waits, even with the old cached frontier
+    assert sent == []
+    # and once A has queued and acknowledged entry 1, entry 1 goes first
+    add(o, redis_client, "1-0", "earlier")
+    redis_client.xack(stream, group, "1-0")
+    o.release([pair], lambda e, d: sent.append(e))
+    assert sent == ["earlier"]

@@ -114,7 +114,9 @@ def pad_entry_id(entry_id: str) -> str:
     return f"{int(ms):016d}-{int(seq or 0):010d}"
 
 
-FRONTIER_OPEN = "~"  # above every padded id: nothing is pending
+FRONTIER_OPEN = "~"  # above every padded id (tests: "nothing before it is pending")
+#: Appended to a padded id: sorts after that id's members ("|...") and before the next id.
+PAST = "~"
 #: How old a cached frontier may be when releasing (it is re-read when it blocks).
 FRONTIER_CACHE_S = 0.5
 
@@ -194,14 +196,26 @@ class Ordering:
         return value
 
     def _read_frontier(self) -> str:
+        """The oldest pending entry; with none pending, just past the group's last read one.
+
+        Not "open" when nothing is pending: an entry read a moment later by another
+        consumer becomes pending, and a cached "open" would let a later head overtake
+        it. Both bounds only move forward, so the value is safe to cache.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xpending(self.stream, self.group)
+        pipe.xinfo_groups(self.stream)
         try:
-            summary = self.redis.xpending(self.stream, self.group)
-        except redis.exceptions.ResponseError:
-            return FRONTIER_OPEN
+            summary, groups = pipe.execute()
+        except redis.exceptions.ResponseError:  # no stream or group yet: nothing dispatched
+            return ""
         oldest = summary.get("min") if summary else None
-        if not oldest:
-            return FRONTIER_OPEN
-        return pad_entry_id(oldest.decode() if isinstance(oldest, bytes) else str(oldest))
+        if oldest:
+            return pad_entry_id(_text(oldest))
+        for group in groups:
+            if _text(group.get("name")) == self.group:
+                return pad_entry_id(_text(group.get("last-delivered-id")) or "0-0") + PAST
+        return ""
 
     def release(self, pairs: Iterable[str], enqueue: Enqueue, frontier: str | None = None
                 ) -> int:
