@@ -65,6 +65,7 @@ class StreamConsumer:
         *,
         batch: int = 100,
         block_ms: int = 1000,
+        ordering: Ordering | None = None,
     ) -> None:
         self.settings = settings
         self.keys = settings.keys
@@ -74,8 +75,10 @@ class StreamConsumer:
         self.batch = batch
         self.block_ms = block_ms
         self.name = settings.node_name
-        self.ordering = Ordering(client, settings.key_prefix, self.keys.events, self.keys.group,
-                                 ttl_s=max(1, int(settings.stream_retention_s)))
+        # shared with the delivery threads (one frontier cache per process) when given
+        self.ordering = ordering or Ordering(client, settings.key_prefix, self.keys.events,
+                                             self.keys.group,
+                                             ttl_s=max(1, int(settings.stream_retention_s)))
         self.last_loop_s = 0.0
         self.dispatched = 0
         self._next_claim_s = 0.0
@@ -240,7 +243,9 @@ class StreamConsumer:
         pipe.execute()
         self.dispatched += len(tasks)
         if ordered_pairs:
-            self.ordering.release(sorted(ordered_pairs), self.enqueue_one)
+            # the heads just queued are newer than any cached frontier: read it fresh
+            self.ordering.release(sorted(ordered_pairs), self.enqueue_one,
+                                  self.ordering.frontier())
 
     def enqueue_one(self, event_id: str, destination: str) -> None:
         self.enqueue([(event_id, destination)])

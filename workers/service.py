@@ -50,7 +50,8 @@ class Service:
         self.threads: list[threading.Thread] = []
         enqueue = make_enqueue(app)
         self.enqueue = enqueue
-        self.consumer = StreamConsumer(self.settings, runtime.redis, runtime.config, enqueue)
+        self.consumer = StreamConsumer(self.settings, runtime.redis, runtime.config, enqueue,
+                                       ordering=runtime.ordering)
         self.schedule = Schedule(runtime.redis, self.settings.keys.schedule)
         self.flusher = Flusher(runtime.redis, self.settings.keys.records, runtime.store)
         self._next_purge_s = 0.0
