@@ -137,3 +137,39 @@ def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
     delivered = [r.query["e"][0] for r in got if r.status == 200]
     assert delivered == LIFECYCLE[:3]
     assert [r.header("X-Recnotify-Sequence") for r in got if r.status == 200] == ["1", "2", "3"]
+
+
+def test_hold_continues_in_order_once_the_dead_letter_is_purged(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    # Given an ordered destination holding a recording behind its dead first notification
+    receiver.script("/held", [500, 500, 200])
+    workers.configure(f"""destinations:
+  - name: held
+    events: all
+    scope: global
+    url: {receiver.url("/held")}
+    params: "e=%EVENT%"
+    ordered: true
+    on_dead_letter: hold
+    retry: {{"max_attempts": 2, "backoff_s": 0.05, "backoff_max_s": 0.1}}
+""")
+    workers.start()
+    publisher = workers.publisher()
+    for step in LIFECYCLE[:3]:
+        publisher.publish(step, params={"UCID": "purged-call"})
+    workers.wait_dead_letters(1)
+    time.sleep(1.0)
+    assert len(receiver.received()) == 2
+    # When the dead letter is purged instead of replayed
+    from workers.app import create_app
+    from workers.replay import purge_dead_letters
+    from workers.service import make_enqueue
+
+    assert purge_dead_letters(workers.settings, workers.store, workers.redis,
+                              make_enqueue(create_app(workers.settings))) == 1
+    # Then the rest of the recording follows, in order, numbered after the dead one
+    got = receiver.wait_for(4)
+    delivered = [(r.query["e"][0], r.header("X-Recnotify-Sequence")) for r in got
+                 if r.status == 200]
+    assert delivered == [(LIFECYCLE[1], "2"), (LIFECYCLE[2], "3")]
+    assert workers.store.list_dead_letters() == []

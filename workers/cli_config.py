@@ -239,5 +239,13 @@ def dl_purge(ctx: click.Context, destination: str | None, yes: bool) -> None:
     """Delete dead letters for good. Example: recnotify dead-letters purge --yes"""
     if not yes and sys.stdin.isatty():
         click.confirm("delete these dead letters for good?", abort=True)
-    count = _store(ctx).purge_dead_letters(destination=destination)
+    import redis
+
+    from workers.app import create_app
+    from workers.replay import purge_dead_letters
+    from workers.service import make_enqueue
+
+    settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
+    count = purge_dead_letters(settings, _store(ctx), redis.Redis.from_url(settings.redis_url),
+                               make_enqueue(create_app(settings)), destination=destination)
     click.echo(f"purged {count} dead letter(s)")

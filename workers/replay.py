@@ -53,3 +53,29 @@ def replay_dead_letters(
         if progress:
             progress(len(batch))
     return done
+
+
+def purge_dead_letters(settings: Settings, store: Any, client: redis.Redis,
+                       enqueue: Callable[[Sequence[tuple[str, str]]], None], *,
+                       destination: str | None = None) -> int:
+    """Delete dead letters for good; returns how many.
+
+    A purged dead letter that holds back an ordered recording (``on_dead_letter:
+    hold``) lets the recording's next notification go.
+    """
+    from workers.ordering import Ordering
+
+    letters = store.take_dead_letters(destination=destination)
+    keys = settings.keys
+    ordering = Ordering(client, settings.key_prefix, keys.events, keys.group)
+    for letter in letters:
+        pair, member = client.hmget(keys.notification(letter["notification_id"]),
+                                    ["ord_pair", "ord_member"])
+        if pair and member:
+            ordering.unhold(_text(pair), _text(member),
+                            lambda event_id, dest: enqueue([(event_id, dest)]))
+    return len(letters)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query
 
 from workers.admin.api_destinations import Caller, State, audit
 from workers.admin.errors import ApiError
-from workers.replay import replay_dead_letters
+from workers.replay import purge_dead_letters, replay_dead_letters
 from workers.tracing import trace_event
 
 router = APIRouter(prefix="/api", tags=["records"])
@@ -87,7 +87,8 @@ def replay_one(letter_id: int, state: State, caller: Caller) -> dict[str, Any]:
 
 @router.delete("/dead-letters", summary="Purge dead letters (one destination's, or all)")
 def purge(state: State, caller: Caller, destination: str | None = None) -> dict[str, Any]:
-    count = state.store.purge_dead_letters(destination=destination)
+    count = purge_dead_letters(state.settings, state.store, state.redis, state.enqueue,
+                               destination=destination)
     audit(state, caller, "purge", destination, f"{count} dead letter(s)")
     return {"purged": count}
 
