@@ -63,10 +63,13 @@ def test_quick_fault_harness_loses_nothing_and_duplicates_only_with_the_same_id(
 def test_open_circuit_parks_notifications_without_spending_their_attempts(
         workers: WorkerFactory, receiver: Receiver) -> None:
     receiver.script("/flaky", [503, 503, 200])
+    # The retry span (0.5+1+2+4 = 7.5 s) is well beyond the circuit's reset (1 s): parked
+    # notifications are still within their span when the probe closes the circuit (with
+    # a span shorter than the reset they would rightly end as dead letters instead).
     workers.configure(dest_yaml("flaky", receiver.url("/flaky"),
-                                retry={"max_attempts": 3, "backoff_s": 0.05,
-                                       "backoff_max_s": 0.1},
-                                circuit={"failures": 2, "reset_s": 2}))
+                                retry={"max_attempts": 5, "backoff_s": 0.5,
+                                       "backoff_max_s": 4},
+                                circuit={"failures": 2, "reset_s": 1}))
     workers.start()
     client = workers.redis
     circuit = workers.settings.keys.circuit("flaky")
@@ -81,7 +84,7 @@ def test_open_circuit_parks_notifications_without_spending_their_attempts(
     got = receiver.wait_for(7)
     delivered = {r.query["e"][0] for r in got[2:]}
     assert delivered == {first, *later}
-    for eid in later:  # one attempt each: waiting spent none (max_attempts is 3)
+    for eid in later:  # one attempt each: waiting spent none
         key = workers.settings.keys.notification(notification_id(eid, "flaky"))
         wait_until(lambda k=key: client.hget(k, "state") == b"delivered", what="state")
         assert client.hget(key, "attempts") == b"1"
