@@ -106,8 +106,9 @@ def test_ordered_destination_sees_each_recordings_events_in_publish_order(
     assert {r.header("X-Recnotify-Sequence") for r in unordered} == {None}
 
 
-def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
-        workers: WorkerFactory, receiver: Receiver) -> None:
+def hold_a_recording(workers: WorkerFactory, receiver: Receiver, ucid: str) -> None:
+    """Given an ordered `hold` destination whose recording waits behind its dead first
+    notification (the receiver fails twice, then answers 200)."""
     receiver.script("/held", [500, 500, 200])
     workers.configure(f"""destinations:
   - name: held
@@ -122,11 +123,16 @@ def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
     workers.start()
     publisher = workers.publisher()
     for step in LIFECYCLE[:3]:
-        publisher.publish(step, params={"UCID": "held-call"})
+        publisher.publish(step, params={"UCID": ucid})
     (letter,) = workers.wait_dead_letters(1)
     assert letter["destination"] == "held" and len(letter["attempts"]) == 2
     time.sleep(1.5)
     assert len(receiver.received()) == 2, "later events wait behind the held dead letter"
+
+
+def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    hold_a_recording(workers, receiver, "held-call")
     from workers.app import create_app
     from workers.replay import replay_dead_letters
     from workers.service import make_enqueue
@@ -141,25 +147,7 @@ def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
 
 def test_hold_continues_in_order_once_the_dead_letter_is_purged(
         workers: WorkerFactory, receiver: Receiver) -> None:
-    # Given an ordered destination holding a recording behind its dead first notification
-    receiver.script("/held", [500, 500, 200])
-    workers.configure(f"""destinations:
-  - name: held
-    events: all
-    scope: global
-    url: {receiver.url("/held")}
-    params: "e=%EVENT%"
-    ordered: true
-    on_dead_letter: hold
-    retry: {{"max_attempts": 2, "backoff_s": 0.05, "backoff_max_s": 0.1}}
-""")
-    workers.start()
-    publisher = workers.publisher()
-    for step in LIFECYCLE[:3]:
-        publisher.publish(step, params={"UCID": "purged-call"})
-    workers.wait_dead_letters(1)
-    time.sleep(1.0)
-    assert len(receiver.received()) == 2
+    hold_a_recording(workers, receiver, "purged-call")
     # When the dead letter is purged instead of replayed
     from workers.app import create_app
     from workers.replay import purge_dead_letters

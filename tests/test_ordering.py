@@ -32,11 +32,29 @@ def dispatched(client: redis.Redis, prefix: str, *entry_ids: str) -> None:
         client.xack(f"{prefix}events", f"{prefix}workers", *ids)
 
 
+def member(entry: str, event: str) -> str:
+    return make_member(entry, event, notification_id(event, "face"))
+
+
 def add(o: Ordering, client: redis.Redis, entry: str, event: str) -> str:
+    """Queue a notification of recording u1 to `face`, recording it as the consumer does."""
+    nid = notification_id(event, "face")
     pipe = client.pipeline()
-    pair = o.add(pipe, "face", "UCID:u1", entry, event)
+    pair = o.add(pipe, "face", "UCID:u1", entry, event, nid)
+    pipe.hset(f"{o.prefix}n:{nid}", mapping={"ord_pair": pair, "ord_member": member(entry, event)})
     pipe.execute()
     return pair
+
+
+def finish(o: Ordering, client: redis.Redis, event: str, state: str, sent: list[str],
+           *, hold: bool = False) -> None:
+    """The notification of ``event`` ended (``delivered``/``dead``), as the task reports it."""
+    client.hset(o.notification_key(event, "face"), "state", state)
+    finish_ordered(o, event, "face", hold_dead=hold, enqueue=lambda e, d: sent.append(e))
+
+
+def is_held(o: Ordering, client: redis.Redis, pair: str) -> bool:
+    return bool((client.hget(o.inflight_key, pair) or b"").endswith(b"@held"))
 
 
 def test_padded_entry_ids_sort_in_stream_order() -> None:
@@ -61,8 +79,8 @@ def test_only_the_head_is_released_and_the_next_follows_its_completion(
     o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
     assert sent == ["e1"]
     # Then each completion releases exactly the next one
-    o.complete(pair, make_member("100-0", "e1"), hold=False, enqueue=lambda e, d: sent.append(e))
-    o.complete(pair, make_member("100-1", "e2"), hold=False, enqueue=lambda e, d: sent.append(e))
+    finish(o, redis_client, "e1", "delivered", sent)
+    finish(o, redis_client, "e2", "delivered", sent)
     assert sent == ["e1", "e2", "e3"]
 
 
@@ -87,36 +105,38 @@ def test_completing_a_notification_that_is_not_in_flight_changes_nothing(
     add(o, redis_client, "2-0", "b")
     sent: list[str] = []
     o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
-    o.complete(pair, make_member("2-0", "b"), hold=False, enqueue=lambda e, d: sent.append(e))
+    finish(o, redis_client, "b", "delivered", sent)
     assert sent == ["a"] and redis_client.zcard(o.queue_key(pair)) == 2
 
 
-def test_hold_keeps_the_dead_head_until_it_is_purged(redis_client: redis.Redis,
-                                                     key_prefix: str) -> None:
+def held_recording(redis_client: redis.Redis, key_prefix: str
+                   ) -> tuple[Ordering, str, list[str]]:
+    """Given a recording whose first notification went and ended dead, with `hold`."""
     o = ordering(redis_client, key_prefix)
     dispatched(redis_client, key_prefix, "1-0", "2-0")
     pair = add(o, redis_client, "1-0", "dead")
     add(o, redis_client, "2-0", "next")
     sent: list[str] = []
     o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
-    o.complete(pair, make_member("1-0", "dead"), hold=True, enqueue=lambda e, d: sent.append(e))
+    finish(o, redis_client, "dead", "dead", sent, hold=True)
+    return o, pair, sent
+
+
+def test_hold_keeps_the_dead_head_until_it_is_purged(redis_client: redis.Redis,
+                                                     key_prefix: str) -> None:
+    o, pair, sent = held_recording(redis_client, key_prefix)
     o.sweep(lambda e, d: sent.append(e))
-    assert sent == ["dead"] and o.held_member(pair) == make_member("1-0", "dead")
-    o.unhold(pair, make_member("1-0", "dead"), lambda e, d: sent.append(e))
+    assert sent == ["dead"] and is_held(o, redis_client, pair)
+    o.unhold(pair, member("1-0", "dead"), lambda e, d: sent.append(e))
     assert sent == ["dead", "next"]
 
 
 def test_a_replayed_held_head_completes_and_releases_the_next(redis_client: redis.Redis,
                                                               key_prefix: str) -> None:
-    o = ordering(redis_client, key_prefix)
-    dispatched(redis_client, key_prefix, "1-0", "2-0")
-    pair = add(o, redis_client, "1-0", "dead")
-    add(o, redis_client, "2-0", "next")
-    sent: list[str] = []
-    o.release([pair], lambda e, d: sent.append(e), FRONTIER_OPEN)
-    o.complete(pair, make_member("1-0", "dead"), hold=True, enqueue=lambda e, d: sent.append(e))
+    o, pair, sent = held_recording(redis_client, key_prefix)
+    assert is_held(o, redis_client, pair)
     # replayed and delivered this time
-    o.complete(pair, make_member("1-0", "dead"), hold=False, enqueue=lambda e, d: sent.append(e))
+    finish(o, redis_client, "dead", "delivered", sent, hold=True)
     assert sent == ["dead", "next"]
 
 
@@ -124,25 +144,18 @@ def test_sequence_numbers_follow_release_order_and_never_change(
         redis_client: redis.Redis, key_prefix: str) -> None:
     o = ordering(redis_client, key_prefix)
     n1, n2 = notification_id("e1", "face"), notification_id("e2", "face")
-    pipe = redis_client.pipeline()
-    pair = o.add(pipe, "face", "UCID:u1", "1-0", "e1", n1)
-    o.add(pipe, "face", "UCID:u1", "2-0", "e2", n2)
-    for entry, event, nid in (("1-0", "e1", n1), ("2-0", "e2", n2)):
-        # what the consumer records for each ordered notification
-        pipe.hset(f"{key_prefix}n:{nid}", mapping={
-            "ord_pair": pair, "ord_member": make_member(entry, event, nid)})
-    pipe.execute()
+    pair = add(o, redis_client, "1-0", "e1")
+    add(o, redis_client, "2-0", "e2")
     dispatched(redis_client, key_prefix, "1-0", "2-0")
     sent: list[str] = []
     o.release([pair], lambda e, d: sent.append(e))
     assert redis_client.hget(f"{key_prefix}n:{n1}", "seq") == b"1"
     # the head is delivered: finishing it releases the next, which gets sequence 2
-    redis_client.hset(f"{key_prefix}n:{n1}", "state", "delivered")
-    finish_ordered(o, "e1", "face", hold_dead=False, enqueue=lambda e, d: sent.append(e))
+    finish(o, redis_client, "e1", "delivered", sent)
     assert sent == ["e1", "e2"]
     assert redis_client.hget(f"{key_prefix}n:{n2}", "seq") == b"2"
     # a duplicate finish changes nothing, and the first keeps its number
-    finish_ordered(o, "e1", "face", hold_dead=False, enqueue=lambda e, d: sent.append(e))
+    finish(o, redis_client, "e1", "delivered", sent)
     assert sent == ["e1", "e2"] and redis_client.hget(f"{key_prefix}n:{n1}", "seq") == b"1"
 
 
@@ -153,7 +166,7 @@ def test_a_head_released_long_ago_and_still_in_flight_is_sent_again(
     sent: list[str] = []
     o.release([pair], lambda e, d: None, FRONTIER_OPEN)  # released, but its task was lost
     assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 0
-    redis_client.hset(o.inflight_key, pair, make_member("1-0", "lost") + "@1000.0")
+    redis_client.hset(o.inflight_key, pair, member("1-0", "lost") + "@1000.0")
     assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 1
     assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 0, "re-stamped"
     assert sent == ["lost"]

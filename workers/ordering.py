@@ -81,21 +81,6 @@ redis.call('HDEL', inflight, pair)
 return {pair, release(ARGV[1], pair, ARGV[3], ARGV[4], ARGV[5]) or ''}
 """
 
-# KEYS: zset, inflight hash. ARGV: pair, member, hold (0/1)
-_COMPLETE = """
-local current = redis.call('HGET', KEYS[2], ARGV[1])
-if not current then return 0 end
-local member = string.match(current, '^(.*)@[^@]*$')
-if member ~= ARGV[2] then return 0 end
-if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[2], ARGV[1], member .. '@held')
-  return 2
-end
-redis.call('ZREM', KEYS[1], member)
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-"""
-
 # KEYS: inflight hash. ARGV: pair, expected value, new value (compare-and-set)
 _RESTAMP = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -148,7 +133,6 @@ class Ordering:
         self.group = group
         self.ttl_s = ttl_s
         self._release = client.register_script(_RELEASE)
-        self._complete = client.register_script(_COMPLETE)
         self._finish = client.register_script(_FINISH)
         self._restamp = client.register_script(_RESTAMP)
         self._frontier: tuple[float, str] | None = None
@@ -167,9 +151,6 @@ class Ordering:
 
     def notification_key(self, event_id: str, destination: str) -> str:
         return f"{self.prefix}n:{self._nid(event_id, destination)}"
-
-    def seq_key(self, pair: str) -> str:
-        return f"{self.prefix}ord:seq:{pair}"
 
     # -- the consumer side -----------------------------------------------------------------
     def add(self, pipe: redis.client.Pipeline, destination: str, recording: str,
@@ -271,13 +252,6 @@ class Ordering:
         return resent
 
     # -- the deliverer side ----------------------------------------------------------------
-    def complete(self, pair: str, member: str, *, hold: bool, enqueue: Enqueue) -> None:
-        """The head ended: remove it and release the next (or hold it when dead + hold)."""
-        done = self._complete(keys=[self.queue_key(pair), self.inflight_key],
-                              args=[pair, member, "1" if hold else "0"])
-        if int(done) == 1:
-            self.release([pair], enqueue)
-
     def unhold(self, pair: str, member: str, enqueue: Enqueue) -> None:
         """A held dead head was purged: drop it and continue with the next."""
         current = _text(self.redis.hget(self.inflight_key, pair))
@@ -285,13 +259,6 @@ class Ordering:
             self.redis.zrem(self.queue_key(pair), member)
             self.redis.hdel(self.inflight_key, pair)
             self.release([pair], enqueue)
-
-    def held_member(self, pair: str) -> str | None:
-        current = _text(self.redis.hget(self.inflight_key, pair))
-        if current.endswith("@held"):
-            return current.rsplit("@", 1)[0]
-        return None
-
 
 def _text(value: bytes | str | None) -> str:
     if value is None:
