@@ -45,6 +45,8 @@ def top(path: str, limit: int = 25) -> None:
     samples = 0
     for line in Path(path).read_text().splitlines():
         stack, _, count = line.rstrip().rpartition(" ")
+        if not count.isdigit():
+            continue
         frames = stack.split(";")
         samples += int(count)
         own[frames[-1]] += int(count)

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from producer.redis_url import kombu_broker
+from workers import celery_tuning
 from workers.settings import Settings
 
 DELIVER_TASK = "recnotify.deliver"
@@ -57,43 +58,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_redirect_stdouts": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_enable_remote_control": True,
+        "worker_consumer": "workers.celery_tuning:BatchedEventsConsumer",
         "enable_utc": True,
         "timezone": "UTC",
     }
 
 
-def _keep_worker_alive_on_broker_loss() -> None:
-    """Work around Celery/kombu 5.7 exiting ("Unrecoverable error: AttributeError:
-    'NoneType' object has no attribute 'client'/'hostname'") after a Redis restart.
-
-    On connection loss the worker collects the broken connection, then closes it;
-    pushing unacknowledged messages back, or acknowledging a task that finished
-    meanwhile, then asks the collected connection for its address and fails with
-    AttributeError, which nothing expects. Turned into the connection error it is,
-    Celery logs it and carries on; the messages stay in the transport's unacked set
-    in Redis and come back after the visibility timeout (a finished task may then
-    run again: a duplicate the delivery state skips).
-    """
-    import redis.exceptions
-    from kombu.transport import redis as kombu_redis
-
-    channel: Any = kombu_redis.Channel
-    original = channel._connparams
-    if getattr(original, "recnotify_patched", False):
-        return
-
-    def _connparams(self: Any, asynchronous: bool = False) -> Any:
-        if self.connection is None or self.connection.client is None:
-            raise redis.exceptions.ConnectionError("broker connection already closed")
-        return original(self, asynchronous=asynchronous)
-
-    _connparams.recnotify_patched = True  # type: ignore[attr-defined]
-    channel._connparams = _connparams
-
-
 def create_app(settings: Settings) -> Celery:
     """A Celery app configured for ``settings`` (tasks registered on import)."""
-    _keep_worker_alive_on_broker_loss()
+    celery_tuning.apply()
     celery_app = Celery("recnotify", set_as_current=True)
     celery_app.conf.update(celery_config(settings))
     celery_app.recnotify_settings = settings
