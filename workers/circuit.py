@@ -8,6 +8,10 @@ State lives in one hash per destination (``Keys.circuit(name)``):
 - ``probe_until``: while set, one worker holds the half-open probe lease;
 - ``state``: ``open`` or ``half-open`` (absent: closed), read by /metrics.
 
+With ``open_set``, the names of destinations whose circuit is open are also kept in
+that Redis set (added when it opens, removed when it closes), so the stream consumer
+can park their notifications at dispatch with one SMEMBERS (workers/parking.py).
+
 ``closed`` -> (``failures`` reaches the destination's ``circuit.failures``) ->
 ``open`` -> (``reset_s`` later) -> ``half-open``: exactly one attempt (the
 probe) is let through, under a lease so a worker that dies mid-probe does not
@@ -56,7 +60,8 @@ redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2]), 'state', 'ha
 return {1, '0'}
 """
 
-# KEYS[1]; ARGV[1] failures threshold, ARGV[2] ttl s. Returns 1 when this failure opened it.
+# KEYS[1] circuit hash, KEYS[2] (optional) open set; ARGV[1] failures threshold, ARGV[2]
+# ttl s, ARGV[3] destination. Returns 1 when this failure opened it, 2 when it re-opened.
 _FAILURE = _NOW + """
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
@@ -65,23 +70,27 @@ if opened then
   if redis.call('HGET', KEYS[1], 'probe_until') then
     redis.call('HSET', KEYS[1], 'opened_at', now, 'state', 'open')
     redis.call('HDEL', KEYS[1], 'probe_until')
+    if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[3]) end
     return 2
   end
   return 0
 end
 if n >= tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'opened_at', now, 'state', 'open')
+  if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[3]) end
   return 1
 end
 return 0
 """
 
-# KEYS[1]. Returns 1 when this success closed an open circuit.
+# KEYS[1] circuit hash, KEYS[2] (optional) open set; ARGV[1] destination.
+# Returns 1 when this success closed an open circuit.
 _SUCCESS = """
 local was_open = redis.call('HEXISTS', KEYS[1], 'opened_at')
 if was_open == 1 or redis.call('HEXISTS', KEYS[1], 'failures') == 1 then
   redis.call('DEL', KEYS[1])
 end
+if was_open == 1 and KEYS[2] then redis.call('SREM', KEYS[2], ARGV[1]) end
 return was_open
 """
 
@@ -114,9 +123,10 @@ class CircuitBreaker:
     """Circuit state of every destination, in Redis under ``key_for(name)``."""
 
     def __init__(self, client: redis.Redis, key_for: Callable[[str], str],
-                 *, probe_lease_s: float = 60.0) -> None:
+                 *, probe_lease_s: float = 60.0, open_set: str | None = None) -> None:
         self.client = client
         self._key_for = key_for
+        self._open_set = [open_set] if open_set else []
         self.probe_lease_s = probe_lease_s
         self._admit = client.register_script(_ADMIT)
         self._failure = client.register_script(_FAILURE)
@@ -148,8 +158,9 @@ class CircuitBreaker:
 
     def record_failure(self, destination: str, threshold: int, reset_s: float) -> None:
         """A retryable failure: count it; open (or re-open after a failed probe)."""
-        opened = int(self._failure(keys=[self.key(destination)],
-                                   args=[threshold, int(max(reset_s * 4, STATE_TTL_S))]))
+        opened = int(self._failure(keys=[self.key(destination), *self._open_set],
+                                   args=[threshold, int(max(reset_s * 4, STATE_TTL_S)),
+                                         destination]))
         if opened == 1:
             log.error("circuit of destination %s OPEN after %d consecutive failures; its "
                       "notifications wait (no attempts spent) and a probe goes in %g s",
@@ -160,12 +171,14 @@ class CircuitBreaker:
 
     def record_success(self, destination: str) -> None:
         """The destination answered: close the circuit and reset the failure count."""
-        if int(self._success(keys=[self.key(destination)])):
+        if int(self._success(keys=[self.key(destination), *self._open_set],
+                             args=[destination])):
             log.warning("circuit of destination %s CLOSED: probe succeeded", destination)
 
     def queue_success(self, pipe: redis.client.Pipeline, destination: str) -> None:
         """Queue :meth:`record_success` on ``pipe``; pass its reply to :meth:`success_reply`."""
-        pipe.evalsha(self._success.sha, 1, self.key(destination))
+        pipe.evalsha(self._success.sha, 1 + len(self._open_set), self.key(destination),
+                     *self._open_set, destination)
 
     def success_reply(self, reply: Any, destination: str) -> None:
         if isinstance(reply, redis.exceptions.NoScriptError):

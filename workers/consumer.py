@@ -6,6 +6,8 @@ per matching destination is enqueued, so a consumer killed in between leaves
 the entry pending; another consumer claims it after ``claim_idle_s``
 (``XAUTOCLAIM``). Duplicate dispatches are harmless: notification ids are
 derived from (event id, destination) and a delivered notification is skipped.
+A notification to a destination whose circuit is open is parked (workers/parking.py)
+in the same transaction instead of queued: no task runs for it until the circuit closes.
 
 A malformed entry (no ``event`` field, bad JSON, an invalid event) becomes a
 dead letter with its reason and is acknowledged; the consumer keeps going.
@@ -29,6 +31,7 @@ from producer.errors import InvalidEvent
 from producer.events import Event, format_timestamp, parse_event_json
 from workers.config import ConfigCache
 from workers.ordering import Ordering, make_member
+from workers.parking import ParkingLot
 from workers.records import dead_record
 from workers.request import notification_id
 from workers.schedule import Schedule, watchdog_s
@@ -79,6 +82,7 @@ class StreamConsumer:
         self.ordering = ordering or Ordering(client, settings.key_prefix, self.keys.events,
                                              self.keys.group,
                                              ttl_s=max(1, int(settings.stream_retention_s)))
+        self.parking = ParkingLot(client, self.keys)
         self.last_loop_s = 0.0
         self.dispatched = 0
         self._next_claim_s = 0.0
@@ -200,6 +204,9 @@ class StreamConsumer:
         stream = self.keys.events
         tasks: list[tuple[str, str]] = []
         ordered_pairs: set[str] = set()
+        open_circuits = self.parking.open_circuits()  # their notifications wait parked
+        now = time.time()
+        parked = 0
         pipe = self.redis.pipeline(transaction=True)
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
@@ -218,6 +225,9 @@ class StreamConsumer:
                 if dest.ordered and recording is not None:
                     ordered_pairs.add(self._queue_ordered(pipe, dest.name, recording, entry_id,
                                                           event.id))
+                elif dest.name in open_circuits and dest.enabled:
+                    self.parking.park(pipe, event.id, dest, now)
+                    parked += 1
                 else:
                     tasks.append((event.id, dest.name))
             log.info(
@@ -231,7 +241,7 @@ class StreamConsumer:
         Schedule(self.redis, self.keys.schedule).watch(tasks, time.time() + watchdog, pipe)
         dispatched = self.keys.metric("dispatched")
         pipe.hincrby(dispatched, "events|total", len(entries))
-        pipe.hincrby(dispatched, "notifications|total", len(tasks))
+        pipe.hincrby(dispatched, "notifications|total", len(tasks) + parked)
         queue_on: QueueOn | None = getattr(self.enqueue, "add_to", None)
         if tasks and queue_on is not None:
             queue_on(pipe, tasks)
@@ -241,7 +251,7 @@ class StreamConsumer:
             pipe = self.redis.pipeline(transaction=False)
         pipe.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
         pipe.execute()
-        self.dispatched += len(tasks)
+        self.dispatched += len(tasks) + parked
         if ordered_pairs:
             # the heads just queued are newer than any cached frontier: read it fresh
             self.ordering.release(sorted(ordered_pairs), self.enqueue_one,

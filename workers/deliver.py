@@ -50,6 +50,7 @@ from workers.limits import SLOT_RETRY_S, Limits
 from workers.metrics_keys import count_attempt
 from workers.netsafety import AddressRules
 from workers.outcome import Outcome, is_delivered
+from workers.parking import ParkingLot
 from workers.records import attempt_record, dead_record
 from workers.request import build_request, notification_id
 from workers.schedule import Schedule, schedule_member, watchdog_s
@@ -75,7 +76,9 @@ class Deliverer:
         self.store = store
         self.schedule = Schedule(client, self.keys.schedule)
         self.watchdog_s = watchdog_s(settings.visibility_timeout_s, settings.max_countdown_s)
-        self.circuit = CircuitBreaker(client, self.keys.circuit)
+        self.circuit = CircuitBreaker(client, self.keys.circuit,
+                                      open_set=self.keys.circuits_open)
+        self.parking = ParkingLot(client, self.keys)
         self.limits = Limits(client, self.keys.prefix)
         self._unlock = client.register_script(UNLOCK_SCRIPT)
 
@@ -250,6 +253,8 @@ class Deliverer:
                     nid, event.id, dest.name, raw_event, attempt - 1,
                     f"circuit open: no successful attempt within the retry span of "
                     f"{span_s(dest):g} s", kind="circuit")
+            if not dest.ordered:  # parked: no task until the circuit closes (or dead)
+                return self._park(event.id, dest, first_at, hold)
             wait = min(admission.wait_s, max(1.0, dest.circuit.reset_s))
             return self._wait(nid, event.id, dest, first_at, jitter(wait), "circuit open",
                               hold)
@@ -300,7 +305,6 @@ class Deliverer:
                                  "destination": dest.name, "waiting": why})
         pipe.hsetnx(nkey, "first_at", first_at)
         pipe.expire(nkey, NOTIFICATION_TTL_S)
-        pipe.zadd(self.keys.parked(dest.name), {nid: due})
         count_attempt(pipe, self.keys.metric, dest.name, Outcome.WAITING.value, None)
         unlock = -1
         if short:  # nothing left to do under the lock: the task retries after wait_s
@@ -315,6 +319,19 @@ class Deliverer:
         if short:
             return Retry(wait_s)
         self.schedule.add(event_id, dest.name, due)
+        return Outcome.WAITING
+
+    def _park(self, event_id: str, dest: Destination, first_at: float, hold: Hold
+              ) -> Outcome:
+        """The circuit is open: park the notification in the lot (workers/parking.py)."""
+        pipe = self.redis.pipeline(transaction=False)
+        self.parking.park(pipe, event_id, dest, first_at)
+        unlock = self._queue_unlock(pipe, hold)
+        replies = check_replies(pipe.execute(raise_on_error=False))
+        hold.watched = True  # park() removed the watchdog entry: the lot holds it now
+        self._unlocked(replies, unlock, hold)
+        log.debug("notification %s to %s parked: circuit open",
+                  notification_id(event_id, dest.name), dest.name)
         return Outcome.WAITING
 
     def _send(self, dest: Destination, request: Any) -> AttemptResult:
@@ -337,7 +354,6 @@ class Deliverer:
         pipe.hset(nkey, mapping={"attempts": attempt, "state": outcome.value,
                                  "event": event.id, "destination": dest.name})
         pipe.hsetnx(nkey, "first_at", first_at)
-        pipe.zrem(self.keys.parked(dest.name), nid)
         pipe.rpush(nkey + ":log", json.dumps(entry))
         pipe.expire(nkey, NOTIFICATION_TTL_S)
         pipe.expire(nkey + ":log", NOTIFICATION_TTL_S)
@@ -400,7 +416,6 @@ class Deliverer:
         pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempt,
                                  "event": event_id, "destination": destination})
         pipe.expire(nkey, NOTIFICATION_TTL_S)
-        pipe.zrem(self.keys.parked(destination), nid)
         pipe.hincrby(self.keys.metric("dead_letters"), f"{destination}|{kind}", 1)
         pipe.rpush(self.keys.records, dead_record(
             notification_id=nid, event_id=event_id, destination=destination,

@@ -4,7 +4,8 @@ A Celery bootstep starts, with the worker, the background loops of this module
 and stops them on shutdown:
 
 - the stream consumer (read, match, fan out, acknowledge, claim stale entries);
-- the schedule mover (due long-wait retries back onto the delivery queue);
+- the schedule mover (due long-wait retries back onto the delivery queue), and the
+  parking sweep (notifications parked by an open circuit: released or dead-lettered);
 - housekeeping: destination refresh (every second), record flushing to the
   database, retention purges, and a heartbeat for ``recnotify check``.
 """
@@ -102,6 +103,7 @@ class Service:
 
         while not stop.wait(0.5):
             try:
+                self.consumer.parking.sweep(self.runtime.config)
                 self.schedule.move_due(enqueue_one)
                 self.consumer.ordering.sweep(enqueue_one)
                 if time.monotonic() >= self._next_stale_check_s:

@@ -97,7 +97,18 @@ class Keys:
         return f"{self.prefix}circuit:{destination}"
 
     def parked(self, destination: str) -> str:
+        """Notifications parked while the destination's circuit is open (workers/parking.py)."""
         return f"{self.prefix}parked:{destination}"
+
+    @property
+    def parked_index(self) -> str:
+        """The destinations that have parked notifications."""
+        return f"{self.prefix}parked-index"
+
+    @property
+    def circuits_open(self) -> str:
+        """The destinations whose circuit is open or half-open (kept by workers/circuit.py)."""
+        return f"{self.prefix}circuits-open"
 
 
 def _env(env: Mapping[str, str], name: str, default: str) -> str:
