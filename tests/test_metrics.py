@@ -99,3 +99,11 @@ def test_an_open_circuit_shows_in_the_circuit_state_gauge(
     while value(scrape(admin), "recnotify_circuit_state", destination="down") != 2:
         assert time.monotonic() < deadline, "the circuit never showed as open"
         time.sleep(0.3)
+    # And while it is open, the first notification's retry and a new event's notification
+    # are both parked (no attempt, reset_s is 30 s): the gauge shows two
+    workers.publisher().publish("RECORDING_STARTED_EVENT", params={"UCID": "c-2"})
+    deadline = time.monotonic() + 20
+    while value(scrape(admin), "recnotify_parked", destination="down") != 2:
+        assert time.monotonic() < deadline, "the parked notifications never showed"
+        time.sleep(0.3)
+    assert len([r for r in receiver.received() if r.path == "/down"]) == 1

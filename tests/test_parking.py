@@ -56,7 +56,7 @@ def scheduled(client: redis.Redis, keys: Keys) -> list[str]:
 
 
 def test_the_open_set_follows_the_circuit(redis_client: redis.Redis, key_prefix: str) -> None:
-    keys, lot, breaker, _ = setup(redis_client, key_prefix)
+    _, lot, breaker, _ = setup(redis_client, key_prefix)
     breaker.record_failure("d", threshold=2, reset_s=30)
     assert lot.open_circuits() == set()
     breaker.record_failure("d", threshold=2, reset_s=30)

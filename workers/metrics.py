@@ -70,6 +70,7 @@ class RecnotifyCollector(Collector):
         yield self._latency()
         yield from self._sizes()
         yield self._circuits()
+        yield self._parked()
 
     def _counters(self) -> Iterator[Metric]:
         notifications = CounterMetricFamily(
@@ -85,7 +86,8 @@ class RecnotifyCollector(Collector):
                 retries.add_metric([dest], float(value))
         dead = CounterMetricFamily(
             "recnotify_dead_letters", "Notifications dead-lettered, by destination and reason "
-            "(final, exhausted, refused, internal, invalid)", labels=["destination", "reason"])
+            "(final, exhausted, refused, internal, invalid, circuit)",
+            labels=["destination", "reason"])
         for field, value in sorted(self._hash("dead_letters").items()):
             dest, reason = _split(field)
             dead.add_metric([dest, reason], float(value))
@@ -170,6 +172,18 @@ class RecnotifyCollector(Collector):
             state = self._circuit_state(key)
             if state is not None:
                 family.add_metric([name], state)
+        return family
+
+    def _parked(self) -> Metric:
+        """Notifications waiting for their destination's circuit to close (parking.py)."""
+        family = GaugeMetricFamily("recnotify_parked", "Notifications parked while their "
+                                   "destination's circuit is open", labels=["destination"])
+        names = sorted(_text(m) for m in self.client.smembers(self.keys.parked_index))
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.zcard(self.keys.parked(name))
+        for name, count in zip(names, pipe.execute(), strict=True):
+            family.add_metric([name], float(count))
         return family
 
     def _circuit_state(self, key: Any) -> float | None:
