@@ -1,6 +1,6 @@
 """Profile one recnotify worker under load with py-spy (``py-spy`` from PyPI).
 
-    .venv/bin/python -m bench.profile_worker [seconds] [out.txt] [--gil]
+    .venv/bin/python -m bench.profile_worker [seconds] [out.txt] [--gil] [--ordered]
 
 Starts a receiver and one worker, publishes to a fast destination for ``seconds``
 while ``py-spy record --format raw`` samples the worker (all threads, GIL-holding
@@ -29,6 +29,8 @@ except ValueError:
 
 #: ``--gil``: only samples of the thread holding the GIL (CPU work, not waits).
 GIL = ["--gil"] if "--gil" in sys.argv else []
+#: ``--ordered``: an ordered destination, 6 events per recording (issue 8's case).
+ORDERED = "--ordered" in sys.argv
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
 
 
@@ -71,8 +73,10 @@ def main() -> None:
     try:
         rc = cluster.start_receiver()
         prefix = cluster.prefix("prof")
-        factory = cluster.recnotify(prefix, "destinations:\n" + cluster.destination(
-            "fast", "route:fast", rc.url("fast", "p")))
+        dest = cluster.destination("fast", "route:fast", rc.url("fast", "p"))
+        if ORDERED:
+            dest += "    ordered: true\n"
+        factory = cluster.recnotify(prefix, "destinations:\n" + dest)
         proc = factory.start(concurrency=CONCURRENCY, node="prof")
         publisher = factory.publisher()
         stop = threading.Event()
@@ -82,7 +86,7 @@ def main() -> None:
             nonlocal sent
             while not stop.is_set():
                 publisher.publish("RECORDING_STARTED_EVENT", route="fast",
-                                  params={"UCID": str(sent)})
+                                  params={"UCID": str(sent // 6 if ORDERED else sent)})
                 sent += 1
                 if sent - rc.count("fast/p") > 500:
                     time.sleep(0.05)

@@ -63,6 +63,10 @@ class Hold:
     success_due: bool = False
     #: The schedule's watchdog entry is already in step (see Deliverer._watch).
     watched: bool = False
+    #: Enqueues the next notification of an ordered recording (None: not asked to).
+    enqueue: Any = None
+    #: An ordered notification's finish (workers.ordering) already ran in a pipeline.
+    finished: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,11 +254,8 @@ class StreamConsumer:
         self.dispatched += len(tasks) + parked
         if ordered_pairs:
             # the heads just queued are newer than any cached frontier: read it fresh
-            self.ordering.release(sorted(ordered_pairs), self.enqueue_one,
+            self.ordering.release(sorted(ordered_pairs), self.enqueue,
                                   self.ordering.frontier())
-
-    def enqueue_one(self, event_id: str, destination: str) -> None:
-        self.enqueue([(event_id, destination)])
 
     def _queue_ordered(self, pipe: redis.client.Pipeline, destination: str, recording: str,
                        entry_id: str, event_id: str) -> str:

@@ -49,6 +49,7 @@ from workers.errors import DeliveryError
 from workers.limits import SLOT_RETRY_S, Limits
 from workers.metrics_keys import count_attempt
 from workers.netsafety import AddressRules
+from workers.ordering import EnqueueMany, Ordering, after_finish, finish_ordered, queue_finish
 from workers.outcome import Outcome, is_delivered
 from workers.parking import ParkingLot
 from workers.records import attempt_record, dead_record
@@ -66,7 +67,8 @@ class Deliverer:
     """Everything a delivery needs, built once per worker process."""
 
     def __init__(self, settings: Settings, client: redis.Redis, config: ConfigCache,
-                 transport: Transport, global_rules: AddressRules, store: Any) -> None:
+                 transport: Transport, global_rules: AddressRules, store: Any,
+                 ordering: Ordering | None = None) -> None:
         self.settings = settings
         self.keys = settings.keys
         self.redis = client
@@ -79,18 +81,26 @@ class Deliverer:
         self.circuit = CircuitBreaker(client, self.keys.circuit,
                                       open_set=self.keys.circuits_open)
         self.parking = ParkingLot(client, self.keys)
+        self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
         self._unlock = client.register_script(UNLOCK_SCRIPT)
 
     # -- the task body -------------------------------------------------------------------
-    def run(self, event_id: str, destination: str) -> Outcome | Retry | None:
-        """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate)."""
+    def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
+            ) -> Outcome | Retry | None:
+        """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
+
+        With ``enqueue``, an ordered destination's next notification of the same
+        recording is released and enqueued when this one has ended (workers.ordering).
+        """
         nid = notification_id(event_id, destination)
-        hold = Hold(destination, self.keys.lock(nid), uuid.uuid4().hex)
+        hold = Hold(destination, self.keys.lock(nid), uuid.uuid4().hex, enqueue=enqueue)
         try:
             result = self._run(nid, event_id, destination, hold)
             if not hold.watched:
                 self._watch(event_id, destination, result)
+            if enqueue is not None and not hold.finished:
+                self._finish_ordered(event_id, destination, enqueue)
             return result
         except REDIS_DOWN as exc:
             # Not the notification's fault: no attempt spent, try again shortly. Re-queueing
@@ -109,6 +119,16 @@ class Deliverer:
         elif result in (Outcome.DELIVERED, Outcome.DEAD, None):
             self.schedule.forget(event_id, destination)
         # RETRYING / WAITING past max_countdown_s: already in the schedule at its due time
+
+    def _finish_ordered(self, event_id: str, destination: str, enqueue: EnqueueMany) -> None:
+        """Every run for an ordered destination ends here (duplicates too: idempotent),
+        unless its delivery already finished it on its last pipeline (_conclude)."""
+        dest = self.config.get(destination)
+        if dest is None or not dest.ordered or self.ordering is None:
+            return
+        with contextlib.suppress(*REDIS_DOWN):  # else the stale-head resend covers it
+            finish_ordered(self.ordering, event_id, destination,
+                           hold_dead=dest.on_dead_letter == "hold", enqueue=enqueue)
 
     def _wait_for_redis(self, limit_s: float) -> None:
         deadline = time.monotonic() + limit_s
@@ -366,10 +386,14 @@ class Deliverer:
         if hold.success_due:
             self.circuit.queue_success(pipe, dest.name)
             success = len(pipe) - 1
-        unlock = -1
+        unlock = finish = -1
         if outcome is Outcome.DELIVERED:  # done: forget the watchdog entry, release the lock
             pipe.zrem(self.keys.schedule, schedule_member(event.id, dest.name))
             unlock = self._queue_unlock(pipe, hold)
+            if dest.ordered and hold.enqueue is not None and self.ordering is not None:
+                queue_finish(self.ordering, pipe, event.id, dest.name,
+                             hold_dead=dest.on_dead_letter == "hold")
+                finish = len(pipe) - 1
         replies = check_replies(pipe.execute(raise_on_error=False))
         if success >= 0:
             hold.success_due = False
@@ -377,6 +401,9 @@ class Deliverer:
         if unlock >= 0:
             hold.watched = True
             self._unlocked(replies, unlock, hold)
+        if finish >= 0 and self.ordering is not None:
+            hold.finished = after_finish(self.ordering, replies[finish], dest.name,
+                                         hold.enqueue)
         if outcome is Outcome.DELIVERED:
             log.info("notification %s to %s delivered: HTTP %s in %.0f ms (attempt %d)", nid,
                      dest.name, result.status, result.latency_ms, attempt)

@@ -24,7 +24,8 @@ and kept in the notification's hash so every attempt carries the same one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import redis
 
@@ -91,6 +92,16 @@ return 0
 """
 
 Enqueue = Callable[[str, str], None]
+#: Enqueue many (event id, destination) pairs in one call (a workers.fastpath.TaskBatch).
+EnqueueMany = Callable[[Sequence[tuple[str, str]]], None]
+
+
+def each(enqueue: Enqueue) -> EnqueueMany:
+    """An :data:`EnqueueMany` from a one-at-a-time :data:`Enqueue`."""
+    def enqueue_many(pairs: Sequence[tuple[str, str]]) -> None:
+        for event_id, destination in pairs:
+            enqueue(event_id, destination)
+    return enqueue_many
 
 
 def pad_entry_id(entry_id: str) -> str:
@@ -198,27 +209,51 @@ class Ordering:
                 return pad_entry_id(_text(group.get("last-delivered-id")) or "0-0") + PAST
         return ""
 
-    def release(self, pairs: Iterable[str], enqueue: Enqueue, frontier: str | None = None
+    def release(self, pairs: Iterable[str], enqueue: EnqueueMany, frontier: str | None = None
                 ) -> int:
-        """Release the head of each pair when allowed; returns how many were enqueued."""
+        """Release the head of each pair when allowed; returns how many were enqueued.
+
+        One round trip for all the pairs' scripts (a second, with the frontier read
+        fresh, for pairs a cached frontier blocked), then one enqueue call for the heads.
+        """
         cached = frontier is None
         frontier = self.frontier(max_age_s=FRONTIER_CACHE_S) if frontier is None else frontier
-        released = 0
-        now = f"{time.time():.3f}"
-        for pair in pairs:
-            args: list[str | int] = [self.prefix, pair, frontier, now, self.ttl_s]
-            head = _text(self._release(keys=[self.queue_key(pair)], args=args))
-            if head == "!blocked" and cached:
-                frontier = self.frontier()  # the cached value may just be old: look again
-                cached = False
-                args[2] = frontier
-                head = _text(self._release(keys=[self.queue_key(pair)], args=args))
-            if head and head != "!blocked":
-                enqueue(member_event_id(head), pair.split("\x1f", 1)[0])
-                released += 1
-        return released
+        todo = list(pairs)
+        heads: list[tuple[str, str]] = []
+        while todo:
+            results = self._release_all(todo, frontier)
+            blocked = [pair for pair, head in zip(todo, results, strict=True)
+                       if head == "!blocked"]
+            heads += [(member_event_id(head), pair.split("\x1f", 1)[0])
+                      for pair, head in zip(todo, results, strict=True)
+                      if head and head != "!blocked"]
+            if not (blocked and cached):
+                break
+            frontier = self.frontier()  # the cached value may just be old: look again
+            cached = False
+            todo = blocked
+        if heads:
+            enqueue(heads)
+        return len(heads)
 
-    def sweep(self, enqueue: Enqueue) -> int:
+    def _release_all(self, pairs: list[str], frontier: str) -> list[str]:
+        """Run the release script for every pair in one pipeline; the heads (or '')."""
+        now = f"{time.time():.3f}"
+        pipe = self.redis.pipeline(transaction=False)
+        for pair in pairs:
+            pipe.evalsha(self._release.sha, 1, self.queue_key(pair), self.prefix, pair,
+                         frontier, now, self.ttl_s)
+        out: list[str] = []
+        for pair, reply in zip(pairs, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, redis.exceptions.NoScriptError):  # Redis lost its scripts
+                reply = self._release(keys=[self.queue_key(pair)],
+                                      args=[self.prefix, pair, frontier, now, self.ttl_s])
+            elif isinstance(reply, Exception):
+                raise reply
+            out.append(_text(reply))
+        return out
+
+    def sweep(self, enqueue: EnqueueMany) -> int:
         """Re-check pairs that waited for the frontier (run periodically by every worker)."""
         pairs = [_text(p) for p in self.redis.smembers(self.blocked_key)]
         return self.release(pairs, enqueue) if pairs else 0
@@ -252,7 +287,7 @@ class Ordering:
         return resent
 
     # -- the deliverer side ----------------------------------------------------------------
-    def unhold(self, pair: str, member: str, enqueue: Enqueue) -> None:
+    def unhold(self, pair: str, member: str, enqueue: EnqueueMany) -> None:
         """A held dead head was purged: drop it and continue with the next."""
         current = _text(self.redis.hget(self.inflight_key, pair))
         if current == f"{member}@held":
@@ -267,20 +302,43 @@ def _text(value: bytes | str | None) -> str:
 
 
 def finish_ordered(ordering: Ordering, event_id: str, destination: str, *, hold_dead: bool,
-                   enqueue: Enqueue) -> None:
+                   enqueue: EnqueueMany) -> None:
     """After a task for an ordered destination: if its notification ended, release the next.
 
     Called for every run of such a task, duplicates included (idempotent: only the
-    in-flight head of its pair can complete). One script call does it all.
+    in-flight head of its pair can complete), unless the delivery already ran the same
+    script on its own last pipeline (:func:`queue_finish`). One script call does it all.
     """
     key = ordering.notification_key(event_id, destination)
     frontier = ordering.frontier(max_age_s=FRONTIER_CACHE_S)
     done = ordering._finish(keys=[key], args=[ordering.prefix, "1" if hold_dead else "0",
                                               frontier, f"{time.time():.3f}", ordering.ttl_s])
+    after_finish(ordering, done, destination, enqueue)
+
+
+def queue_finish(ordering: Ordering, pipe: redis.client.Pipeline, event_id: str,
+                 destination: str, *, hold_dead: bool) -> None:
+    """Queue :func:`finish_ordered`'s script on ``pipe``, after the commands that set the
+    notification's final state; pass the reply to :func:`after_finish`."""
+    pipe.evalsha(ordering._finish.sha, 1, ordering.notification_key(event_id, destination),
+                 ordering.prefix, "1" if hold_dead else "0",
+                 ordering.frontier(max_age_s=FRONTIER_CACHE_S), f"{time.time():.3f}",
+                 ordering.ttl_s)
+
+
+def after_finish(ordering: Ordering, done: Any, destination: str, enqueue: EnqueueMany
+                 ) -> bool:
+    """Enqueue the next head the finish script released; False if the script did not run
+    (NOSCRIPT in a pipeline: the caller runs :func:`finish_ordered` instead)."""
+    if isinstance(done, redis.exceptions.NoScriptError):
+        return False
+    if isinstance(done, Exception):
+        raise done
     if not done:
-        return
+        return True
     pair, head = _text(done[0]), _text(done[1])
     if head == "!blocked":
         ordering.release([pair], enqueue)  # with a fresh frontier; else the sweeper will
     elif head:
-        enqueue(member_event_id(head), destination)
+        enqueue([(member_event_id(head), destination)])
+    return True

@@ -72,8 +72,7 @@ def purge_dead_letters(settings: Settings, store: Any, client: redis.Redis,
         pair, member = client.hmget(keys.notification(letter["notification_id"]),
                                     ["ord_pair", "ord_member"])
         if pair and member:
-            ordering.unhold(_text(pair), _text(member),
-                            lambda event_id, dest: enqueue([(event_id, dest)]))
+            ordering.unhold(_text(pair), _text(member), enqueue)
     return len(letters)
 
 

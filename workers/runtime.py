@@ -72,7 +72,8 @@ class Runtime:
     @cached_property
     def deliverer(self) -> Deliverer:
         return Deliverer(
-            self.settings, self.redis, self.config, self.transport, self.global_rules, self.store
+            self.settings, self.redis, self.config, self.transport, self.global_rules, self.store,
+            ordering=self.ordering,
         )
 
 

@@ -25,14 +25,8 @@ def register(app: Celery) -> None:
         from workers.runtime import get_runtime
 
         runtime = get_runtime(self.app.recnotify_settings)
-        result: Any = runtime.deliverer.run(event_id, destination)
-        dest = runtime.config.get(destination)
-        if dest is not None and dest.ordered:
-            from workers.ordering import finish_ordered
-
-            finish_ordered(runtime.ordering, event_id, destination,
-                           hold_dead=dest.on_dead_letter == "hold",
-                           enqueue=lambda e, d: _enqueue(self.app)([(e, d)]))
+        # enqueue: an ordered destination's next notification goes on when this one ends
+        result: Any = runtime.deliverer.run(event_id, destination, enqueue=_enqueue(self.app))
         if isinstance(result, Retry):
             raise self.retry(countdown=result.countdown_s, max_retries=None)
         return str(result) if result is not None else "duplicate"
