@@ -236,3 +236,38 @@ def test_database_outage_keeps_delivering_from_cache_and_writes_records_when_bac
     workers._store = None  # a fresh engine: the old pool's connections were terminated
     wait_until(lambda: len(workers.store.list_attempts(destination="hook", limit=100)) == 7,
                timeout_s=60, what="all 7 attempt records in the database")
+
+
+def test_sqlite_write_lock_keeps_delivering_and_records_follow_when_released(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    """SQLite "briefly unavailable": another process holds its write lock for seconds."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(workers.settings.effective_database_url).database
+    assert path and path != ":memory:", workers.settings.effective_database_url
+    workers.configure(dest_yaml("hook", receiver.url("/hook")))
+    workers.start()
+    publish(workers, 2)
+    receiver.wait_for(2)
+    wait_until(lambda: len(workers.store.list_attempts(destination="hook", limit=100)) == 2,
+               timeout_s=30, what="the first 2 attempt records in the database")
+    # Given a writer holding SQLite's write lock (WAL: readers still read)
+    locker = sqlite3.connect(path, timeout=1)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        # When events are published meanwhile, they are delivered without waiting for it
+        during = publish(workers, 5)
+        got = receiver.wait_for(7, timeout_s=5)
+        assert {r.query["e"][0] for r in got[2:]} == set(during)
+        time.sleep(1.0)  # the flusher has had its turn, and could not write
+        assert len(workers.store.list_attempts(destination="hook", limit=100)) == 2
+        records = redis.Redis.from_url(workers.redis_url).llen(workers.settings.keys.records)
+        assert records > 0, "attempt records wait in Redis while the database is locked"
+    finally:
+        locker.rollback()
+        locker.close()
+    # Then, the lock released, every attempt record reaches the database
+    wait_until(lambda: len(workers.store.list_attempts(destination="hook", limit=100)) == 7,
+               timeout_s=60, what="all 7 attempt records in the database")
