@@ -352,6 +352,21 @@ def validate_event(
     return event
 
 
+def load_stored_event(raw: bytes | str) -> Event:
+    """An event recnotify stored itself (``Event.to_json`` of a validated event), rebuilt
+    without validating it again: the delivery path reads one per notification.
+
+    Anything else (a hand-written or damaged value) raises ``InvalidEvent``, or
+    ``ValueError``/``KeyError``/``TypeError`` when it is not even an event's JSON.
+    """
+    data = json.loads(raw)
+    if data.get("schema") != SCHEMA_VERSION:
+        return parse_event_json(raw)  # another version wrote it: the full check
+    return Event(type=data["type"], id=data["id"], occurred_at=data["occurred_at"],
+                 result=data["result"], error=data["error"], route=data["route"],
+                 account=data["account"], realm=data["realm"], params=data["params"])
+
+
 def parse_event_json(raw: bytes | str, **defaults: str | None) -> Event:
     """Decode one stream entry's JSON and validate it.
 

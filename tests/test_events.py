@@ -18,6 +18,7 @@ from producer.events import (
     MAX_PARAMS,
     RESERVED_PARAMS,
     TYPE_PARAMS,
+    load_stored_event,
     parse_event_json,
     validate_event,
 )
@@ -139,3 +140,19 @@ def test_stream_entry_json_round_trips_through_validation() -> None:
     event = validate_event({"type": STARTED, "params": {"UCID": "é\r\n", "CALLEDAORS": []}})
     again = parse_event_json(event.to_json().encode("utf-8"))
     assert again == event and json.loads(event.to_json())["schema"] == 1
+
+
+def test_a_stored_event_loads_back_equal_without_revalidation() -> None:
+    event = validate_event({"type": "SEGMENT_ENDED_EVENT", "route": "r", "result": "failure",
+                            "error": "disk full",
+                            "params": {"UCID": "u-1", "CALLEDAORS": ["a@x", "b@y"],
+                                       "SEGMENTID": 3}})
+    assert load_stored_event(event.to_json()) == event
+    assert load_stored_event(event.to_json().encode()) == event
+
+
+def test_a_stored_event_of_another_schema_gets_the_full_check() -> None:
+    data = validate_event({"type": "RECORDING_STARTED_EVENT", "route": "r"}).to_dict()
+    data["schema"], data["type"] = 99, "NOT_AN_EVENT"
+    with pytest.raises(InvalidEvent):
+        load_stored_event(json.dumps(data))

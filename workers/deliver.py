@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from producer.events import Event, parse_event_json
+from producer.events import Event, load_stored_event
 from workers.attempt import (
     LOCK_MARGIN_S,
     NOTIFICATION_TTL_S,
@@ -237,7 +237,7 @@ class Deliverer:
         if not dest.enabled:
             return self._finish_dead(nid, event_id, destination, raw_event, attempt,
                                      f"destination {destination!r} is disabled")
-        event = parse_event_json(raw_event)
+        event = load_stored_event(raw_event)
         now = time.time()
         try:
             request = build_request(event, dest, nid=nid, now_s=now,
