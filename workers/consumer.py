@@ -40,6 +40,8 @@ from workers.settings import Settings
 log = logging.getLogger("recnotify.consumer")
 
 ENTRY_NAMESPACE = uuid.UUID("0b9f7c1e-4d3a-4c55-9e0b-6f1a2d3c4b5a")
+#: How old the consumer's view of the open circuits may be (workers/parking.py).
+OPEN_CIRCUITS_MAX_AGE_S = 0.1
 Entry = tuple[bytes, dict[bytes, bytes]]
 #: Enqueue one delivery task per (event id, destination name). An enqueue that also has
 #: ``add_to(pipe, pairs)`` (workers.fastpath.TaskBatch) has its commands queued on the
@@ -204,7 +206,8 @@ class StreamConsumer:
         stream = self.keys.events
         tasks: list[tuple[str, str]] = []
         ordered_pairs: set[str] = set()
-        open_circuits = self.parking.open_circuits()  # their notifications wait parked
+        # their notifications wait parked (read at most every 0.1 s)
+        open_circuits = self.parking.open_circuits(max_age_s=OPEN_CIRCUITS_MAX_AGE_S)
         now = time.time()
         parked = 0
         pipe = self.redis.pipeline(transaction=True)

@@ -107,11 +107,19 @@ class ParkingLot:
         self.batch = batch
         self.lease_s = lease_s
         self._sweep = client.register_script(_SWEEP)
+        self._open: tuple[float, set[str]] | None = None
 
     # -- parking -----------------------------------------------------------------------
-    def open_circuits(self) -> set[str]:
-        """Destinations whose circuit is open now (one SMEMBERS)."""
-        return {m.decode() for m in self.client.smembers(self.keys.circuits_open)}  # type: ignore[union-attr]
+    def open_circuits(self, *, max_age_s: float = 0.0) -> set[str]:
+        """Destinations whose circuit is open (one SMEMBERS, or a value up to ``max_age_s``
+        old: a notification that slips through is parked by its task instead)."""
+        now = time.monotonic()
+        if self._open is not None and now - self._open[0] <= max_age_s:
+            return self._open[1]
+        members: Any = self.client.smembers(self.keys.circuits_open)
+        found = {m.decode() for m in members}
+        self._open = (now, found)
+        return found
 
     def park(self, pipe: redis.client.Pipeline, event_id: str, dest: Destination,
              first_at: float) -> float:
