@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,30 @@ def test_hold_continues_in_order_once_the_dead_letter_is_purged(
                  if r.status == 200]
     assert delivered == [(LIFECYCLE[1], "2"), (LIFECYCLE[2], "3")]
     assert workers.store.list_dead_letters() == []
+
+
+def test_after_an_upgrade_brings_a_script_redis_does_not_know_the_next_head_still_goes(
+        receiver: Receiver, tmp_path: Path) -> None:
+    """Regression: Redis knew the ordering scripts but not (yet) the delivery's own; the
+    finish queued behind it ran before the state was written and released nothing."""
+    from workers.circuit import _ADMIT
+    from workers.embedded import EmbeddedRedis
+    from workers.ordering import _FINISH, _RELEASE
+
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    factory = WorkerFactory(redis_url=server.url, key_prefix="up:", tmp_path=tmp_path)
+    try:
+        factory.configure(f"destinations:\n  - name: face\n    preset: face\n"
+                          f"    scope: global\n    url: {receiver.url('/Face')}\n")
+        for script in (_FINISH, _RELEASE, _ADMIT):  # what an older version had loaded
+            factory.redis.script_load(script)
+        factory.start()
+        pub = factory.publisher()
+        for kind in ("RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"):
+            pub.publish(kind, params={"UCID": "u-upgrade"})
+        got = receiver.wait_for(2, timeout_s=10)
+        assert [r.query["event"][0] for r in got] == ["AudioRecordingStarted",
+                                                      "AudioRecordingEnded"]
+    finally:
+        factory.stop_all()
+        server.stop()

@@ -23,6 +23,7 @@ import redis
 
 from producer.events import Event, load_stored_event
 from workers.attempt import (
+    CONCLUDE_SCRIPT,
     LOCK_MARGIN_S,
     NOTIFICATION_TTL_S,
     REDIS_DOWN,
@@ -47,7 +48,7 @@ from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError
 from workers.limits import SLOT_RETRY_S, Limits
-from workers.metrics_keys import count_attempt
+from workers.metrics_keys import bucket_for, count_attempt
 from workers.netsafety import AddressRules
 from workers.ordering import EnqueueMany, Ordering, after_finish, finish_ordered, queue_finish
 from workers.outcome import Outcome, is_delivered
@@ -84,6 +85,7 @@ class Deliverer:
         self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
         self._unlock = client.register_script(UNLOCK_SCRIPT)
+        self._conclude_script = client.register_script(CONCLUDE_SCRIPT)
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
@@ -369,38 +371,40 @@ class Deliverer:
             outcome = Outcome.DEAD
         entry = {"attempt": attempt, "at": time.time(), "status": result.status,
                  "error": result.error, "latency_ms": round(result.latency_ms, 2)}
-        pipe = self.redis.pipeline(transaction=False)
+        delivered = outcome is Outcome.DELIVERED
         nkey = self.keys.notification(nid)
-        pipe.hset(nkey, mapping={"attempts": attempt, "state": outcome.value,
-                                 "event": event.id, "destination": dest.name})
-        pipe.hsetnx(nkey, "first_at", first_at)
-        pipe.rpush(nkey + ":log", json.dumps(entry))
-        pipe.expire(nkey, NOTIFICATION_TTL_S)
-        pipe.expire(nkey + ":log", NOTIFICATION_TTL_S)
-        pipe.rpush(self.keys.records, attempt_record(
-            notification_id=nid, event_id=event.id, destination=dest.name,
-            outcome=outcome.value, **entry))
-        count_attempt(pipe, self.keys.metric, dest.name, outcome.value,
-                      result.latency_ms if result.status is not None else None)
-        success = -1
+        # done: forget the watchdog entry, release the lock (in the same script)
+        keys = [nkey, nkey + ":log", self.keys.records, self.keys.metric("notifications"),
+                self.keys.metric("latency"), self.keys.schedule, hold.lock_key]
+        args = [attempt, outcome.value, event.id, dest.name, first_at, json.dumps(entry),
+                attempt_record(notification_id=nid, event_id=event.id, destination=dest.name,
+                               outcome=outcome.value, **entry),
+                NOTIFICATION_TTL_S,
+                bucket_for(result.latency_ms) if result.status is not None else "",
+                round(result.latency_ms, 3),
+                schedule_member(event.id, dest.name) if delivered else "",
+                hold.token if delivered else ""]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.evalsha(self._conclude_script.sha, len(keys), *keys, *args)
+        success = finish = -1
         if hold.success_due:
             self.circuit.queue_success(pipe, dest.name)
             success = len(pipe) - 1
-        unlock = finish = -1
-        if outcome is Outcome.DELIVERED:  # done: forget the watchdog entry, release the lock
-            pipe.zrem(self.keys.schedule, schedule_member(event.id, dest.name))
-            unlock = self._queue_unlock(pipe, hold)
-            if dest.ordered and hold.enqueue is not None and self.ordering is not None:
-                queue_finish(self.ordering, pipe, event.id, dest.name,
-                             hold_dead=dest.on_dead_letter == "hold")
-                finish = len(pipe) - 1
+        if delivered and dest.ordered and hold.enqueue is not None and self.ordering is not None:
+            queue_finish(self.ordering, pipe, event.id, dest.name,
+                         hold_dead=dest.on_dead_letter == "hold")
+            finish = len(pipe) - 1
         replies = check_replies(pipe.execute(raise_on_error=False))
+        if isinstance(replies[0], redis.exceptions.NoScriptError):  # Redis lost its scripts
+            replies[0] = self._conclude_script(keys=keys, args=args)
+            if finish >= 0:  # it ran before the state was written: finish after the run
+                finish = -1
+        if delivered:
+            hold.watched = True
+            hold.released = bool(replies[0])
         if success >= 0:
             hold.success_due = False
             self.circuit.success_reply(replies[success], dest.name)
-        if unlock >= 0:
-            hold.watched = True
-            self._unlocked(replies, unlock, hold)
         if finish >= 0 and self.ordering is not None:
             hold.finished = after_finish(self.ordering, replies[finish], dest.name,
                                          hold.enqueue)
