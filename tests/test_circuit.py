@@ -86,3 +86,13 @@ def test_a_probe_lease_of_a_dead_worker_expires(
     assert cb.admit("d", 0.05).verdict is Verdict.PROBE
     time.sleep(0.3)  # the prober died without reporting
     assert cb.admit("d", 0.05).verdict is Verdict.PROBE
+
+
+def test_admission_says_when_a_success_has_nothing_to_reset(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    cb = breaker(redis_client, key_prefix)
+    assert cb.admit("d", reset_s=30).clean
+    cb.record_failure("d", threshold=3, reset_s=30)
+    assert not cb.admit("d", reset_s=30).clean  # a success must reset the count
+    cb.record_success("d")
+    assert cb.admit("d", reset_s=30).clean

@@ -91,6 +91,8 @@ class Hold:
     probing: bool = False
     #: The destination answered (not a retryable failure): the circuit must hear it.
     success_due: bool = False
+    #: The circuit was closed with no failure counted when admitted: nothing to reset.
+    circuit_clean: bool = False
     #: The schedule's watchdog entry is already in step (see Deliverer._watch).
     watched: bool = False
     #: Enqueues the next notification of an ordered recording (None: not asked to).

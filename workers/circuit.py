@@ -48,10 +48,11 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
 # KEYS[1] circuit hash; ARGV[1] reset_s, ARGV[2] probe lease s.
-# Returns {verdict, wait_s}: verdict 0 closed (go), 1 probe (go), 2 open (wait).
+# Returns {verdict, wait_s, failures}: verdict 0 closed (go), 1 probe (go), 2 open (wait);
+# failures 0 when closed with no failure counted (a success then has nothing to reset).
 _ADMIT = _NOW + """
 local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '')
-if not opened then return {0, '0'} end
+if not opened then return {0, '0', redis.call('HEXISTS', KEYS[1], 'failures')} end
 local reset = tonumber(ARGV[1])
 if now < opened + reset then return {2, tostring(opened + reset - now)} end
 local probe = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '')
@@ -113,6 +114,8 @@ class Verdict(StrEnum):
 class Admission:
     verdict: Verdict
     wait_s: float = 0.0
+    #: Closed with no failure counted: a success need not be reported (no round trip).
+    clean: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -138,9 +141,8 @@ class CircuitBreaker:
 
     def admit(self, destination: str, reset_s: float) -> Admission:
         """May an attempt to ``destination`` go now? (At most one probe when half-open.)"""
-        verdict, wait = self._admit(keys=[self.key(destination)],
-                                    args=[reset_s, self.probe_lease_s])
-        return Admission(_VERDICTS[int(verdict)], float(wait))
+        return _admission(self._admit(keys=[self.key(destination)],
+                                      args=[reset_s, self.probe_lease_s]))
 
     def queue_admit(self, pipe: redis.client.Pipeline, destination: str, reset_s: float
                     ) -> None:
@@ -153,8 +155,7 @@ class CircuitBreaker:
             return self.admit(destination, reset_s)  # not run: Redis lost its scripts
         if isinstance(reply, Exception):
             raise reply
-        verdict, wait = reply
-        return Admission(_VERDICTS[int(verdict)], float(wait))
+        return _admission(reply)
 
     def record_failure(self, destination: str, threshold: int, reset_s: float) -> None:
         """A retryable failure: count it; open (or re-open after a failed probe)."""
@@ -200,3 +201,9 @@ class CircuitBreaker:
 
 
 _VERDICTS = {0: Verdict.CLOSED, 1: Verdict.PROBE, 2: Verdict.OPEN}
+
+
+def _admission(reply: Any) -> Admission:
+    verdict = _VERDICTS[int(reply[0])]
+    clean = verdict is Verdict.CLOSED and len(reply) > 2 and int(reply[2]) == 0
+    return Admission(verdict, float(reply[1]), clean)

@@ -161,6 +161,7 @@ class Deliverer:
         if known is not None and admitting:
             admission = self.circuit.admission(replies[3], destination, known.circuit.reset_s)
             hold.probing = admission.verdict is Verdict.PROBE
+            hold.circuit_clean = admission.clean
         try:
             if state.get(b"state") in (b"delivered", b"dead"):
                 log.info("notification %s to %s already %s; duplicate skipped", nid,
@@ -306,7 +307,7 @@ class Deliverer:
                                         dest.circuit.reset_s)
         elif result.status is not None:
             hold.probing = False  # used: the success closes the circuit
-            hold.success_due = True
+            hold.success_due = not hold.circuit_clean
         else:
             self._drop_probe(dest, hold)
         return result
