@@ -8,13 +8,18 @@ import redis
 
 from workers.ordering import (
     FRONTIER_OPEN,
+    EnqueueMany,
     Ordering,
-    each,
     finish_ordered,
     make_member,
     pad_entry_id,
 )
 from workers.request import notification_id
+
+
+def collect(sent: list[str]) -> EnqueueMany:
+    """An enqueue that records the released heads' event ids."""
+    return lambda pairs: sent.extend(event_id for event_id, _ in pairs)
 
 
 def ordering(redis_client: redis.Redis, prefix: str) -> Ordering:
@@ -51,7 +56,7 @@ def finish(o: Ordering, client: redis.Redis, event: str, state: str, sent: list[
            *, hold: bool = False) -> None:
     """The notification of ``event`` ended (``delivered``/``dead``), as the task reports it."""
     client.hset(o.notification_key(event, "face"), "state", state)
-    finish_ordered(o, event, "face", hold_dead=hold, enqueue=each(lambda e, d: sent.append(e)))
+    finish_ordered(o, event, "face", hold_dead=hold, enqueue=collect(sent))
 
 
 def is_held(o: Ordering, client: redis.Redis, pair: str) -> bool:
@@ -76,8 +81,8 @@ def test_only_the_head_is_released_and_the_next_follows_its_completion(
     add(o, redis_client, "100-1", "e2")
     sent: list[str] = []
     # When released: only the earliest goes, and nothing more while it is in flight
-    o.release([pair], each(lambda e, d: sent.append(e)), FRONTIER_OPEN)
-    o.release([pair], each(lambda e, d: sent.append(e)), FRONTIER_OPEN)
+    o.release([pair], collect(sent), FRONTIER_OPEN)
+    o.release([pair], collect(sent), FRONTIER_OPEN)
     assert sent == ["e1"]
     # Then each completion releases exactly the next one
     finish(o, redis_client, "e1", "delivered", sent)
@@ -91,11 +96,11 @@ def test_a_head_behind_the_frontier_waits_and_is_swept_later(
     pair = add(o, redis_client, "200-0", "late")
     sent: list[str] = []
     # an earlier stream entry (150-0) is still pending on another consumer
-    o.release([pair], each(lambda e, d: sent.append(e)), pad_entry_id("150-0"))
+    o.release([pair], collect(sent), pad_entry_id("150-0"))
     assert sent == [] and redis_client.sismember(o.blocked_key, pair)
     # once the earlier entries and this one are dispatched, the sweeper releases it
     dispatched(redis_client, key_prefix, "150-0", "200-0")
-    assert o.sweep(each(lambda e, d: sent.append(e))) == 1
+    assert o.sweep(collect(sent)) == 1
     assert sent == ["late"] and not redis_client.sismember(o.blocked_key, pair)
 
 
@@ -105,7 +110,7 @@ def test_completing_a_notification_that_is_not_in_flight_changes_nothing(
     pair = add(o, redis_client, "1-0", "a")
     add(o, redis_client, "2-0", "b")
     sent: list[str] = []
-    o.release([pair], each(lambda e, d: sent.append(e)), FRONTIER_OPEN)
+    o.release([pair], collect(sent), FRONTIER_OPEN)
     finish(o, redis_client, "b", "delivered", sent)
     assert sent == ["a"] and redis_client.zcard(o.queue_key(pair)) == 2
 
@@ -118,7 +123,7 @@ def held_recording(redis_client: redis.Redis, key_prefix: str
     pair = add(o, redis_client, "1-0", "dead")
     add(o, redis_client, "2-0", "next")
     sent: list[str] = []
-    o.release([pair], each(lambda e, d: sent.append(e)), FRONTIER_OPEN)
+    o.release([pair], collect(sent), FRONTIER_OPEN)
     finish(o, redis_client, "dead", "dead", sent, hold=True)
     return o, pair, sent
 
@@ -126,9 +131,9 @@ def held_recording(redis_client: redis.Redis, key_prefix: str
 def test_hold_keeps_the_dead_head_until_it_is_purged(redis_client: redis.Redis,
                                                      key_prefix: str) -> None:
     o, pair, sent = held_recording(redis_client, key_prefix)
-    o.sweep(each(lambda e, d: sent.append(e)))
+    o.sweep(collect(sent))
     assert sent == ["dead"] and is_held(o, redis_client, pair)
-    o.unhold(pair, member("1-0", "dead"), each(lambda e, d: sent.append(e)))
+    o.unhold(pair, member("1-0", "dead"), collect(sent))
     assert sent == ["dead", "next"]
 
 
@@ -149,7 +154,7 @@ def test_sequence_numbers_follow_release_order_and_never_change(
     add(o, redis_client, "2-0", "e2")
     dispatched(redis_client, key_prefix, "1-0", "2-0")
     sent: list[str] = []
-    o.release([pair], each(lambda e, d: sent.append(e)))
+    o.release([pair], collect(sent))
     assert redis_client.hget(f"{key_prefix}n:{n1}", "seq") == b"1"
     # the head is delivered: finishing it releases the next, which gets sequence 2
     finish(o, redis_client, "e1", "delivered", sent)
@@ -165,7 +170,7 @@ def test_a_head_released_long_ago_and_still_in_flight_is_sent_again(
     o = ordering(redis_client, key_prefix)
     pair = add(o, redis_client, "1-0", "lost")
     sent: list[str] = []
-    o.release([pair], each(lambda e, d: None), FRONTIER_OPEN)  # released, but its task was lost
+    o.release([pair], collect([]), FRONTIER_OPEN)  # released, but its task was lost
     assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 0
     redis_client.hset(o.inflight_key, pair, member("1-0", "lost") + "@1000.0")
     assert o.resend_stale(lambda e, d: sent.append(e), stale_after_s=60) == 1
@@ -188,11 +193,11 @@ def test_a_later_head_never_overtakes_an_entry_another_consumer_is_still_dispatc
     pair = add(o, redis_client, "2-0", "later")
     redis_client.xack(stream, group, "2-0")
     sent: list[str] = []
-    o.release([pair], each(lambda e, d: sent.append(e)))
+    o.release([pair], collect(sent))
     # Then the later head waits, even with the old cached frontier
     assert sent == []
     # and once A has queued and acknowledged entry 1, entry 1 goes first
     add(o, redis_client, "1-0", "earlier")
     redis_client.xack(stream, group, "1-0")
-    o.release([pair], each(lambda e, d: sent.append(e)))
+    o.release([pair], collect(sent))
     assert sent == ["earlier"]

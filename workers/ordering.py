@@ -96,14 +96,6 @@ Enqueue = Callable[[str, str], None]
 EnqueueMany = Callable[[Sequence[tuple[str, str]]], None]
 
 
-def each(enqueue: Enqueue) -> EnqueueMany:
-    """An :data:`EnqueueMany` from a one-at-a-time :data:`Enqueue`."""
-    def enqueue_many(pairs: Sequence[tuple[str, str]]) -> None:
-        for event_id, destination in pairs:
-            enqueue(event_id, destination)
-    return enqueue_many
-
-
 def pad_entry_id(entry_id: str) -> str:
     """``1795554350850-3`` -> a string whose lexicographic order is the stream order."""
     ms, _, seq = entry_id.partition("-")

@@ -24,7 +24,6 @@ from celery import Celery, bootsteps
 from workers.app import DELIVER_TASK
 from workers.consumer import StreamConsumer
 from workers.fastpath import task_batch
-from workers.ordering import each
 from workers.records import Flusher
 from workers.runtime import Runtime, get_runtime
 from workers.schedule import Schedule
@@ -106,7 +105,7 @@ class Service:
             try:
                 self.consumer.parking.sweep(self.runtime.config)
                 self.schedule.move_due(enqueue_one)
-                self.consumer.ordering.sweep(each(enqueue_one))
+                self.consumer.ordering.sweep(self.enqueue)
                 if time.monotonic() >= self._next_stale_check_s:
                     self._next_stale_check_s = time.monotonic() + 10
                     self.consumer.ordering.resend_stale(
