@@ -22,8 +22,10 @@ from workers.circuit import Admission
 from workers.destination_model import Destination
 from workers.errors import DeliveryError, RefusedAddress
 from workers.netsafety import AddressRules, parse_cidrs
-from workers.outcome import is_delivered, is_retryable_status
+from workers.outcome import Outcome, is_delivered, is_retryable_status
+from workers.records import dead_record
 from workers.request import OutboundRequest
+from workers.settings import Keys
 from workers.transport import Transport
 
 NOTIFICATION_TTL_S = 3 * 24 * 3600
@@ -181,6 +183,24 @@ def event_json_text(raw_event: bytes | None) -> str | None:
     except ValueError:
         return json.dumps(text[:65536])
     return text
+
+
+def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
+                      destination: str, raw_event: bytes | None, attempts: int,
+                      history: list[bytes], reason: str, kind: str) -> None:
+    """Queue on ``pipe`` what makes a notification a dead letter: its state, the
+    ``dead_letters`` counter (``kind``: final, exhausted, circuit, ...) and the record
+    with the event and every attempt (``history``: its log's entries)."""
+    nkey = keys.notification(nid)
+    pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempts,
+                             "event": event_id, "destination": destination})
+    pipe.expire(nkey, NOTIFICATION_TTL_S)
+    pipe.hincrby(keys.metric("dead_letters"), f"{destination}|{kind}", 1)
+    pipe.rpush(keys.records, dead_record(
+        notification_id=nid, event_id=event_id, destination=destination,
+        event_json=event_json_text(raw_event),
+        attempts_json=json.dumps([json.loads(h) for h in history]), reason=reason,
+        created_at=time.time()))
 
 
 def jitter(wait_s: float) -> float:

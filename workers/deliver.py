@@ -37,8 +37,8 @@ from workers.attempt import (
     check_replies,
     describe,
     destination_rules,
-    event_json_text,
     jitter,
+    queue_dead_letter,
     send_once,
     span_s,
 )
@@ -53,7 +53,7 @@ from workers.netsafety import AddressRules
 from workers.ordering import EnqueueMany, Ordering, after_finish, finish_ordered, queue_finish
 from workers.outcome import Outcome, is_delivered
 from workers.parking import ParkingLot
-from workers.records import attempt_record, dead_record
+from workers.records import attempt_record
 from workers.request import build_request, notification_id
 from workers.schedule import Schedule, schedule_member, watchdog_s
 from workers.settings import Settings
@@ -443,16 +443,11 @@ class Deliverer:
             self.redis.rpush(self.keys.records, attempt_record(
                 notification_id=nid, event_id=event_id, destination=destination,
                 outcome=Outcome.DEAD.value, **entry))
-        history = [json.loads(item) for item in self.redis.lrange(nkey + ":log", 0, -1)]
+        history: Any = self.redis.lrange(nkey + ":log", 0, -1)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempt,
-                                 "event": event_id, "destination": destination})
-        pipe.expire(nkey, NOTIFICATION_TTL_S)
-        pipe.hincrby(self.keys.metric("dead_letters"), f"{destination}|{kind}", 1)
-        pipe.rpush(self.keys.records, dead_record(
-            notification_id=nid, event_id=event_id, destination=destination,
-            event_json=event_json_text(raw_event),
-            attempts_json=json.dumps(history), reason=reason, created_at=time.time()))
+        queue_dead_letter(pipe, self.keys, nid=nid, event_id=event_id, destination=destination,
+                          raw_event=raw_event, attempts=attempt, history=history,
+                          reason=reason, kind=kind)
         pipe.execute()
         log.error("notification %s to %s dead-lettered: %s", nid, destination, reason)
         return Outcome.DEAD

@@ -40,12 +40,11 @@ from typing import Any
 import redis
 import redis.client
 
-from workers.attempt import NOTIFICATION_TTL_S, event_json_text, span_s
+from workers.attempt import NOTIFICATION_TTL_S, queue_dead_letter, span_s
 from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.metrics_keys import count_attempt
 from workers.outcome import Outcome
-from workers.records import dead_record
 from workers.request import notification_id
 from workers.schedule import schedule_member
 from workers.settings import Keys
@@ -100,6 +99,8 @@ class Swept:
 
 
 class ParkingLot:
+    """Parks notifications of open circuits (consumer and tasks) and sweeps them."""
+
     def __init__(self, client: redis.Redis, keys: Keys, *, batch: int = 500,
                  lease_s: float = 60.0) -> None:
         self.client = client
@@ -174,7 +175,6 @@ class ParkingLot:
         reason = (f"circuit open: no successful attempt within the retry span of "
                   f"{span_s(dest):g} s")
         write = self.client.pipeline(transaction=False)
-        now = time.time()
         buried = 0
         for i, (event_id, _) in enumerate(pairs):
             raw_event, history, (state, attempts) = replies[3 * i: 3 * i + 3]
@@ -183,17 +183,10 @@ class ParkingLot:
             if state in (b"delivered", b"dead"):
                 continue  # finished meanwhile by another copy
             nid = notification_id(event_id, dest.name)
-            nkey = keys.notification(nid)
-            write.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": int(attempts or 0),
-                                      "event": event_id, "destination": dest.name})
-            write.expire(nkey, NOTIFICATION_TTL_S)
             write.zrem(keys.schedule, member)
-            write.hincrby(keys.metric("dead_letters"), f"{dest.name}|circuit", 1)
-            write.rpush(keys.records, dead_record(
-                notification_id=nid, event_id=event_id, destination=dest.name,
-                event_json=event_json_text(raw_event),
-                attempts_json=json.dumps([json.loads(h) for h in history]), reason=reason,
-                created_at=now))
+            queue_dead_letter(write, keys, nid=nid, event_id=event_id, destination=dest.name,
+                              raw_event=raw_event, attempts=int(attempts or 0),
+                              history=history, reason=reason, kind="circuit")
             log.error("notification %s to %s dead-lettered: %s", nid, dest.name, reason)
             buried += 1
         write.execute()
