@@ -21,7 +21,9 @@ from workers.backoff import max_span_s, parse_retry_after
 from workers.circuit import Admission
 from workers.destination_model import Destination
 from workers.errors import DeliveryError, RefusedAddress
+from workers.metrics_keys import count_attempt
 from workers.netsafety import AddressRules, parse_cidrs
+from workers.ordering import EnqueueMany
 from workers.outcome import Outcome, is_delivered, is_retryable_status
 from workers.records import dead_record
 from workers.request import OutboundRequest
@@ -98,7 +100,7 @@ class Hold:
     #: The schedule's watchdog entry is already in step (see Deliverer._watch).
     watched: bool = False
     #: Enqueues the next notification of an ordered recording (None: not asked to).
-    enqueue: Any = None
+    enqueue: EnqueueMany | None = None
     #: An ordered notification's finish (workers.ordering) already ran in a pipeline.
     finished: bool = False
 
@@ -183,6 +185,18 @@ def event_json_text(raw_event: bytes | None) -> str | None:
     except ValueError:
         return json.dumps(text[:65536])
     return text
+
+
+def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
+                  destination: str, first_at: float, why: str) -> None:
+    """Queue on ``pipe`` what marks a notification as waiting (no attempt spent): its
+    state with the reason, its first try's time, and the ``waiting`` counter."""
+    nkey = keys.notification(nid)
+    pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
+                             "destination": destination, "waiting": why})
+    pipe.hsetnx(nkey, "first_at", first_at)
+    pipe.expire(nkey, NOTIFICATION_TTL_S)
+    count_attempt(pipe, keys.metric, destination, Outcome.WAITING.value, None)
 
 
 def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,

@@ -39,6 +39,7 @@ from workers.attempt import (
     destination_rules,
     jitter,
     queue_dead_letter,
+    queue_waiting,
     send_once,
     span_s,
 )
@@ -48,7 +49,7 @@ from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError
 from workers.limits import SLOT_RETRY_S, Limits
-from workers.metrics_keys import bucket_for, count_attempt
+from workers.metrics_keys import bucket_for
 from workers.netsafety import AddressRules
 from workers.ordering import EnqueueMany, Ordering, after_finish, finish_ordered, queue_finish
 from workers.outcome import Outcome, is_delivered
@@ -320,15 +321,11 @@ class Deliverer:
     def _wait(self, nid: str, event_id: str, dest: Destination, first_at: float,
               wait_s: float, why: str, hold: Hold) -> Outcome | Retry:
         """Park the notification for ``wait_s`` without spending an attempt."""
-        nkey = self.keys.notification(nid)
         due = time.time() + wait_s
         short = wait_s <= self.settings.max_countdown_s
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
-                                 "destination": dest.name, "waiting": why})
-        pipe.hsetnx(nkey, "first_at", first_at)
-        pipe.expire(nkey, NOTIFICATION_TTL_S)
-        count_attempt(pipe, self.keys.metric, dest.name, Outcome.WAITING.value, None)
+        queue_waiting(pipe, self.keys, nid=nid, event_id=event_id, destination=dest.name,
+                      first_at=first_at, why=why)
         unlock = -1
         if short:  # nothing left to do under the lock: the task retries after wait_s
             pipe.zadd(self.keys.schedule, {schedule_member(event_id, dest.name):
@@ -406,7 +403,7 @@ class Deliverer:
         if success >= 0:
             hold.success_due = False
             self.circuit.success_reply(replies[success], dest.name)
-        if finish >= 0 and self.ordering is not None:
+        if finish >= 0 and self.ordering is not None and hold.enqueue is not None:
             hold.finished = after_finish(self.ordering, replies[finish], dest.name,
                                          hold.enqueue)
         if outcome is Outcome.DELIVERED:

@@ -302,10 +302,14 @@ def finish_ordered(ordering: Ordering, event_id: str, destination: str, *, hold_
     script on its own last pipeline (:func:`queue_finish`). One script call does it all.
     """
     key = ordering.notification_key(event_id, destination)
-    frontier = ordering.frontier(max_age_s=FRONTIER_CACHE_S)
-    done = ordering._finish(keys=[key], args=[ordering.prefix, "1" if hold_dead else "0",
-                                              frontier, f"{time.time():.3f}", ordering.ttl_s])
+    done = ordering._finish(keys=[key], args=_finish_args(ordering, hold_dead))
     after_finish(ordering, done, destination, enqueue)
+
+
+def _finish_args(ordering: Ordering, hold_dead: bool) -> list[str | int]:
+    """ARGV of the finish script: prefix, hold-dead, frontier (cached), now, ttl."""
+    return [ordering.prefix, "1" if hold_dead else "0",
+            ordering.frontier(max_age_s=FRONTIER_CACHE_S), f"{time.time():.3f}", ordering.ttl_s]
 
 
 def queue_finish(ordering: Ordering, pipe: redis.client.Pipeline, event_id: str,
@@ -313,9 +317,7 @@ def queue_finish(ordering: Ordering, pipe: redis.client.Pipeline, event_id: str,
     """Queue :func:`finish_ordered`'s script on ``pipe``, after the commands that set the
     notification's final state; pass the reply to :func:`after_finish`."""
     pipe.evalsha(ordering._finish.sha, 1, ordering.notification_key(event_id, destination),
-                 ordering.prefix, "1" if hold_dead else "0",
-                 ordering.frontier(max_age_s=FRONTIER_CACHE_S), f"{time.time():.3f}",
-                 ordering.ttl_s)
+                 *_finish_args(ordering, hold_dead))
 
 
 def after_finish(ordering: Ordering, done: Any, destination: str, enqueue: EnqueueMany

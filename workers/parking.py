@@ -40,11 +40,9 @@ from typing import Any
 import redis
 import redis.client
 
-from workers.attempt import NOTIFICATION_TTL_S, queue_dead_letter, span_s
+from workers.attempt import queue_dead_letter, queue_waiting, span_s
 from workers.config import ConfigCache
 from workers.destination_model import Destination
-from workers.metrics_keys import count_attempt
-from workers.outcome import Outcome
 from workers.request import notification_id
 from workers.schedule import schedule_member
 from workers.settings import Keys
@@ -126,15 +124,12 @@ class ParkingLot:
              first_at: float) -> float:
         """Queue on ``pipe`` what parks one notification; returns its deadline."""
         deadline = first_at + span_s(dest)
-        nkey = self.keys.notification(notification_id(event_id, dest.name))
-        pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
-                                 "destination": dest.name, "waiting": "circuit open"})
-        pipe.hsetnx(nkey, "first_at", first_at)
-        pipe.expire(nkey, NOTIFICATION_TTL_S)
+        queue_waiting(pipe, self.keys, nid=notification_id(event_id, dest.name),
+                      event_id=event_id, destination=dest.name, first_at=first_at,
+                      why="circuit open")
         pipe.zadd(self.keys.parked(dest.name), {schedule_member(event_id, dest.name): deadline})
         pipe.sadd(self.keys.parked_index, dest.name)
         pipe.zrem(self.keys.schedule, schedule_member(event_id, dest.name))  # no watchdog
-        count_attempt(pipe, self.keys.metric, dest.name, Outcome.WAITING.value, None)
         return deadline
 
     def parked(self, destination: str) -> int:
