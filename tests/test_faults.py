@@ -80,6 +80,13 @@ def test_open_circuit_parks_notifications_without_spending_their_attempts(
     wait_until(lambda: client.hget(workers.settings.keys.metric("notifications"),
                                    "flaky|waiting") is not None, what="a parked notification")
     assert len(receiver.received()) == 2
+    # ... and `recnotify trace` shows a parked one as pending, with why (SPEC 6)
+    from workers.tracing import trace_event
+
+    parked = [n for eid in later for n in trace_event(workers.settings, eid)["notifications"]
+              if n.get("waiting")]
+    assert parked and all(n["state"] == "pending" and n["waiting"] == "circuit open"
+                          for n in parked)
     # ... then one probe succeeds, the circuit closes and every notification is delivered.
     got = receiver.wait_for(7)
     delivered = {r.query["e"][0] for r in got[2:]}

@@ -296,7 +296,8 @@ def trace(ctx: click.Context, event_id: str | None, ucid: str | None, as_json: b
 def _format_trace(item: dict[str, Any]) -> str:
     lines = [f"event {item['event_id']}: {item.get('type') or '(event data not in Redis)'}"]
     for n in item["notifications"]:
-        lines.append(f"  -> {n['destination']}  [{n['state']}]  id={n['notification_id']}")
+        state = f"{n['state']}: {n['waiting']}" if n.get("waiting") else n["state"]
+        lines.append(f"  -> {n['destination']}  [{state}]  id={n['notification_id']}")
         for a in n["attempts"]:
             status = a.get("status") or a.get("error") or ""
             lines.append(f"       attempt {a['attempt']}: {status}  ({a.get('latency_ms', 0)} ms)")

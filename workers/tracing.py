@@ -7,7 +7,9 @@ from typing import Any
 
 import redis
 
+from producer.events import load_stored_event
 from workers.request import notification_id
+from workers.routing import RoutingIndex
 from workers.settings import Settings
 from workers.store import Store
 
@@ -32,8 +34,16 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
     dead = {
         d["notification_id"]: d for d in store.list_dead_letters() if d.get("event_id") == event_id
     }
+    # matching destinations whose notification is known in Redis but has no attempt yet
+    # (parked by an open circuit, or waiting in an ordered recording): pending (SPEC 6)
+    matching = (
+        {d.name for d in RoutingIndex.build(store.list_destinations()).match(
+            load_stored_event(raw))
+         if client.exists(keys.notification(notification_id(event_id, d.name)))}
+        if raw else set()
+    )
     destinations = sorted(
-        {a["destination"] for a in attempts} | {d["destination"] for d in dead.values()}
+        matching | {a["destination"] for a in attempts} | {d["destination"] for d in dead.values()}
     )
     notifications = []
     for name in destinations:
@@ -47,14 +57,11 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
         current = _text(state.get(b"state")) or (rows[-1]["outcome"] if rows else "")
         if nid in dead:
             current = "dead"
-        notifications.append(
-            {
-                "destination": name,
-                "notification_id": nid,
-                "state": current or "pending",
-                "attempts": history,
-            }
-        )
+        item: dict[str, Any] = {"destination": name, "notification_id": nid,
+                                "state": current or "pending", "attempts": history}
+        if current == "waiting":  # SPEC 6: an open circuit's notifications show as pending
+            item["state"], item["waiting"] = "pending", _text(state.get(b"waiting"))
+        notifications.append(item)
     return {
         "event_id": event_id,
         "type": event["type"] if event else None,
