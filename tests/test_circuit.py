@@ -12,7 +12,7 @@ from workers.settings import Keys
 
 
 def breaker(client: redis.Redis, prefix: str) -> CircuitBreaker:
-    return CircuitBreaker(client, Keys(prefix).circuit)
+    return CircuitBreaker(client, Keys(prefix))
 
 
 def test_circuit_opens_after_the_configured_consecutive_failures(
@@ -62,9 +62,25 @@ def test_successful_probe_closes_and_failed_probe_reopens(
     assert cb.admit("ok", 0.1).verdict is Verdict.PROBE
     assert cb.admit("bad", 0.1).verdict is Verdict.PROBE
     cb.record_success("ok")
-    cb.record_failure("bad", threshold=1, reset_s=0.1)
+    cb.record_failure("bad", threshold=1, reset_s=0.1, probe=True, error="HTTP 503")
     assert cb.state("ok") == "closed" and cb.admit("ok", 0.1).verdict is Verdict.CLOSED
-    assert cb.state("bad") == "open" and cb.admit("bad", 0.1).verdict is Verdict.OPEN
+    reopened = cb.admit("bad", 0.1)
+    assert cb.state("bad") == "open" and reopened.verdict is Verdict.OPEN
+    # the open admission says when the failed probe was made, and how it failed
+    assert reopened.probe_failed_at is not None and reopened.probe_error == "HTTP 503"
+    assert time.time() - 1 < reopened.probe_failed_at <= time.time()
+
+
+def test_a_failure_that_was_not_the_probe_does_not_count_as_a_failed_probe(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    cb = breaker(redis_client, key_prefix)
+    cb.record_failure("d", threshold=1, reset_s=0.1)
+    time.sleep(0.2)
+    assert cb.admit("d", 0.1).verdict is Verdict.PROBE
+    # an attempt admitted before the circuit opened fails while the probe is out
+    cb.record_failure("d", threshold=1, reset_s=0.1)
+    assert cb.state("d") == "half-open"
+    assert cb.admit("d", 0.1).probe_failed_at is None
 
 
 def test_a_released_probe_lease_lets_another_worker_probe(
@@ -80,7 +96,7 @@ def test_a_released_probe_lease_lets_another_worker_probe(
 
 def test_a_probe_lease_of_a_dead_worker_expires(
         redis_client: redis.Redis, key_prefix: str) -> None:
-    cb = CircuitBreaker(redis_client, Keys(key_prefix).circuit, probe_lease_s=0.2)
+    cb = CircuitBreaker(redis_client, Keys(key_prefix), probe_lease_s=0.2)
     cb.record_failure("d", threshold=1, reset_s=0.05)
     time.sleep(0.1)
     assert cb.admit("d", 0.05).verdict is Verdict.PROBE

@@ -167,18 +167,18 @@ def test_hold_continues_in_order_once_the_dead_letter_is_purged(
 def test_after_an_upgrade_brings_a_script_redis_does_not_know_the_next_head_still_goes(
         receiver: Receiver, tmp_path: Path) -> None:
     """Regression: Redis knew the ordering scripts but not (yet) the delivery's own; the
-    finish queued behind it ran before the state was written and released nothing."""
-    from workers.circuit import _ADMIT
+    finish queued behind it ran before the state was written and released nothing. Then
+    Redis forgets every script (as after a restart) while the recording goes on."""
     from workers.embedded import EmbeddedRedis
-    from workers.ordering import _FINISH, _RELEASE
+    from workers.state.scripts import sources
 
     server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
     factory = WorkerFactory(redis_url=server.url, key_prefix="up:", tmp_path=tmp_path)
     try:
         factory.configure(f"destinations:\n  - name: face\n    preset: face\n"
                           f"    scope: global\n    url: {receiver.url('/Face')}\n")
-        for script in (_FINISH, _RELEASE, _ADMIT):  # what an older version had loaded
-            factory.redis.script_load(script)
+        for name in ("ordering_finish", "ordering_release", "circuit_admit"):
+            factory.redis.script_load(sources()[name])  # what an older version had loaded
         factory.start()
         pub = factory.publisher()
         for kind in ("RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"):
@@ -186,6 +186,12 @@ def test_after_an_upgrade_brings_a_script_redis_does_not_know_the_next_head_stil
         got = receiver.wait_for(2, timeout_s=10)
         assert [r.query["event"][0] for r in got] == ["AudioRecordingStarted",
                                                       "AudioRecordingEnded"]
+        factory.redis.script_flush()
+        for kind in ("RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"):
+            pub.publish(kind, params={"UCID": "u-flushed"})
+        got = receiver.wait_for(4, timeout_s=10)
+        assert [r.query["event"][0] for r in got[2:]] == ["AudioRecordingStarted",
+                                                          "AudioRecordingEnded"]
     finally:
         factory.stop_all()
         server.stop()

@@ -39,7 +39,7 @@ def setup(client: redis.Redis, prefix: str, *dests: dict[str, Any]
     keys = Keys(prefix)
     config = ConfigCache(Source(*(dests or (dest(),))))
     config.refresh()
-    breaker = CircuitBreaker(client, keys.circuit, open_set=keys.circuits_open)
+    breaker = CircuitBreaker(client, keys)
     return keys, ParkingLot(client, keys), breaker, config
 
 
@@ -96,35 +96,68 @@ def test_open_circuit_releases_one_probe_per_open_period_and_keeps_the_rest(
     assert len(scheduled(redis_client, keys)) == 1 and lot.parked("d") == 2
     # When the probe fails the circuit re-opens; the next period releases the next probe
     breaker.admit("d", reset_s=1)
-    breaker.record_failure("d", threshold=1, reset_s=1)
+    breaker.record_failure("d", threshold=1, reset_s=1, probe=True, error="HTTP 503")
     assert lot.sweep(config).released == 0
     time.sleep(1.1)
     assert lot.sweep(config).released == 1 and lot.parked("d") == 1
 
 
-def test_past_their_span_with_the_circuit_open_they_become_dead_letters_without_a_task(
+def test_past_their_span_they_stay_parked_until_a_probe_made_after_parking_fails(
         redis_client: redis.Redis, key_prefix: str) -> None:
+    """SPEC 6 "Circuit": the regression of a sweep that buried parked notifications of a
+    receiver that had recovered, before the probe's result was known."""
     keys, lot, breaker, config = setup(
         redis_client, key_prefix,
         dest(retry={"max_attempts": 2, "backoff_s": 0.1, "backoff_max_s": 0.1},
-             circuit={"failures": 1, "reset_s": 60}))
-    redis_client.set(keys.event("e1"), json.dumps({"id": "e1", "type": "X"}))
-    breaker.record_failure("d", threshold=1, reset_s=60)
-    # Given one notification parked long enough ago that its span (60 s) is over
+             circuit={"failures": 1, "reset_s": 1}))
+    for event_id in ("e0", "e1", "e2", "e3"):
+        redis_client.set(keys.event(event_id), json.dumps({"id": event_id, "type": "X"}))
+    breaker.record_failure("d", threshold=1, reset_s=1)
+    # Given two notifications whose span is over (e0 the older) and one within it
+    park(redis_client, lot, config, ["e0"], time.time() - 62)
     park(redis_client, lot, config, ["e1"], time.time() - 61)
-    park(redis_client, lot, config, ["e2"], time.time())  # and one still within it
-    # When the lot is swept
+    park(redis_client, lot, config, ["e2"], time.time() + 600)
+    # When the lot is swept before any probe was made: nothing is buried
+    assert lot.sweep(config).buried == 0 and lot.parked("d") == 3
+    # When reset_s has passed, the oldest goes as the probe (and nothing is buried yet)
+    time.sleep(1.1)
     swept = lot.sweep(config)
-    # Then the first is a dead letter with its reason and event; the second still waits
-    assert swept.buried == 1 and lot.parked("d") == 1
+    assert (swept.released, swept.buried) == (1, 0) and scheduled(redis_client, keys) == ["e0"]
+    # And that probe fails
+    assert breaker.admit("d", reset_s=1).verdict.value == "probe"
+    breaker.record_failure("d", threshold=1, reset_s=1, probe=True, error="HTTP 503")
+    # A notification parked after the failed probe, though past its span, is not buried
+    park(redis_client, lot, config, ["e3"], time.time() - 61)
+    # Then the next sweep buries e1 alone: parked before the failed probe and past its span
+    swept = lot.sweep(config)
+    assert swept.buried == 1 and lot.parked("d") == 2
     nid = notification_id("e1", "d")
     assert redis_client.hget(keys.notification(nid), "state") == b"dead"
     (record,) = [json.loads(r) for r in redis_client.lrange(keys.records, 0, -1)]
     assert record["kind"] == "dead" and record["notification_id"] == nid
-    assert record["reason"].startswith("circuit open: no successful attempt")
+    assert record["reason"].startswith("circuit open: the probe made at ")
+    assert "failed (HTTP 503)" in record["reason"]
     assert json.loads(record["event_json"])["id"] == "e1"
     assert redis_client.hget(keys.metric("dead_letters"), "d|circuit") == b"1"
-    assert scheduled(redis_client, keys) == []
+    for event_id in ("e2", "e3"):
+        assert redis_client.hget(keys.notification(notification_id(event_id, "d")),
+                                 "state") == b"waiting"
+
+
+def test_a_successful_probe_releases_every_parked_notification_past_its_span_or_not(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    keys, lot, breaker, config = setup(
+        redis_client, key_prefix, dest(circuit={"failures": 1, "reset_s": 1}))
+    breaker.record_failure("d", threshold=1, reset_s=1)
+    park(redis_client, lot, config, ["e0", "e1"], time.time() - 600)
+    park(redis_client, lot, config, ["e2"], time.time())
+    time.sleep(1.1)
+    assert lot.sweep(config).released == 1  # the probe
+    assert breaker.admit("d", reset_s=1).verdict.value == "probe"
+    breaker.record_success("d")
+    swept = lot.sweep(config)
+    assert (swept.released, swept.buried) == (2, 0) and lot.parked("d") == 0
+    assert sorted(scheduled(redis_client, keys)) == ["e0", "e1", "e2"]
 
 
 def test_a_disabled_or_removed_destination_releases_its_lot_for_the_tasks_to_conclude(

@@ -12,7 +12,6 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 import urllib3.exceptions
@@ -37,52 +36,16 @@ LOCK_MARGIN_S = 30.0
 REDIS_OUTAGE_RETRY_S = 2.0
 #: How long a task that met a Redis outage waits for Redis before re-queueing itself.
 REDIS_OUTAGE_WAIT_S = 30.0
+#: The waiting reason of a notification held back by its destination's open circuit.
+CIRCUIT_OPEN = "circuit open"
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                redis.exceptions.BusyLoadingError)
-# KEYS[1] lock; ARGV[1] token: release the lock only if this run still holds it.
-UNLOCK_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-#: An attempt's outcome, written in one script call (13 commands as a pipeline cost the
-#: client more than the delivery's HTTP request): the notification's state and log, the
-#: attempt record, the counters (workers/metrics_keys.py), and when it is delivered, the
-#: watchdog entry's removal and the lock's release.
-#: KEYS: notification hash, its log, records list, metric notifications, metric latency,
-#: schedule, lock. ARGV: attempts, state, event id, destination, first_at, log entry,
-#: record, ttl_s, latency bucket ('' without an answer), latency ms, schedule member
-#: ('' to keep it), lock token ('' to keep the lock). Returns 1 when it released the lock.
-CONCLUDE_SCRIPT = """
-redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[2], 'event', ARGV[3],
-           'destination', ARGV[4])
-redis.call('HSETNX', KEYS[1], 'first_at', ARGV[5])
-redis.call('RPUSH', KEYS[2], ARGV[6])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-redis.call('RPUSH', KEYS[3], ARGV[7])
-redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|' .. ARGV[2], 1)
-if ARGV[9] ~= '' then
-  redis.call('HINCRBY', KEYS[5], ARGV[4] .. '|' .. ARGV[9], 1)
-  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4] .. '|sum', ARGV[10])
-  redis.call('HINCRBY', KEYS[5], ARGV[4] .. '|count', 1)
-end
-if ARGV[11] ~= '' then redis.call('ZREM', KEYS[6], ARGV[11]) end
-if ARGV[12] ~= '' then
-  if redis.call('GET', KEYS[7]) == ARGV[12] then redis.call('DEL', KEYS[7]) end
-  return 1
-end
-return 0
-"""
-
-
 @dataclass(slots=True)
 class Hold:
     """What one run of the task holds, and which of its chores a pipeline already did.
 
-    Pipelines run with ``raise_on_error=False`` (see :func:`check_replies`), so a script
-    queued as EVALSHA that Redis no longer knows (NOSCRIPT) is simply run again
-    directly; ``finally`` does whatever is still owed.
+    Whatever a run still owes when it ends (the circuit's news, the probe lease, the
+    lock) is done in ``finally`` (``Deliverer._let_go``).
     """
 
     destination: str
@@ -130,6 +93,8 @@ class Given:
     dest: Destination | None
     admission: Admission | None
     seq: bytes | None
+    #: Since when it has waited on its destination's open circuit (None: it does not).
+    circuit_since: float | None = None
 
 
 def describe(exc: BaseException) -> str:
@@ -165,16 +130,6 @@ def span_s(dest: Destination) -> float:
     return max(max_span_s(dest.retry), dest.circuit.reset_s)
 
 
-def check_replies(replies: list[Any]) -> list[Any]:
-    """A pipeline's replies (executed with ``raise_on_error=False``): raise its first error,
-    except NOSCRIPT, which the reader of that EVALSHA's reply handles."""
-    for reply in replies:
-        if isinstance(reply, redis.exceptions.ResponseError) and not isinstance(
-                reply, redis.exceptions.NoScriptError):
-            raise reply
-    return replies
-
-
 def event_json_text(raw_event: bytes | None) -> str | None:
     """The event for a dead letter: its JSON, or (a poison entry) its text as a JSON string."""
     if raw_event is None:
@@ -195,6 +150,8 @@ def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id
     pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
                              "destination": destination, "waiting": why})
     pipe.hsetnx(nkey, "first_at", first_at)
+    if why == CIRCUIT_OPEN:
+        pipe.hsetnx(nkey, "circuit_since", time.time())
     pipe.expire(nkey, NOTIFICATION_TTL_S)
     count_attempt(pipe, keys.metric, destination, Outcome.WAITING.value, None)
 

@@ -23,18 +23,15 @@ import redis
 
 from producer.events import Event, load_stored_event
 from workers.attempt import (
-    CONCLUDE_SCRIPT,
     LOCK_MARGIN_S,
     NOTIFICATION_TTL_S,
     REDIS_DOWN,
     REDIS_OUTAGE_RETRY_S,
     REDIS_OUTAGE_WAIT_S,
-    UNLOCK_SCRIPT,
     AttemptResult,
     Given,
     Hold,
     Retry,
-    check_replies,
     describe,
     destination_rules,
     jitter,
@@ -44,7 +41,8 @@ from workers.attempt import (
     span_s,
 )
 from workers.backoff import compute_backoff_s
-from workers.circuit import Admission, CircuitBreaker, Verdict
+from workers.circuit import CircuitBreaker
+from workers.circuit import Verdict as Admitted
 from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError
@@ -53,11 +51,19 @@ from workers.metrics_keys import bucket_for
 from workers.netsafety import AddressRules
 from workers.ordering import EnqueueMany, Ordering, after_finish, finish_ordered, queue_finish
 from workers.outcome import Outcome, is_delivered
-from workers.parking import ParkingLot
+from workers.parking import ParkingLot, dead_reason
 from workers.records import attempt_record
 from workers.request import build_request, notification_id
 from workers.schedule import Schedule, schedule_member, watchdog_s
 from workers.settings import Settings
+from workers.state.notification import (
+    Decision,
+    Verdict,
+    circuit_gate,
+    rate_gate,
+    slot_gate,
+)
+from workers.state.scripts import Batch, Scripts
 from workers.transport import Transport
 
 __all__ = ["AttemptResult", "Deliverer", "Retry", "describe", "destination_rules"]
@@ -80,13 +86,11 @@ class Deliverer:
         self.store = store
         self.schedule = Schedule(client, self.keys.schedule)
         self.watchdog_s = watchdog_s(settings.visibility_timeout_s, settings.max_countdown_s)
-        self.circuit = CircuitBreaker(client, self.keys.circuit,
-                                      open_set=self.keys.circuits_open)
+        self.circuit = CircuitBreaker(client, self.keys)
         self.parking = ParkingLot(client, self.keys)
         self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
-        self._unlock = client.register_script(UNLOCK_SCRIPT)
-        self._conclude_script = client.register_script(CONCLUDE_SCRIPT)
+        self.scripts = Scripts.of(client)
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
@@ -147,21 +151,21 @@ class Deliverer:
              ) -> Outcome | Retry | None:
         known = self.config.get(destination)
         lock_ms = int(((known.timeout_s if known else 60.0) + LOCK_MARGIN_S) * 1000)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.scripts.pipeline()
         pipe.get(self.keys.event(event_id))
         pipe.hgetall(self.keys.notification(nid))
         pipe.set(hold.lock_key, hold.token, nx=True, px=lock_ms)
         admitting = known is not None and known.enabled
         if known is not None and admitting:
             self.circuit.queue_admit(pipe, destination, known.circuit.reset_s)
-        replies = check_replies(pipe.execute(raise_on_error=False))
+        replies = pipe.execute()
         raw_event, state, locked = replies[:3]
         hold.locked = bool(locked)
         hold.released = not locked
         admission = None
         if known is not None and admitting:
-            admission = self.circuit.admission(replies[3], destination, known.circuit.reset_s)
-            hold.probing = admission.verdict is Verdict.PROBE
+            admission = self.circuit.admission(replies[3])
+            hold.probing = admission.verdict is Admitted.PROBE
             hold.circuit_clean = admission.clean
         try:
             if state.get(b"state") in (b"delivered", b"dead"):
@@ -184,7 +188,8 @@ class Deliverer:
             try:
                 return self._attempt(nid, event_id, destination, raw_event,
                                      attempts_so_far + 1, first_at,
-                                     Given(known, admission, state.get(b"seq")), hold)
+                                     Given(known, admission, state.get(b"seq"),
+                                           _float(state.get(b"circuit_since"))), hold)
             except REDIS_DOWN:
                 raise
             except Exception as exc:
@@ -208,17 +213,12 @@ class Deliverer:
                 self.circuit.release_probe(hold.destination)
         if not hold.released:
             with contextlib.suppress(*REDIS_DOWN):
-                self._unlock(keys=[hold.lock_key], args=[hold.token])
+                self.scripts.run("lock_release", [hold.lock_key], [hold.token])
             hold.released = True
 
-    def _queue_unlock(self, pipe: redis.client.Pipeline, hold: Hold) -> int:
-        """Queue the lock's release on ``pipe``; returns its index for :meth:`_unlocked`."""
-        pipe.evalsha(self._unlock.sha, 1, hold.lock_key, hold.token)
-        return len(pipe) - 1
-
-    def _unlocked(self, replies: list[Any], index: int, hold: Hold) -> None:
-        if not isinstance(replies[index], redis.exceptions.NoScriptError):
-            hold.released = True  # else _let_go runs the script directly
+    def _queue_unlock(self, pipe: Batch, hold: Hold) -> None:
+        """Queue the lock's release on ``pipe`` (done once the pipeline has run)."""
+        pipe.script("lock_release", [hold.lock_key], [hold.token])
 
     def _sequence(self, nid: str, dest: Destination, seq: bytes | None) -> int | None:
         """The X-Recnotify-Sequence of an ordered notification (assigned at its release,
@@ -249,44 +249,51 @@ class Deliverer:
         except DeliveryError as exc:
             return self._finish_dead(nid, event_id, destination, raw_event, attempt, str(exc),
                                      record=True)
-        gate = self._gate(nid, event, dest, raw_event, attempt, first_at, given.admission,
-                          hold)
+        gate = self._gate(nid, event, dest, raw_event, attempt, first_at, given, hold)
         if gate is not None:
             return gate
         result = self._send_limited(dest, request, hold)
         if result is None:
-            return self._wait(nid, event.id, dest, first_at, jitter(SLOT_RETRY_S),
-                              "max_in_flight reached", hold)
+            return self._act(nid, event, dest, raw_event, attempt, first_at,
+                             slot_gate(False, retry_s=SLOT_RETRY_S), hold)
         if result.disable:
             self._disable(dest, nid)
         return self._conclude(nid, event, dest, raw_event, attempt, result, first_at, hold)
 
     # -- circuit breaker and limits ------------------------------------------------------
     def _gate(self, nid: str, event: Event, dest: Destination, raw_event: bytes,
-              attempt: int, first_at: float, admission: Admission | None, hold: Hold
+              attempt: int, first_at: float, given: Given, hold: Hold
               ) -> Outcome | Retry | None:
         """None when the attempt may go; else the notification waits (no attempt spent).
-        ``admission``: the circuit's answer from the first pipeline (None: ask now)."""
+        ``given.admission``: the circuit's answer from the first pipeline (None: ask now)."""
+        admission = given.admission
         if admission is None:
             admission = self.circuit.admit(dest.name, dest.circuit.reset_s)
-            hold.probing = admission.verdict is Verdict.PROBE
-        if not admission.allowed:
-            deadline = first_at + span_s(dest)
-            if time.time() >= deadline:
-                return self._finish_dead(
-                    nid, event.id, dest.name, raw_event, attempt - 1,
-                    f"circuit open: no successful attempt within the retry span of "
-                    f"{span_s(dest):g} s", kind="circuit")
-            if not dest.ordered:  # parked: no task until the circuit closes (or dead)
-                return self._park(event.id, dest, first_at, hold)
-            wait = min(admission.wait_s, max(1.0, dest.circuit.reset_s))
-            return self._wait(nid, event.id, dest, first_at, jitter(wait), "circuit open",
-                              hold)
-        wait = self.limits.take_token(dest.name, dest.rate_limit_per_s)
-        if wait > 0:
-            self._drop_probe(dest, hold)
-            return self._wait(nid, event.id, dest, first_at, jitter(wait), "rate limit", hold)
-        return None
+            hold.probing = admission.verdict is Admitted.PROBE
+        decision = circuit_gate(
+            open_=not admission.allowed, ordered=dest.ordered, now_s=time.time(),
+            deadline_s=first_at + span_s(dest), waiting_since_s=given.circuit_since,
+            probe_failed_at_s=admission.probe_failed_at, wait_s=admission.wait_s,
+            reset_s=dest.circuit.reset_s,
+            why_dead=dead_reason(dest, admission.probe_failed_at or 0.0, admission.probe_error))
+        if decision.goes:
+            decision = rate_gate(self.limits.take_token(dest.name, dest.rate_limit_per_s))
+            if not decision.goes:
+                self._drop_probe(dest, hold)
+        if decision.goes:
+            return None
+        return self._act(nid, event, dest, raw_event, attempt, first_at, decision, hold)
+
+    def _act(self, nid: str, event: Event, dest: Destination, raw_event: bytes, attempt: int,
+             first_at: float, decision: Decision, hold: Hold) -> Outcome | Retry:
+        """Carry out a gate's decision to hold the attempt back (no attempt spent)."""
+        if decision.verdict is Verdict.DEAD:
+            return self._finish_dead(nid, event.id, dest.name, raw_event, attempt - 1,
+                                     decision.why, kind="circuit")
+        if decision.verdict is Verdict.PARK:  # no task until the circuit closes (or dead)
+            return self._park(event.id, dest, first_at, hold)
+        return self._wait(nid, event.id, dest, first_at, jitter(decision.wait_s), decision.why,
+                          hold)
 
     def _send_limited(self, dest: Destination, request: Any, hold: Hold
                       ) -> AttemptResult | None:
@@ -303,9 +310,10 @@ class Deliverer:
         finally:
             self.limits.release_slot(slot)
         if result.retryable:
-            hold.probing = False  # used: the failure re-opens the circuit
+            probe, hold.probing = hold.probing, False  # used: the failure re-opens it
             self.circuit.record_failure(dest.name, dest.circuit.failures,
-                                        dest.circuit.reset_s)
+                                        dest.circuit.reset_s, probe=probe,
+                                        error=result.error or "failed")
         elif result.status is not None:
             hold.probing = False  # used: the success closes the circuit
             hold.success_due = not hold.circuit_clean
@@ -323,18 +331,17 @@ class Deliverer:
         """Park the notification for ``wait_s`` without spending an attempt."""
         due = time.time() + wait_s
         short = wait_s <= self.settings.max_countdown_s
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.scripts.pipeline()
         queue_waiting(pipe, self.keys, nid=nid, event_id=event_id, destination=dest.name,
                       first_at=first_at, why=why)
-        unlock = -1
         if short:  # nothing left to do under the lock: the task retries after wait_s
             pipe.zadd(self.keys.schedule, {schedule_member(event_id, dest.name):
                                            due + self.watchdog_s})
-            unlock = self._queue_unlock(pipe, hold)
-        replies = check_replies(pipe.execute(raise_on_error=False))
+            self._queue_unlock(pipe, hold)
+        pipe.execute()
         if short:
             hold.watched = True
-            self._unlocked(replies, unlock, hold)
+            hold.released = True
         log.debug("notification %s to %s waits %.2f s: %s", nid, dest.name, wait_s, why)
         if short:
             return Retry(wait_s)
@@ -344,12 +351,12 @@ class Deliverer:
     def _park(self, event_id: str, dest: Destination, first_at: float, hold: Hold
               ) -> Outcome:
         """The circuit is open: park the notification in the lot (workers/parking.py)."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.scripts.pipeline()
         self.parking.park(pipe, event_id, dest, first_at)
-        unlock = self._queue_unlock(pipe, hold)
-        replies = check_replies(pipe.execute(raise_on_error=False))
+        self._queue_unlock(pipe, hold)
+        pipe.execute()
         hold.watched = True  # park() removed the watchdog entry: the lot holds it now
-        self._unlocked(replies, unlock, hold)
+        hold.released = True
         log.debug("notification %s to %s parked: circuit open",
                   notification_id(event_id, dest.name), dest.name)
         return Outcome.WAITING
@@ -382,21 +389,15 @@ class Deliverer:
                 round(result.latency_ms, 3),
                 schedule_member(event.id, dest.name) if delivered else "",
                 hold.token if delivered else ""]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.evalsha(self._conclude_script.sha, len(keys), *keys, *args)
+        pipe = self.scripts.pipeline()
+        pipe.script("attempt_conclude", keys, args)
         success = finish = -1
         if hold.success_due:
-            self.circuit.queue_success(pipe, dest.name)
-            success = len(pipe) - 1
+            success = self.circuit.queue_success(pipe, dest.name)
         if delivered and dest.ordered and hold.enqueue is not None and self.ordering is not None:
-            queue_finish(self.ordering, pipe, event.id, dest.name,
-                         hold_dead=dest.on_dead_letter == "hold")
-            finish = len(pipe) - 1
-        replies = check_replies(pipe.execute(raise_on_error=False))
-        if isinstance(replies[0], redis.exceptions.NoScriptError):  # Redis lost its scripts
-            replies[0] = self._conclude_script(keys=keys, args=args)
-            if finish >= 0:  # it ran before the state was written: finish after the run
-                finish = -1
+            finish = queue_finish(self.ordering, pipe, event.id, dest.name,
+                                  hold_dead=dest.on_dead_letter == "hold")
+        replies = pipe.execute()
         if delivered:
             hold.watched = True
             hold.released = bool(replies[0])
@@ -404,8 +405,8 @@ class Deliverer:
             hold.success_due = False
             self.circuit.success_reply(replies[success], dest.name)
         if finish >= 0 and self.ordering is not None and hold.enqueue is not None:
-            hold.finished = after_finish(self.ordering, replies[finish], dest.name,
-                                         hold.enqueue)
+            after_finish(self.ordering, replies[finish], dest.name, hold.enqueue)
+            hold.finished = True
         if outcome is Outcome.DELIVERED:
             log.info("notification %s to %s delivered: HTTP %s in %.0f ms (attempt %d)", nid,
                      dest.name, result.status, result.latency_ms, attempt)
@@ -457,3 +458,7 @@ class Deliverer:
             self.store.set_enabled(dest.name, False)
         except Exception as exc:
             log.error("could not disable destination %s: %s", dest.name, exc)
+
+
+def _float(value: bytes | None) -> float | None:
+    return float(value) if value else None

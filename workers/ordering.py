@@ -29,67 +29,7 @@ from typing import Any
 
 import redis
 
-# Shared by the release scripts: release the head of ARGV-given pair when allowed and
-# assign its sequence number. Key names are built from the prefix (no Redis Cluster).
-_RELEASE_FN = """
-local function release(prefix, pair, frontier, now, ttl)
-  local inflight = prefix .. 'ord:inflight'
-  local blocked = prefix .. 'ord:blocked'
-  if redis.call('HGET', inflight, pair) then return false end
-  local head = redis.call('ZRANGE', prefix .. 'ord:q:' .. pair, 0, 0)[1]
-  if not head then
-    redis.call('SREM', blocked, pair)
-    return false
-  end
-  if head >= frontier then
-    redis.call('SADD', blocked, pair)
-    return '!blocked'
-  end
-  redis.call('HSET', inflight, pair, head .. '@' .. now)
-  redis.call('SREM', blocked, pair)
-  local nid = string.match(head, '|([^|]*)$')
-  if nid and nid ~= '' then
-    local nkey = prefix .. 'n:' .. nid
-    if not redis.call('HGET', nkey, 'seq') then
-      local seqkey = prefix .. 'ord:seq:' .. pair
-      redis.call('HSET', nkey, 'seq', redis.call('INCR', seqkey))
-      redis.call('EXPIRE', seqkey, ttl)
-    end
-  end
-  return head
-end
-"""
-
-# ARGV: prefix, pair, frontier, now, ttl
-_RELEASE = _RELEASE_FN + "return release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
-
-# The head ended: KEYS[1] its notification hash. ARGV: prefix, hold-dead (0/1), frontier,
-# now, ttl. Returns {pair, next head or '!blocked' or ''} or false.
-_FINISH = _RELEASE_FN + """
-local f = redis.call('HMGET', KEYS[1], 'state', 'ord_pair', 'ord_member')
-local state, pair, member = f[1], f[2], f[3]
-if not pair or not member then return false end
-if state ~= 'delivered' and state ~= 'dead' then return false end
-local inflight = ARGV[1] .. 'ord:inflight'
-local current = redis.call('HGET', inflight, pair)
-if not current or string.match(current, '^(.*)@[^@]*$') ~= member then return false end
-if state == 'dead' and ARGV[2] == '1' then
-  redis.call('HSET', inflight, pair, member .. '@held')
-  return false
-end
-redis.call('ZREM', ARGV[1] .. 'ord:q:' .. pair, member)
-redis.call('HDEL', inflight, pair)
-return {pair, release(ARGV[1], pair, ARGV[3], ARGV[4], ARGV[5]) or ''}
-"""
-
-# KEYS: inflight hash. ARGV: pair, expected value, new value (compare-and-set)
-_RESTAMP = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return 1
-end
-return 0
-"""
+from workers.state.scripts import Batch, Scripts
 
 Enqueue = Callable[[str, str], None]
 #: Enqueue many (event id, destination) pairs in one call (a workers.fastpath.TaskBatch).
@@ -135,9 +75,7 @@ class Ordering:
         self.stream = stream
         self.group = group
         self.ttl_s = ttl_s
-        self._release = client.register_script(_RELEASE)
-        self._finish = client.register_script(_FINISH)
-        self._restamp = client.register_script(_RESTAMP)
+        self.scripts = Scripts.of(client)
         self._frontier: tuple[float, str] | None = None
 
     # -- keys ------------------------------------------------------------------------------
@@ -231,19 +169,12 @@ class Ordering:
     def _release_all(self, pairs: list[str], frontier: str) -> list[str]:
         """Run the release script for every pair in one pipeline; the heads (or '')."""
         now = f"{time.time():.3f}"
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.scripts.pipeline()
         for pair in pairs:
-            pipe.evalsha(self._release.sha, 1, self.queue_key(pair), self.prefix, pair,
-                         frontier, now, self.ttl_s)
-        out: list[str] = []
-        for pair, reply in zip(pairs, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(reply, redis.exceptions.NoScriptError):  # Redis lost its scripts
-                reply = self._release(keys=[self.queue_key(pair)],
-                                      args=[self.prefix, pair, frontier, now, self.ttl_s])
-            elif isinstance(reply, Exception):
-                raise reply
-            out.append(_text(reply))
-        return out
+            pipe.script("ordering_release",
+                        [self.inflight_key, self.blocked_key, self.queue_key(pair)],
+                        [self.prefix, pair, frontier, now, self.ttl_s])
+        return [_text(reply) for reply in pipe.execute()]
 
     def sweep(self, enqueue: EnqueueMany) -> int:
         """Re-check pairs that waited for the frontier (run periodically by every worker)."""
@@ -272,8 +203,8 @@ class Ordering:
                 continue
             pair = _text(raw_pair)
             # refresh the stamp only if unchanged, so two sweepers do not both resend
-            if self._restamp(keys=[self.inflight_key], args=[pair, _text(raw_value),
-                                                             f"{member}@{now:.3f}"]):
+            if self.scripts.run("ordering_restamp", [self.inflight_key],
+                                [pair, _text(raw_value), f"{member}@{now:.3f}"]):
                 enqueue(member_event_id(member), pair.split("\x1f", 1)[0])
                 resent += 1
         return resent
@@ -301,9 +232,15 @@ def finish_ordered(ordering: Ordering, event_id: str, destination: str, *, hold_
     in-flight head of its pair can complete), unless the delivery already ran the same
     script on its own last pipeline (:func:`queue_finish`). One script call does it all.
     """
-    key = ordering.notification_key(event_id, destination)
-    done = ordering._finish(keys=[key], args=_finish_args(ordering, hold_dead))
+    done = ordering.scripts.run("ordering_finish", _finish_keys(ordering, event_id, destination),
+                                _finish_args(ordering, hold_dead))
     after_finish(ordering, done, destination, enqueue)
+
+
+def _finish_keys(ordering: Ordering, event_id: str, destination: str) -> list[str]:
+    """KEYS of the finish script: the notification hash, the in-flight hash, the blocked set."""
+    return [ordering.notification_key(event_id, destination), ordering.inflight_key,
+            ordering.blocked_key]
 
 
 def _finish_args(ordering: Ordering, hold_dead: bool) -> list[str | int]:
@@ -312,27 +249,21 @@ def _finish_args(ordering: Ordering, hold_dead: bool) -> list[str | int]:
             ordering.frontier(max_age_s=FRONTIER_CACHE_S), f"{time.time():.3f}", ordering.ttl_s]
 
 
-def queue_finish(ordering: Ordering, pipe: redis.client.Pipeline, event_id: str,
-                 destination: str, *, hold_dead: bool) -> None:
+def queue_finish(ordering: Ordering, pipe: Batch, event_id: str, destination: str, *,
+                 hold_dead: bool) -> int:
     """Queue :func:`finish_ordered`'s script on ``pipe``, after the commands that set the
     notification's final state; pass the reply to :func:`after_finish`."""
-    pipe.evalsha(ordering._finish.sha, 1, ordering.notification_key(event_id, destination),
-                 *_finish_args(ordering, hold_dead))
+    return pipe.script("ordering_finish", _finish_keys(ordering, event_id, destination),
+                       _finish_args(ordering, hold_dead))
 
 
 def after_finish(ordering: Ordering, done: Any, destination: str, enqueue: EnqueueMany
-                 ) -> bool:
-    """Enqueue the next head the finish script released; False if the script did not run
-    (NOSCRIPT in a pipeline: the caller runs :func:`finish_ordered` instead)."""
-    if isinstance(done, redis.exceptions.NoScriptError):
-        return False
-    if isinstance(done, Exception):
-        raise done
+                 ) -> None:
+    """Enqueue the next head the finish script released (its reply: ``done``)."""
     if not done:
-        return True
+        return
     pair, head = _text(done[0]), _text(done[1])
     if head == "!blocked":
         ordering.release([pair], enqueue)  # with a fresh frontier; else the sweeper will
     elif head:
         enqueue([(member_event_id(head), destination)])
-    return True

@@ -11,20 +11,25 @@ destinations. So a notification for an open circuit is parked instead of queued:
 Redis keys (workers/settings.py ``Keys``):
 
 - ``parked:{destination}``: sorted set, member ``[event id, destination]`` (the task's
-  arguments), score = when it becomes a dead letter (first try + the span, see
-  ``attempt.span_s``);
+  arguments), score = its deadline (first try + the span, see ``attempt.span_s``);
+- ``parked-since:{destination}``: the same members, score = when each was parked;
 - ``parked-index``: set of the destinations with parked notifications;
 - ``circuits-open``: set of destinations whose circuit is open (workers/circuit.py).
 
-Every worker's scheduler loop sweeps the lot (one Lua script per destination, on
-Redis' clock, so workers sweeping at once never release or bury a member twice):
+Every worker's scheduler loop sweeps the lot (``workers/state/lua/parking_sweep.lua``,
+one call per destination, on Redis' clock, so workers sweeping at once never release
+or bury a member twice):
 
 - circuit closed (or the destination gone or disabled): every parked notification
   goes to the durable schedule, due now, and is delivered (or dead-lettered) by a task;
 - circuit open, reset elapsed, no probe under way: the oldest parked notification is
   released to be the probe (once per open period);
-- past its deadline with the circuit still open: dead-lettered in bulk, here, with its
-  history (no task run). A sweeper that dies mid-way leaves those members leased for
+- the circuit rule (SPEC 6 "Circuit"): a parked notification is dead-lettered only when
+  its deadline has passed **and** a probe made after it was parked has failed; then in
+  bulk, here, with its history (no task run), the reason naming the circuit and the
+  failed probe. A notification whose deadline passed while no probe has failed since it
+  was parked stays parked until the next probe: released if that probe succeeds, buried
+  if it fails. A sweeper that dies mid-way leaves the members it was burying leased for
   ``lease_s``; the next sweep writes them (dead letters are upserts).
 """
 
@@ -35,6 +40,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -46,49 +52,9 @@ from workers.destination_model import Destination
 from workers.request import notification_id
 from workers.schedule import schedule_member
 from workers.settings import Keys
+from workers.state.scripts import Scripts
 
 log = logging.getLogger("recnotify.parking")
-
-# KEYS: parked zset, parked index, circuit hash, schedule zset, circuits-open set.
-# ARGV: destination, reset_s, batch, lease_s, release_all (1: gone or disabled).
-# Returns {released, buried members...}.
-_SWEEP = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local batch = tonumber(ARGV[3])
-local opened = tonumber(redis.call('HGET', KEYS[3], 'opened_at') or '')
-local function release(members)
-  for _, m in ipairs(members) do
-    redis.call('ZADD', KEYS[4], now, m)
-    redis.call('ZREM', KEYS[1], m)
-  end
-  return #members
-end
-if ARGV[5] == '1' or not opened then
-  if not opened then redis.call('SREM', KEYS[5], ARGV[1]) end
-  local n = release(redis.call('ZRANGE', KEYS[1], 0, batch - 1))
-  if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
-  return {n}
-end
-local reset = tonumber(ARGV[2])
-local n = 0
-local probe = tonumber(redis.call('HGET', KEYS[3], 'probe_until') or '')
-local sent = tonumber(redis.call('HGET', KEYS[3], 'probe_released_at') or '')
-if now >= opened + reset and not (probe and probe > now)
-   and (not sent or sent < opened or now > sent + math.max(reset, 30)) then
-  n = release(redis.call('ZRANGE', KEYS[1], 0, 0))
-  if n > 0 then redis.call('HSET', KEYS[3], 'probe_released_at', now) end
-end
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, batch)
-for _, m in ipairs(due) do
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), m)
-end
-if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
-local out = {n}
-for _, m in ipairs(due) do out[#out + 1] = m end
-return out
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Swept:
@@ -105,7 +71,7 @@ class ParkingLot:
         self.keys = keys
         self.batch = batch
         self.lease_s = lease_s
-        self._sweep = client.register_script(_SWEEP)
+        self.scripts = Scripts.of(client)
         self._open: tuple[float, set[str]] | None = None
 
     # -- parking -----------------------------------------------------------------------
@@ -127,7 +93,9 @@ class ParkingLot:
         queue_waiting(pipe, self.keys, nid=notification_id(event_id, dest.name),
                       event_id=event_id, destination=dest.name, first_at=first_at,
                       why="circuit open")
-        pipe.zadd(self.keys.parked(dest.name), {schedule_member(event_id, dest.name): deadline})
+        member = schedule_member(event_id, dest.name)
+        pipe.zadd(self.keys.parked(dest.name), {member: deadline})
+        pipe.zadd(self.keys.parked_since(dest.name), {member: time.time()}, nx=True)
         pipe.sadd(self.keys.parked_index, dest.name)
         pipe.zrem(self.keys.schedule, schedule_member(event_id, dest.name))  # no watchdog
         return deadline
@@ -144,20 +112,22 @@ class ParkingLot:
             dest = config.get(name)
             gone = dest is None or not dest.enabled
             reset_s = dest.circuit.reset_s if dest is not None else 0.0
-            reply: Any = self._sweep(
-                keys=[self.keys.parked(name), self.keys.parked_index, self.keys.circuit(name),
-                      self.keys.schedule, self.keys.circuits_open],
-                args=[name, reset_s, self.batch, self.lease_s, 1 if gone else 0])
+            reply: Any = self.scripts.run(
+                "parking_sweep",
+                [self.keys.parked(name), self.keys.parked_since(name), self.keys.parked_index,
+                 self.keys.circuit(name), self.keys.schedule, self.keys.circuits_open],
+                [name, reset_s, self.batch, self.lease_s, 1 if gone else 0])
             released += int(reply[0])
-            members = [m.decode() if isinstance(m, bytes) else str(m) for m in reply[1:]]
+            members = [_text(m) for m in reply[3:]]
             if members and dest is not None:
-                buried += self.bury(dest, members)
+                reason = dead_reason(dest, float(_text(reply[1])), _text(reply[2]))
+                buried += self.bury(dest, members, reason)
         if released:
             log.info("parking: %d notification(s) released to the queue", released)
         return Swept(released, buried)
 
-    def bury(self, dest: Destination, members: Iterable[str]) -> int:
-        """Dead-letter parked notifications whose span ended with the circuit still open."""
+    def bury(self, dest: Destination, members: Iterable[str], reason: str) -> int:
+        """Dead-letter parked notifications whose span ended and whose probe failed."""
         pairs = [tuple(json.loads(m)) for m in members]
         keys = self.keys
         read = self.client.pipeline(transaction=False)
@@ -167,14 +137,13 @@ class ParkingLot:
             read.lrange(nkey + ":log", 0, -1)
             read.hmget(nkey, "state", "attempts")
         replies = read.execute()
-        reason = (f"circuit open: no successful attempt within the retry span of "
-                  f"{span_s(dest):g} s")
         write = self.client.pipeline(transaction=False)
         buried = 0
         for i, (event_id, _) in enumerate(pairs):
             raw_event, history, (state, attempts) = replies[3 * i: 3 * i + 3]
             member = schedule_member(event_id, dest.name)
             write.zrem(keys.parked(dest.name), member)
+            write.zrem(keys.parked_since(dest.name), member)
             if state in (b"delivered", b"dead"):
                 continue  # finished meanwhile by another copy
             nid = notification_id(event_id, dest.name)
@@ -186,3 +155,14 @@ class ParkingLot:
             buried += 1
         write.execute()
         return buried
+
+
+def dead_reason(dest: Destination, probe_failed_at: float, probe_error: str) -> str:
+    """The dead-letter reason of a notification buried by the circuit rule."""
+    made = datetime.fromtimestamp(probe_failed_at, UTC).isoformat(timespec="milliseconds")
+    return (f"circuit open: the probe made at {made} failed ({probe_error or 'no answer'}) "
+            f"and no attempt succeeded within the retry span of {span_s(dest):g} s")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

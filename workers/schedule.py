@@ -15,14 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-# Lease up to ARGV[2] due members: push their score to ARGV[3] and return them.
-_LEASE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[3], member)
-end
-return due
-"""
+from workers.state.scripts import Scripts
 
 
 def watchdog_s(visibility_timeout_s: float, max_countdown_s: float) -> float:
@@ -46,7 +39,7 @@ class Schedule:
         self.client = client
         self.key = key
         self.lease_s = lease_s
-        self._lease = client.register_script(_LEASE_DUE)
+        self.scripts = Scripts.of(client)
 
     def add(self, event_id: str, destination: str, due_s: float,
             pipe: redis.client.Pipeline | None = None) -> None:
@@ -59,7 +52,8 @@ class Schedule:
         now = time.time() if now_s is None else now_s
         moved = 0
         while True:
-            members = self._lease(keys=[self.key], args=[now, batch, now + self.lease_s])
+            members = self.scripts.run("schedule_lease", [self.key],
+                                       [now, batch, now + self.lease_s])
             if not members:
                 return moved
             for member in members:

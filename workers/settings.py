@@ -100,6 +100,10 @@ class Keys:
         """Notifications parked while the destination's circuit is open (workers/parking.py)."""
         return f"{self.prefix}parked:{destination}"
 
+    def parked_since(self, destination: str) -> str:
+        """When each of ``parked(destination)``'s members was parked (score: seconds)."""
+        return f"{self.prefix}parked-since:{destination}"
+
     @property
     def parked_index(self) -> str:
         """The destinations that have parked notifications."""

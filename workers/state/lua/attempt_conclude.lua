@@ -1,0 +1,31 @@
+-- An attempt's outcome, in one call (state transition in flight -> delivered / retrying /
+-- dead; workers/state/notification.py): the notification's state and log, the attempt
+-- record, the counters (workers/metrics_keys.py), and when it is delivered, the watchdog
+-- entry's removal and the lock's release.
+-- KEYS: notification hash, its log, records list, metric notifications, metric latency,
+--       schedule, lock.
+-- ARGV: attempts, state, event id, destination, first_at, log entry, record, ttl_s,
+--       latency bucket ('' without an answer), latency ms, schedule member ('' to keep it),
+--       lock token ('' to keep the lock).
+-- Returns 1 when it released the lock.
+redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[2], 'event', ARGV[3],
+           'destination', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'first_at', ARGV[5])
+-- an attempt went through: it no longer waits on a circuit
+redis.call('HDEL', KEYS[1], 'circuit_since', 'waiting')
+redis.call('RPUSH', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('RPUSH', KEYS[3], ARGV[7])
+redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|' .. ARGV[2], 1)
+if ARGV[9] ~= '' then
+  redis.call('HINCRBY', KEYS[5], ARGV[4] .. '|' .. ARGV[9], 1)
+  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4] .. '|sum', ARGV[10])
+  redis.call('HINCRBY', KEYS[5], ARGV[4] .. '|count', 1)
+end
+if ARGV[11] ~= '' then redis.call('ZREM', KEYS[6], ARGV[11]) end
+if ARGV[12] ~= '' then
+  if redis.call('GET', KEYS[7]) == ARGV[12] then redis.call('DEL', KEYS[7]) end
+  return 1
+end
+return 0
