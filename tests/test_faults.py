@@ -108,7 +108,7 @@ def test_open_circuit_of_a_dead_destination_ends_in_dead_letters_within_the_span
     ids = publish(workers, 6)
     letters = workers.wait_dead_letters(6, timeout_s=60)
     assert {d["event_id"] for d in letters} == set(ids)
-    assert any("circuit open" in d["reason"] for d in letters)
+    assert any("circuit open" in d["reason"] for d in letters), [d["reason"] for d in letters]
 
 
 def concurrency(arrivals: list[float], hold_s: float) -> int:

@@ -174,6 +174,6 @@ def test_a_disabled_or_removed_destination_releases_its_lot_for_the_tasks_to_con
 def test_parking_replaces_the_watchdog_entry(redis_client: redis.Redis, key_prefix: str
                                              ) -> None:
     keys, lot, _, config = setup(redis_client, key_prefix)
-    redis_client.zadd(keys.schedule, {schedule_member("e1", "d"): time.time() + 200})
+    redis_client.zadd(keys.watchdog, {schedule_member("e1", "d"): time.time() + 200})
     park(redis_client, lot, config, ["e1"], time.time())
-    assert redis_client.zcard(keys.schedule) == 0 and lot.parked("d") == 1
+    assert redis_client.zcard(keys.watchdog) == 0 and lot.parked("d") == 1

@@ -1,54 +1,115 @@
-"""The durable schedule on a real Redis: due members are enqueued once, the watchdog re-enqueues."""
+"""The durable schedule and the watchdog on a real Redis: due members are enqueued once;
+a lost task is copied, a task still queued behind a backlog is not."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 
 import pytest
 import redis
 
-from workers.schedule import Schedule, watchdog_s
+from workers.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S, Schedule, schedule_member
+from workers.settings import Keys
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def __call__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.pairs.extend(pairs)
+
+
+def queue_message(client: redis.Redis, keys: Keys, enqueued_at: float) -> None:
+    """A delivery message as the enqueue writes it (only the header matters here)."""
+    client.lpush(keys.deliver_queue, json.dumps({"headers": {ENQUEUED_AT_HEADER: enqueued_at}}))
 
 
 def test_due_notifications_are_enqueued_and_removed_later_ones_stay(
         redis_client: redis.Redis, key_prefix: str) -> None:
-    schedule = Schedule(redis_client, key_prefix + "schedule")
+    keys = Keys(key_prefix)
+    schedule = Schedule(redis_client, keys)
     now = time.time()
     schedule.add("e1", "d", now - 1)
     schedule.add("e2", "d", now + 3600)
-    moved: list[tuple[str, str]] = []
-    assert schedule.move_due(lambda e, d: moved.append((e, d)), now_s=now) == 1
-    assert moved == [("e1", "d")]
-    assert schedule.pending() == 1
+    moved = Recorder()
+    assert schedule.move_due(moved, now_s=now) == 1
+    assert moved.pairs == [("e1", "d")]
+    assert redis_client.zcard(keys.schedule) == 1
 
 
 def test_a_mover_that_dies_mid_move_leaves_its_members_due_again_after_the_lease(
         redis_client: redis.Redis, key_prefix: str) -> None:
-    schedule = Schedule(redis_client, key_prefix + "schedule", lease_s=0.2)
+    schedule = Schedule(redis_client, Keys(key_prefix), lease_s=0.2)
     schedule.add("e1", "d", time.time() - 1)
 
-    def crash(event_id: str, destination: str) -> None:
+    def crash(pairs: Sequence[tuple[str, str]]) -> None:
         raise RuntimeError("mover killed")
 
     with pytest.raises(RuntimeError):
         schedule.move_due(crash)
-    assert schedule.move_due(lambda e, d: None) == 0  # leased, not yet due again
+    assert schedule.move_due(Recorder()) == 0  # leased, not yet due again
     time.sleep(0.3)
-    moved: list[tuple[str, str]] = []
-    assert schedule.move_due(lambda e, d: moved.append((e, d))) == 1
-    assert moved == [("e1", "d")]
+    moved = Recorder()
+    assert schedule.move_due(moved) == 1
+    assert moved.pairs == [("e1", "d")]
 
 
-def test_watched_notification_is_enqueued_again_unless_forgotten(
+def test_a_lost_task_is_copied_once_its_watchdog_is_due_unless_it_ended(
         redis_client: redis.Redis, key_prefix: str) -> None:
-    schedule = Schedule(redis_client, key_prefix + "schedule")
+    schedule = Schedule(redis_client, Keys(key_prefix))
     now = time.time()
     schedule.watch([("lost", "d"), ("done", "d")], now - 1)
     schedule.forget("done", "d")  # delivered: no longer watched
-    moved: list[tuple[str, str]] = []
-    schedule.move_due(lambda e, d: moved.append((e, d)))
-    assert moved == [("lost", "d")]
+    copies = Recorder()
+    assert schedule.check_watchdog(copies).copied == 1  # the queue is empty: it was lost
+    assert copies.pairs == [("lost", "d")]
 
 
-def test_watchdog_outlasts_the_visibility_timeout_and_the_longest_countdown() -> None:
-    assert watchdog_s(100, 30) > 100 + 30
+def test_behind_a_backlog_the_watchdog_rearms_instead_of_copying_queued_work(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    keys = Keys(key_prefix)
+    schedule = Schedule(redis_client, keys)
+    now = time.time()
+    # Given a task enqueued WATCHDOG_S + 5 s ago, behind a message enqueued before it
+    armed_at = now - 5 - WATCHDOG_S
+    queue_message(redis_client, keys, armed_at - 1)
+    schedule.watch([("queued", "d")], armed_at + WATCHDOG_S)
+    # When its watchdog entry comes due, the queue has not reached it yet: re-armed
+    copies = Recorder()
+    watched = schedule.check_watchdog(copies)
+    assert (watched.copied, watched.rearmed) == (0, 1) and copies.pairs == []
+    due = redis_client.zscore(keys.watchdog, schedule_member("queued", "d"))
+    assert due is not None and due >= now + WATCHDOG_S - 1
+    # When the queue has moved past it (its oldest message is newer), the task was lost
+    redis_client.delete(keys.deliver_queue)
+    queue_message(redis_client, keys, now)
+    redis_client.zadd(keys.watchdog, {schedule_member("queued", "d"): armed_at + WATCHDOG_S})
+    watched = schedule.check_watchdog(copies)
+    assert (watched.copied, watched.rearmed) == (1, 0) and copies.pairs == [("queued", "d")]
+    assert redis_client.hget(keys.metric("watchdog"), "copied") == b"1"
+
+
+def test_a_started_task_moves_its_entry_but_creates_none(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    keys = Keys(key_prefix)
+    schedule = Schedule(redis_client, keys)
+    schedule.watch([("e1", "d")], time.time() + 10)
+    pipe = redis_client.pipeline()
+    schedule.rearm(pipe, "e1", "d", 12345.0)
+    schedule.rearm(pipe, "gone", "d", 12345.0)  # ended already: its copy re-arms nothing
+    pipe.execute()
+    assert redis_client.zrange(keys.watchdog, 0, -1, withscores=True) == [
+        (schedule_member("e1", "d").encode(), 12345.0)]
+
+
+def test_a_long_wait_in_the_schedule_is_not_watched(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    keys = Keys(key_prefix)
+    schedule = Schedule(redis_client, keys)
+    schedule.watch([("e1", "d")], time.time() - 1)
+    schedule.add("e1", "d", time.time() + 600)
+    assert redis_client.zcard(keys.watchdog) == 0
+    assert schedule.check_watchdog(Recorder()).copied == 0

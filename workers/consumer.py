@@ -34,7 +34,6 @@ from workers.ordering import Ordering, make_member
 from workers.parking import ParkingLot
 from workers.records import dead_record
 from workers.request import notification_id
-from workers.schedule import Schedule, watchdog_s
 from workers.settings import Settings
 
 log = logging.getLogger("recnotify.consumer")
@@ -240,8 +239,6 @@ class StreamConsumer:
                 entry_id,
                 len(destinations),
             )
-        watchdog = watchdog_s(self.settings.visibility_timeout_s, self.settings.max_countdown_s)
-        Schedule(self.redis, self.keys.schedule).watch(tasks, time.time() + watchdog, pipe)
         dispatched = self.keys.metric("dispatched")
         pipe.hincrby(dispatched, "events|total", len(entries))
         pipe.hincrby(dispatched, "notifications|total", len(tasks) + parked)

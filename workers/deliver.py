@@ -54,7 +54,7 @@ from workers.outcome import Outcome, is_delivered
 from workers.parking import ParkingLot, dead_reason
 from workers.records import attempt_record
 from workers.request import build_request, notification_id
-from workers.schedule import Schedule, schedule_member, watchdog_s
+from workers.schedule import Schedule, schedule_member
 from workers.settings import Settings
 from workers.state.notification import (
     Decision,
@@ -84,8 +84,8 @@ class Deliverer:
         self.transport = transport
         self.global_rules = global_rules
         self.store = store
-        self.schedule = Schedule(client, self.keys.schedule)
-        self.watchdog_s = watchdog_s(settings.visibility_timeout_s, settings.max_countdown_s)
+        self.schedule = Schedule(client, self.keys)
+        self.watchdog_s = self.schedule.watchdog_s
         self.circuit = CircuitBreaker(client, self.keys)
         self.parking = ParkingLot(client, self.keys)
         self.ordering = ordering
@@ -119,7 +119,7 @@ class Deliverer:
             return Retry(REDIS_OUTAGE_RETRY_S)
 
     def _watch(self, event_id: str, destination: str, result: Outcome | Retry | None) -> None:
-        """Keep the schedule's watchdog entry in step (see schedule.watchdog_s)."""
+        """Keep the notification's watchdog entry in step (see workers/schedule.py)."""
         if isinstance(result, Retry):
             self.schedule.watch([(event_id, destination)],
                                 time.time() + result.countdown_s + self.watchdog_s)
@@ -155,16 +155,19 @@ class Deliverer:
         pipe.get(self.keys.event(event_id))
         pipe.hgetall(self.keys.notification(nid))
         pipe.set(hold.lock_key, hold.token, nx=True, px=lock_ms)
+        # started: if this run dies, a copy goes once its lock has expired
+        self.schedule.rearm(pipe, event_id, destination, time.time() + lock_ms / 1000 + 5)
         admitting = known is not None and known.enabled
+        admit_at = -1
         if known is not None and admitting:
-            self.circuit.queue_admit(pipe, destination, known.circuit.reset_s)
+            admit_at = self.circuit.queue_admit(pipe, destination, known.circuit.reset_s)
         replies = pipe.execute()
         raw_event, state, locked = replies[:3]
         hold.locked = bool(locked)
         hold.released = not locked
         admission = None
-        if known is not None and admitting:
-            admission = self.circuit.admission(replies[3])
+        if admit_at >= 0:
+            admission = self.circuit.admission(replies[admit_at])
             hold.probing = admission.verdict is Admitted.PROBE
             hold.circuit_clean = admission.clean
         try:
@@ -335,8 +338,7 @@ class Deliverer:
         queue_waiting(pipe, self.keys, nid=nid, event_id=event_id, destination=dest.name,
                       first_at=first_at, why=why)
         if short:  # nothing left to do under the lock: the task retries after wait_s
-            pipe.zadd(self.keys.schedule, {schedule_member(event_id, dest.name):
-                                           due + self.watchdog_s})
+            self.schedule.watch([(event_id, dest.name)], due + self.watchdog_s, pipe)
             self._queue_unlock(pipe, hold)
         pipe.execute()
         if short:
@@ -380,7 +382,7 @@ class Deliverer:
         nkey = self.keys.notification(nid)
         # done: forget the watchdog entry, release the lock (in the same script)
         keys = [nkey, nkey + ":log", self.keys.records, self.keys.metric("notifications"),
-                self.keys.metric("latency"), self.keys.schedule, hold.lock_key]
+                self.keys.metric("latency"), self.keys.watchdog, hold.lock_key]
         args = [attempt, outcome.value, event.id, dest.name, first_at, json.dumps(entry),
                 attempt_record(notification_id=nid, event_id=event.id, destination=dest.name,
                                outcome=outcome.value, **entry),

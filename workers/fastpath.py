@@ -37,6 +37,8 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from celery.utils.time import utcoffset
 
+from workers.schedule import ENQUEUED_AT_HEADER, schedule_member
+
 #: Messages per LPUSH (all in the same pipeline): bounds one command's size (~1 KiB each).
 LPUSH_CHUNK = 1000
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -66,6 +68,9 @@ class TaskBatch:
     event_channel: str | None = None
     clock: Callable[[], int] = field(default=lambda: 0)
     origin: str = field(default_factory=anon_nodename)
+    #: ``(watchdog key, watchdog_s)``: every task pushed gets its watchdog entry, due
+    #: ``watchdog_s`` later, on the same pipeline (workers/schedule.py).
+    watchdog: tuple[str, float] | None = None
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
@@ -82,7 +87,7 @@ class TaskBatch:
             "timelimit": [None, None], "root_id": task_id, "parent_id": None,
             "argsrepr": argsrepr, "kwargsrepr": "{}", "origin": self.origin,
             "ignore_result": self.ignore_result, "replaced_task_nesting": 0,
-            "stamped_headers": None, "stamps": {},
+            "stamped_headers": None, "stamps": {}, ENQUEUED_AT_HEADER: time.time(),
         }
         properties: dict[str, Any] = {
             "correlation_id": task_id, "reply_to": self._reply_to(), "delivery_mode": 2,
@@ -133,6 +138,10 @@ class TaskBatch:
         if self.event_channel is not None:
             for event in events:
                 pipe.publish(self.event_channel, event)
+        if self.watchdog is not None and calls:
+            key, watchdog_s = self.watchdog
+            due = time.time() + watchdog_s
+            pipe.zadd(key, {schedule_member(str(args[0]), str(args[1])): due for args in calls})
 
     def _reply_to(self) -> str:
         oid: str | None = getattr(self._local, "oid", None)
@@ -141,7 +150,8 @@ class TaskBatch:
         return oid
 
 
-def task_batch(app: Celery, client: redis.Redis, task_name: str) -> TaskBatch:
+def task_batch(app: Celery, client: redis.Redis, task_name: str,
+               watchdog: tuple[str, float] | None = None) -> TaskBatch:
     """A :class:`TaskBatch` for ``task_name`` as ``app`` routes and configures it."""
     conf = app.conf
     options = conf.broker_transport_options or {}
@@ -153,4 +163,4 @@ def task_batch(app: Celery, client: redis.Redis, task_name: str) -> TaskBatch:
         else None
     return TaskBatch(client=client, task_name=task_name, queue=queue, key_prefix=prefix,
                      ignore_result=bool(conf.task_ignore_result), event_channel=channel,
-                     clock=app.clock.forward)
+                     clock=app.clock.forward, watchdog=watchdog)

@@ -97,7 +97,8 @@ class ParkingLot:
         pipe.zadd(self.keys.parked(dest.name), {member: deadline})
         pipe.zadd(self.keys.parked_since(dest.name), {member: time.time()}, nx=True)
         pipe.sadd(self.keys.parked_index, dest.name)
-        pipe.zrem(self.keys.schedule, schedule_member(event_id, dest.name))  # no watchdog
+        pipe.zrem(self.keys.schedule, member)
+        pipe.zrem(self.keys.watchdog, member)  # the lot holds it now: no watchdog
         return deadline
 
     def parked(self, destination: str) -> int:
@@ -148,6 +149,7 @@ class ParkingLot:
                 continue  # finished meanwhile by another copy
             nid = notification_id(event_id, dest.name)
             write.zrem(keys.schedule, member)
+            write.zrem(keys.watchdog, member)
             queue_dead_letter(write, keys, nid=nid, event_id=event_id, destination=dest.name,
                               raw_event=raw_event, attempts=int(attempts or 0),
                               history=history, reason=reason, kind="circuit")

@@ -26,7 +26,7 @@ from workers.consumer import StreamConsumer
 from workers.fastpath import task_batch
 from workers.records import Flusher
 from workers.runtime import Runtime, get_runtime
-from workers.schedule import Schedule
+from workers.schedule import WATCHDOG_S, Schedule
 
 log = logging.getLogger("recnotify.service")
 
@@ -37,7 +37,9 @@ def make_enqueue(app: Celery) -> Callable[[Sequence[tuple[str, str]]], None]:
     """Enqueue delivery tasks, all of one call in one Redis round trip (workers.fastpath)."""
     # A TaskBatch is callable, and its add_to lets the stream consumer queue the tasks on
     # its own batch pipeline (one round trip for the writes, the tasks and the ack).
-    return task_batch(app, get_runtime(app.recnotify_settings).redis, DELIVER_TASK)
+    settings = app.recnotify_settings
+    return task_batch(app, get_runtime(settings).redis, DELIVER_TASK,
+                      watchdog=(settings.keys.watchdog, WATCHDOG_S))
 
 
 class Service:
@@ -53,7 +55,7 @@ class Service:
         self.enqueue = enqueue
         self.consumer = StreamConsumer(self.settings, runtime.redis, runtime.config, enqueue,
                                        ordering=runtime.ordering)
-        self.schedule = Schedule(runtime.redis, self.settings.keys.schedule)
+        self.schedule = Schedule(runtime.redis, self.settings.keys)
         self.flusher = Flusher(runtime.redis, self.settings.keys.records, runtime.store)
         self._next_purge_s = 0.0
         self._next_stale_check_s = 0.0
@@ -104,7 +106,8 @@ class Service:
         while not stop.wait(0.5):
             try:
                 self.consumer.parking.sweep(self.runtime.config)
-                self.schedule.move_due(enqueue_one)
+                self.schedule.move_due(self.enqueue)
+                self.schedule.check_watchdog(self.enqueue)
                 self.consumer.ordering.sweep(self.enqueue)
                 if time.monotonic() >= self._next_stale_check_s:
                     self._next_stale_check_s = time.monotonic() + 10

@@ -63,6 +63,11 @@ class Keys:
         return f"{self.prefix}schedule"
 
     @property
+    def watchdog(self) -> str:
+        """Every queued notification, scored by when it must have been seen again."""
+        return f"{self.prefix}watchdog"
+
+    @property
     def records(self) -> str:
         return f"{self.prefix}records"
 

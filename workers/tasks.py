@@ -5,10 +5,13 @@ Arguments are ids only (shown as such in Flower); the worker loads the rest.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Celery, Task
+
+from workers.schedule import ENQUEUED_AT_HEADER
 
 
 def register(app: Celery) -> None:
@@ -28,7 +31,9 @@ def register(app: Celery) -> None:
         # enqueue: an ordered destination's next notification goes on when this one ends
         result: Any = runtime.deliverer.run(event_id, destination, enqueue=_enqueue(self.app))
         if isinstance(result, Retry):
-            raise self.retry(countdown=result.countdown_s, max_retries=None)
+            # the header tells the watchdog when this message entered the queue
+            raise self.retry(countdown=result.countdown_s, max_retries=None,
+                             headers={ENQUEUED_AT_HEADER: time.time()})
         return str(result) if result is not None else "duplicate"
 
 

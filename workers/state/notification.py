@@ -62,6 +62,7 @@ The gates (circuit, rate limit, in-flight cap) are small pure functions that ret
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -158,3 +159,18 @@ def rate_gate(token_wait_s: float) -> Decision:
 def slot_gate(slot_taken: bool, *, retry_s: float) -> Decision:
     """The in-flight cap's decision: go with a slot, else look again shortly."""
     return GO if slot_taken else Decision(Verdict.WAIT, retry_s, "max_in_flight reached")
+
+
+def watchdog_copies(armed_at_s: Sequence[float], tail_enqueued_at_s: float | None
+                    ) -> list[bool]:
+    """For due watchdog entries armed at ``armed_at_s``: which ones to copy.
+
+    The delivery queue is FIFO. When its oldest message was enqueued after an entry was
+    armed, the queue has moved past that task: it was taken and then lost (else its run
+    would have re-armed or removed the entry), so it is copied. When the queue is empty
+    (``None``), likewise. Otherwise the task may still wait behind a backlog: the entry
+    is re-armed instead, so a long backlog gets no copies of healthy queued work.
+    """
+    if tail_enqueued_at_s is None:
+        return [True] * len(armed_at_s)
+    return [tail_enqueued_at_s > armed for armed in armed_at_s]

@@ -3,7 +3,7 @@
 -- record, the counters (workers/metrics_keys.py), and when it is delivered, the watchdog
 -- entry's removal and the lock's release.
 -- KEYS: notification hash, its log, records list, metric notifications, metric latency,
---       schedule, lock.
+--       watchdog, lock.
 -- ARGV: attempts, state, event id, destination, first_at, log entry, record, ttl_s,
 --       latency bucket ('' without an answer), latency ms, schedule member ('' to keep it),
 --       lock token ('' to keep the lock).
