@@ -11,7 +11,8 @@ import functools
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import redis
 import urllib3.exceptions
@@ -40,32 +41,43 @@ REDIS_OUTAGE_WAIT_S = 30.0
 CIRCUIT_OPEN = "circuit open"
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                redis.exceptions.BusyLoadingError)
+class Chore(StrEnum):
+    """End-of-run work that a run's last pipeline may already have done."""
+
+    #: The notification's watchdog entry is in step (moved, or removed).
+    WATCHDOG = "watchdog"
+    #: An ordered notification's recording went on (its next head was released).
+    ORDER = "order"
+
+
 @dataclass(slots=True)
-class Hold:
-    """What one run of the task holds, and which of its chores a pipeline already did.
+class Lease:
+    """What one task run holds, to give back by the end of the run: the notification's
+    lock, the circuit's half-open probe lease, and a success the circuit must hear."""
 
-    Whatever a run still owes when it ends (the circuit's news, the probe lease, the
-    lock) is done in ``finally`` (``Deliverer._let_go``).
-    """
-
-    destination: str
     lock_key: str
     token: str
-    locked: bool = False
-    #: The lock is released (or was never taken).
-    released: bool = False
-    #: Holds the circuit's half-open probe lease and has not used it yet.
-    probing: bool = False
-    #: The destination answered (not a retryable failure): the circuit must hear it.
+    lock: bool = False
+    probe: bool = False
     success_due: bool = False
-    #: The circuit was closed with no failure counted when admitted: nothing to reset.
-    circuit_clean: bool = False
-    #: The schedule's watchdog entry is already in step (see Deliverer._watch).
-    watched: bool = False
+
+
+@dataclass(slots=True)
+class Run:
+    """The notification one task run is about, and what its last pipeline already did."""
+
+    event_id: str
+    destination: str
+    nid: str
+    lease: Lease
     #: Enqueues the next notification of an ordered recording (None: not asked to).
     enqueue: EnqueueMany | None = None
-    #: An ordered notification's finish (workers.ordering) already ran in a pipeline.
-    finished: bool = False
+    raw_event: bytes | None = None
+    #: This attempt's number (the attempts so far + 1).
+    attempt: int = 1
+    first_at: float = 0.0
+    given: Given | None = None
+    done: set[Chore] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,10 +133,10 @@ class ParkingLot:
         keys = self.keys
         read = self.client.pipeline(transaction=False)
         for event_id, _ in pairs:
-            nkey = keys.notification(notification_id(event_id, dest.name))
+            nid = notification_id(event_id, dest.name)
             read.get(keys.event(event_id))
-            read.lrange(nkey + ":log", 0, -1)
-            read.hmget(nkey, "state", "attempts")
+            read.lrange(keys.notification_log(nid), 0, -1)
+            read.hmget(keys.notification(nid), "state", "attempts")
         replies = read.execute()
         write = self.client.pipeline(transaction=False)
         buried = 0

@@ -45,7 +45,7 @@ def replay_dead_letters(
             nkey = keys.notification(letter["notification_id"])
             # keep the sequence number and ordering fields: same notification, fresh attempts
             pipe.hdel(nkey, "state", "attempts")
-            pipe.delete(nkey + ":log")
+            pipe.delete(keys.notification_log(letter["notification_id"]))
         pipe.execute()
         enqueue([(d["event_id"], d["destination"]) for d in batch])
         store.take_dead_letters(ids=[d["id"] for d in batch])

@@ -52,6 +52,10 @@ class Keys:
     def notification(self, nid: str) -> str:
         return f"{self.prefix}n:{nid}"
 
+    def notification_log(self, nid: str) -> str:
+        """Every attempt of one notification, oldest first (JSON entries)."""
+        return f"{self.prefix}n:{nid}:log"
+
     def lock(self, nid: str) -> str:
         return f"{self.prefix}lock:{nid}"
 

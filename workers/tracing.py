@@ -49,7 +49,7 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
     for name in destinations:
         nid = notification_id(event_id, name)
         state = client.hgetall(keys.notification(nid))
-        log = [json.loads(x) for x in client.lrange(keys.notification(nid) + ":log", 0, -1)]
+        log = [json.loads(x) for x in client.lrange(keys.notification_log(nid), 0, -1)]
         rows = sorted((a for a in attempts if a["destination"] == name), key=lambda a: a["attempt"])
         history = log or [
             {k: a.get(k) for k in ("attempt", "at", "status", "error", "latency_ms")} for a in rows

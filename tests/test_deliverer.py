@@ -1,0 +1,147 @@
+"""The Deliverer in-process, on a real Redis and a real receiver (no worker process):
+each transition of the state machine from one task run, with its Redis writes."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from producer.events import validate_event
+from tests.receiver import Receiver
+from tests.test_parking import Source
+from workers.circuit import CircuitBreaker
+from workers.config import ConfigCache
+from workers.deliver import Deliverer, Retry
+from workers.netsafety import AddressRules
+from workers.outcome import Outcome
+from workers.request import notification_id
+from workers.schedule import WATCHDOG_S, schedule_member
+from workers.settings import Settings
+from workers.transport import Transport
+
+
+class Store:
+    """The only store call a delivery makes (410 disables the destination)."""
+
+    def __init__(self) -> None:
+        self.disabled: list[str] = []
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self.disabled.append(name)
+
+
+@pytest.fixture
+def make(redis_url: str, key_prefix: str, receiver: Receiver) -> Iterator[Any]:
+    settings = Settings(redis_url=redis_url, key_prefix=key_prefix)
+    client = redis.Redis.from_url(redis_url)
+
+    def build(**dest: Any) -> tuple[Deliverer, Settings]:
+        config = ConfigCache(Source({"name": "d", "events": "all", "scope": "global",
+                                     "url": receiver.url("/d"), "method": "POST", **dest}))
+        config.refresh()
+        deliverer = Deliverer(settings, client, config, Transport(pool_maxsize=2),
+                              AddressRules(), Store())
+        return deliverer, settings
+
+    yield build
+    client.close()
+
+
+E1 = str(uuid.UUID(int=1))
+
+
+def store_event(client: redis.Redis, settings: Settings, event_id: str) -> None:
+    event = validate_event({"id": event_id, "type": "RECORDING_STARTED_EVENT",
+                            "params": {"UCID": "u1"}})
+    client.set(settings.keys.event(event_id), event.to_json())
+
+
+def state(client: redis.Redis, settings: Settings, event_id: str) -> dict[bytes, bytes]:
+    return client.hgetall(settings.keys.notification(notification_id(event_id, "d")))  # type: ignore[return-value]
+
+
+def watchdog_due(client: redis.Redis, settings: Settings, event_id: str) -> float | None:
+    return client.zscore(settings.keys.watchdog, schedule_member(event_id, "d"))  # type: ignore[return-value]
+
+
+def test_a_2xx_ends_delivered_with_the_lock_and_the_watchdog_entry_gone(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    deliverer, settings = make()
+    store_event(redis_client, settings, E1)
+    redis_client.zadd(settings.keys.watchdog, {schedule_member(E1, "d"): time.time() + 60})
+    assert deliverer.run(E1, "d") is Outcome.DELIVERED
+    (got,) = receiver.received()
+    assert got.header("webhook-id") == notification_id(E1, "d")
+    assert state(redis_client, settings, E1)[b"state"] == b"delivered"
+    assert redis_client.exists(settings.keys.lock(notification_id(E1, "d"))) == 0
+    assert watchdog_due(redis_client, settings, E1) is None
+    # a copy of the same task is skipped: no second request
+    assert deliverer.run(E1, "d") is None and len(receiver.received()) == 1
+
+
+def test_a_503_retries_after_a_countdown_and_the_watchdog_waits_for_it(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    receiver.script("/d", [503])
+    deliverer, settings = make(retry={"max_attempts": 3, "backoff_s": 1, "backoff_max_s": 1})
+    store_event(redis_client, settings, E1)
+    before = time.time()
+    result = deliverer.run(E1, "d")
+    assert isinstance(result, Retry) and 0 < result.countdown_s <= 2
+    assert state(redis_client, settings, E1)[b"state"] == b"retrying"
+    due = watchdog_due(redis_client, settings, E1)
+    assert due is not None and due >= before + result.countdown_s + WATCHDOG_S
+
+
+def test_an_open_circuit_past_the_span_parks_until_a_probe_made_since_has_failed(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    """The task side of the circuit rule (SPEC 6 "Circuit")."""
+    deliverer, settings = make(retry={"max_attempts": 2, "backoff_s": 0.1, "backoff_max_s": 0.1},
+                               circuit={"failures": 1, "reset_s": 30})
+    keys = settings.keys
+    store_event(redis_client, settings, E1)
+    nkey = keys.notification(notification_id(E1, "d"))
+    breaker = CircuitBreaker(redis_client, keys)
+    breaker.record_failure("d", threshold=1, reset_s=30)
+    # Given a notification whose span ended long ago, meeting the open circuit
+    redis_client.hset(nkey, mapping={"first_at": time.time() - 600, "attempts": 1})
+    # Then it is parked (no probe was made since it began waiting), not dead
+    assert deliverer.run(E1, "d") is Outcome.WAITING
+    assert redis_client.zcard(keys.parked("d")) == 1 and receiver.received() == []
+    assert redis_client.hget(nkey, "state") == b"waiting"
+    # When a probe made after that fails, and the notification's task runs again
+    redis_client.zrem(keys.parked("d"), schedule_member(E1, "d"))
+    redis_client.hset(keys.circuit("d"), mapping={"probe_until": time.time() + 60,
+                                                  "probe_at": time.time()})
+    breaker.record_failure("d", threshold=1, reset_s=30, probe=True, error="HTTP 503")
+    assert deliverer.run(E1, "d") is Outcome.DEAD
+    (record,) = [json.loads(r) for r in redis_client.lrange(keys.records, 0, -1)
+                 if json.loads(r)["kind"] == "dead"]
+    assert record["reason"].startswith("circuit open: the probe made at ")
+    assert "(HTTP 503)" in record["reason"] and receiver.received() == []
+
+
+def test_a_410_ends_dead_and_disables_the_destination(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    receiver.script("/d", [410])
+    deliverer, settings = make()
+    store_event(redis_client, settings, E1)
+    assert deliverer.run(E1, "d") is Outcome.DEAD
+    assert deliverer.store.disabled == ["d"]
+    assert state(redis_client, settings, E1)[b"state"] == b"dead"
+
+
+def test_a_copy_that_finds_the_lock_taken_looks_again_later_without_sending(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    deliverer, settings = make()
+    store_event(redis_client, settings, E1)
+    redis_client.set(settings.keys.lock(notification_id(E1, "d")), "other", px=5000)
+    result = deliverer.run(E1, "d")
+    assert isinstance(result, Retry) and result.countdown_s >= 0.5
+    assert receiver.received() == []
+    assert redis_client.get(settings.keys.lock(notification_id(E1, "d"))) == b"other"
