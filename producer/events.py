@@ -117,7 +117,14 @@ def format_timestamp(moment: datetime) -> str:
     """``2026-11-24T20:01:02.123Z``: UTC, milliseconds, ``Z``."""
     if moment.tzinfo is None:
         raise InvalidEvent("occurred_at", moment, f"occurred_at {_show(moment)} has no time zone")
-    utc = moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(
+            "occurred_at", moment,
+            f"occurred_at {_show(moment.isoformat())} is outside the years 1-9999 once "
+            "converted to UTC (give a real time, e.g. 2026-11-24T20:01:02.123Z)",
+        ) from None
     return utc.strftime(_UTC_MS_FORMAT)[:-4] + "Z"
 
 
