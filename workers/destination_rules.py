@@ -227,30 +227,51 @@ def _url(c: Checker, given: Any, existing: Destination | None) -> str:
             )
             return value
         value = mask_userinfo(value, stored)
-    shown = show(mask_userinfo(value))
+    masked, delimiter = _masked_url(value)
+    shown = show(masked)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        c.fail("url", mask_userinfo(value), f"{shown} is not a valid URL ({exc})")
+        # the parser's words may quote a piece of a password that ended the host early
+        why = ("a '/', '?' or '#' in its user name or password must be percent-encoded "
+               "(%2F, %3F, %23)") if delimiter else str(exc)
+        c.fail("url", masked, f"{shown} is not a valid URL ({why})")
         return value
     if parts.scheme not in ("http", "https") or not parts.hostname:
         c.fail(
             "url",
-            mask_userinfo(value),
+            masked,
             f"{shown} is not an absolute http(s) URL (e.g. https://host:8443/path)",
         )
     elif "#" in value:
-        c.fail(
-            "url", mask_userinfo(value), f"{shown} has a #fragment, which is never sent: remove it"
-        )
+        c.fail("url", masked, f"{shown} has a #fragment, which is never sent: remove it")
     elif any(ch <= " " or ch == "\x7f" for ch in value):
         c.fail(
             "url",
-            mask_userinfo(value),
+            masked,
             f"{shown} contains spaces or control characters (percent-encode them)",
         )
     return value
+
+
+def _masked_url(url: str) -> tuple[str, bool]:
+    """``url`` as a message may show it, and whether it may hold a userinfo with an
+    unencoded ``/``, ``?`` or ``#`` (an ``@`` after one of them).
+
+    Such a delimiter ends the authority early (``https://user:pa/ss@host/``: host
+    ``user``, port ``pa``), so the userinfo is not found where it belongs; all up to
+    the last ``@`` is masked then, never echoed (an ``@`` in a path is masked too:
+    a message may hide too much, never a password).
+    """
+    if url_userinfo(url) is not None:
+        return mask_userinfo(url), False
+    scheme_end = url.find("//")
+    rest = url[scheme_end + 2:] if scheme_end >= 0 else ""
+    at = rest.rfind("@")
+    if at < 0 or not any(ch in rest[:at] for ch in "/?#"):
+        return url, False
+    return f"{url[:scheme_end + 2]}{MASK}{rest[at:]}", True
 
 
 def _host(url: str) -> str:
