@@ -25,7 +25,7 @@ from workers.destination_checks import (
 )
 from workers.destination_model import MASK, PRESETS, Destination, mask_userinfo, url_userinfo
 from workers.errors import FieldError, InvalidDestination
-from workers.templates import placeholders
+from workers.templates import MAX_URL_BYTES, placeholders
 
 __all__ = ["FIELDS", "parse_destination"]
 
@@ -53,6 +53,13 @@ FIELDS: tuple[str, ...] = (
     "enabled",
 )
 MAX_NAME_CHARS = 100
+#: Longest text in any field (a URL or a template can never render over 8 KiB).
+MAX_TEXT_CHARS = MAX_URL_BYTES
+#: Most items in any list or map of a destination (events, headers, params, CIDRs).
+MAX_ITEMS = 256
+#: Deepest nesting of lists and maps in a destination, and most values in all of it.
+MAX_DEPTH = 6
+MAX_VALUES = 10_000
 MAX_TIMEOUT_S = 60.0
 SCOPE_KINDS = ("route", "account", "realm")
 
@@ -73,7 +80,10 @@ def parse_destination(
             [FieldError("", data, f"a destination must be a mapping of fields, got {show(data)}")],
         )
     raw_name = data.get("name")
-    c = Checker(repr(raw_name) if isinstance(raw_name, str) and raw_name else "(unnamed)")
+    c = Checker(show(raw_name) if isinstance(raw_name, str) and raw_name else "(unnamed)")
+    _bounds(c, data)
+    if c.errors:  # refused before any check quotes or walks an oversized value
+        raise InvalidDestination(None, c.errors)
     c.no_unknown(data, FIELDS, "")
     name = _name(c, raw_name)
     preset = c.typed(
@@ -152,6 +162,43 @@ def parse_destination(
         preset=preset,
         all_events=all_events,
     )
+
+
+def _bounds(c: Checker, data: Mapping[str, Any]) -> None:
+    """Every text at most MAX_TEXT_CHARS, every list or map at most MAX_ITEMS, nesting
+    at most MAX_DEPTH and MAX_VALUES values in all; the first excess is the error."""
+    budget = [MAX_VALUES]
+
+    def walk(value: Any, where: str, depth: int) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0:
+            c.fail(where or "destination", None,
+                   f"more than {MAX_VALUES:,} values in all, over the limit")
+            return False
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT_CHARS:
+                c.fail(where, None, f"{len(value):,} characters, over the limit of "
+                       f"{MAX_TEXT_CHARS:,}")
+                return False
+            return True
+        if not isinstance(value, Mapping | list | tuple):
+            return True
+        if depth >= MAX_DEPTH:
+            c.fail(where, None, f"nested deeper than {MAX_DEPTH} levels, over the limit")
+            return False
+        if len(value) > MAX_ITEMS:
+            c.fail(where, None, f"{len(value):,} items, over the limit of {MAX_ITEMS}")
+            return False
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                name = str(key)[:40] if isinstance(key, str) else type(key).__name__
+                inner = f"{where}.{name}" if where else name
+                if not (walk(key, inner, depth + 1) and walk(item, inner, depth + 1)):
+                    return False
+            return True
+        return all(walk(item, f"{where}[{n}]", depth + 1) for n, item in enumerate(value))
+
+    walk(data, "", 0)
 
 
 def _name(c: Checker, value: Any) -> str:
