@@ -244,8 +244,17 @@ def test_a_127_rule_covers_the_unspecified_addresses_and_ipv6_loopback(address: 
 
 def test_an_ipv6_loopback_rule_covers_ipv4_loopback_and_the_unspecified_addresses() -> None:
     rules = AddressRules(deny=parse_cidrs("::1/128", where="test"))
-    for address in ("127.0.0.1", "0.0.0.0", "::"):
+    for address in ("127.0.0.1", "127.9.9.9", "0.0.0.0", "::"):
         assert check_address(address, rules) == "::1/128", address
+
+
+def test_loopback_aliases_cross_families_but_not_addresses_within_127() -> None:
+    one = AddressRules(deny=parse_cidrs("127.0.0.1", where="test"))
+    assert check_address("::1", one) == "127.0.0.1/32"
+    assert check_address("127.0.0.2", one) is None
+    allow = AddressRules(allow=(parse_cidrs("127.0.0.0/8", where="test"),))
+    assert check_address("::1", allow) is None and check_address("0.0.0.0", allow) is None
+    assert check_address("10.0.0.1", allow) == "outside allow list 127.0.0.0/8"
 
 
 @pytest.mark.parametrize("address", [

@@ -16,7 +16,8 @@ Everything else (loopback, private ranges, public addresses) is allowed.
 Spellings of one host are one host: an IPv4-mapped address (``::ffff:10.0.0.5``)
 is also its IPv4 address, and loopback and the unspecified addresses (``0.0.0.0``,
 ``::``, which Linux connects to loopback) are loopback in both families: a
-``127.0.0.0/8`` rule also covers ``::1``, ``::`` and ``0.0.0.0``. An IPv6 address
+``127.0.0.0/8`` rule also covers ``::1``, ``::`` and ``0.0.0.0``, and a ``::1/128``
+rule every ``127.x.y.z``. An IPv6 address
 that carries an IPv4 address it may be delivered to (NAT64 ``64:ff9b::/96``, 6to4
 ``2002::/16``, Teredo ``2001::/32``'s server and client, IPv4-compatible
 ``::a.b.c.d``) is refused when that IPv4 address is denied; it passes an allow list
@@ -98,16 +99,21 @@ class AddressRules:
 def _same_host(parsed: IPAddress) -> tuple[IPAddress, ...]:
     """``parsed`` and the other spellings of the host a connection to it reaches.
 
-    An IPv4-mapped address is its IPv4 address. Loopback and the unspecified addresses
-    (``0.0.0.0``, ``::``: Linux connects them to this host) are loopback in both
-    families, so a ``127.0.0.0/8`` rule also covers ``::1``, ``::`` and ``0.0.0.0``, and
-    a ``::1/128`` rule covers ``127.0.0.1``.
+    An IPv4-mapped address is its IPv4 address. Loopback is one host in both families:
+    an IPv4 loopback address is also ``::1`` and ``::1`` is also ``127.0.0.1``; the
+    unspecified addresses (``0.0.0.0``, ``::``, which Linux connects to this host) are
+    both. So a ``127.0.0.0/8`` rule covers ``::1``, ``::`` and ``0.0.0.0``, and a
+    ``::1/128`` rule covers every ``127.x.y.z``.
     """
     forms: list[IPAddress] = [parsed]
     if isinstance(parsed, IPv6Address) and parsed.ipv4_mapped is not None:
         forms.append(parsed.ipv4_mapped)
-    if any(a.is_loopback or a.is_unspecified for a in forms):
+    if any(a.is_unspecified for a in forms):
         forms.extend(_LOOPBACK)
+    elif any(a.is_loopback and a.version == 4 for a in forms):
+        forms.append(_LOOPBACK[1])
+    elif any(a.is_loopback for a in forms):
+        forms.append(_LOOPBACK[0])
     return tuple(forms)
 
 
