@@ -117,7 +117,14 @@ def format_timestamp(moment: datetime) -> str:
     """``2026-11-24T20:01:02.123Z``: UTC, milliseconds, ``Z``."""
     if moment.tzinfo is None:
         raise InvalidEvent("occurred_at", moment, f"occurred_at {_show(moment)} has no time zone")
-    utc = moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(
+            "occurred_at", moment,
+            f"occurred_at {_show(moment.isoformat())} is outside the years 1-9999 once "
+            "converted to UTC (give a real time, e.g. 2026-11-24T20:01:02.123Z)",
+        ) from None
     return utc.strftime(_UTC_MS_FORMAT)[:-4] + "Z"
 
 
@@ -292,7 +299,7 @@ def validate_event(
     if unknown:
         raise InvalidEvent(unknown[0], data[unknown[0]], f"unknown event field {_show(unknown[0])}")
     schema = data.get("schema", SCHEMA_VERSION)
-    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+    if type(schema) is not int or schema != SCHEMA_VERSION:  # not 1.0, "1" or true
         raise InvalidEvent(
             "schema", schema, f"schema {_show(schema)} is not supported (expected 1)"
         )
@@ -302,8 +309,10 @@ def validate_event(
             "type", event_type,
             f"unknown event type {_show(event_type)} (expected one of {', '.join(EVENT_TYPES)})",
         )
-    result = data.get("result") or "success"
-    if result not in RESULTS:
+    result = data.get("result")
+    if result is None:  # absent or null: the default
+        result = "success"
+    if not isinstance(result, str) or result not in RESULTS:  # not false, 0 or ""
         raise InvalidEvent(
             "result", result, f"result {_show(result)} must be 'success' or 'failure'"
         )

@@ -113,12 +113,15 @@ def describe(exc: BaseException) -> str:
     """A short, secret-free description of a transport error."""
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
         return "timeout: no response in time"
+    # before ConnectTimeoutError, which urllib3 makes it subclass: a refusal is no timeout
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        reason = getattr(exc, "__cause__", None) or getattr(exc, "__context__", None)
+        detail = getattr(reason, "strerror", None)
+        return "connection refused or unreachable" + (f" ({detail})" if detail else "")
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return "timeout: connecting"
     if isinstance(exc, urllib3.exceptions.SSLError):
         return f"TLS error: {exc}"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return "connection refused or unreachable"
     if isinstance(exc, urllib3.exceptions.ProtocolError):
         return "connection dropped: " + str(exc.args[0] if exc.args else exc)
     return f"{type(exc).__name__}: {exc}"

@@ -57,7 +57,7 @@ def import_(ctx: click.Context, file: Path, replace: bool) -> None:
       recnotify destinations import destinations.yaml --replace
     """
     from producer.errors import RecnotifyError
-    from workers.destinations import load_file
+    from workers.destinations import load_file, read_file
 
     store = _store(ctx)
     try:
@@ -69,8 +69,7 @@ def import_(ctx: click.Context, file: Path, replace: bool) -> None:
                 bar.length = total
                 bar.update(done - bar.pos)
 
-            dests = load_file(file.read_text(encoding="utf-8"), existing=existing,
-                              progress=advance)
+            dests = load_file(read_file(file), existing=existing, progress=advance)
         result = store.import_destinations(dests, replace=replace)
     except RecnotifyError as exc:
         _fail(exc)

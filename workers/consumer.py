@@ -9,8 +9,13 @@ derived from (event id, destination) and a delivered notification is skipped.
 A notification to a destination whose circuit is open is parked (workers/parking.py)
 in the same transaction instead of queued: no task runs for it until the circuit closes.
 
-A malformed entry (no ``event`` field, bad JSON, an invalid event) becomes a
-dead letter with its reason and is acknowledged; the consumer keeps going.
+A malformed entry (no ``event`` field, bad JSON, an invalid event, anything at all
+that fails while reading it) becomes a dead letter with its reason and is
+acknowledged with its batch; the entries around it flow. One event id holds one
+content: the first entry with an id stores the event as ``ev:<id>`` (an atomic
+check-and-set for the whole batch); a later entry with the same id and other content
+is dead-lettered (``id reused with different content``) and the first keeps its
+content, while the same content again is a harmless duplicate.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import redis.exceptions
 from producer.errors import InvalidEvent
 from producer.events import Event, format_timestamp, parse_event_json
 from workers.config import ConfigCache
+from workers.destination_model import Destination
 from workers.ordering import Ordering, make_member
 from workers.parking import ParkingLot
 from workers.records import dead_record
@@ -59,6 +65,55 @@ def entry_time(entry_id: str) -> str:
     return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
 
 
+#: KEYS: the ``ev:<id>`` key of each event; ARGV: ttl_s, then each event's JSON. Stores
+#: each one whose id is not taken yet; returns, per event, 0 (stored) or what the id holds.
+CLAIM_IDS_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local old = redis.call('GET', key)
+  if old then
+    out[i] = old
+  else
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+    out[i] = 0
+  end
+end
+return out
+"""
+
+
+def _stored_type(stored: bytes) -> str:
+    try:
+        value = json.loads(stored).get("type")
+    except (ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) else "event"
+
+
+def _same_content(stored: bytes, event: Event, raw: bytes) -> bool:
+    """Whether ``stored`` (what the event's id holds) is this entry's event again.
+
+    Byte for byte, or as data (another spelling of the same JSON), or, for an entry
+    that gave no ``occurred_at`` (it defaults to the entry's own time, which a re-send
+    cannot repeat), the same in every other field.
+    """
+    if stored == event.to_json().encode("utf-8"):
+        return True
+    try:
+        earlier = json.loads(stored)
+        given = json.loads(raw)
+    except ValueError:
+        return False
+    current = event.to_dict()
+    if earlier == current:
+        return True
+    if not isinstance(earlier, dict) or "occurred_at" in given:
+        return False
+    earlier.pop("occurred_at", None)
+    current.pop("occurred_at", None)
+    return bool(earlier == current)
+
+
 class StreamConsumer:
     def __init__(
         self,
@@ -84,6 +139,7 @@ class StreamConsumer:
                                              self.keys.group,
                                              ttl_s=max(1, int(settings.stream_retention_s)))
         self.parking = ParkingLot(client, self.keys)
+        self._claim_script = client.register_script(CLAIM_IDS_SCRIPT)
         self.last_loop_s = 0.0
         self.dispatched = 0
         self._next_claim_s = 0.0
@@ -210,15 +266,26 @@ class StreamConsumer:
         now = time.time()
         parked = 0
         pipe = self.redis.pipeline(transaction=True)
+        retention_s = max(1, int(self.settings.stream_retention_s))
+        prepared: list[tuple[str, bytes, Event, list[Destination]]] = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
-            event = self._parse(entry_id, fields, pipe)
-            if event is None:
+            ready = self._prepare(entry_id, fields, pipe)
+            if ready is not None:
+                prepared.append((entry_id, fields[b"event"], *ready))
+        claimed = self._claim_ids([p[2] for p in prepared], retention_s)
+        for (entry_id, raw, event, destinations), stored in zip(prepared, claimed, strict=True):
+            if stored is not None and not _same_content(stored, event, raw):
+                self._dead_letter(
+                    pipe, entry_id, raw, event.id,
+                    f"id reused with different content: event {event.id} is already "
+                    f"stored with other content (a {_stored_type(stored)} from an earlier "
+                    "entry), which it keeps; give this event a new id",
+                )
                 continue
-            destinations = self.config.index.match(event)
+            if stored is not None:  # the same event again: a harmless duplicate
+                pipe.expire(self.keys.event(event.id), retention_s)
             recording = event.ordering_key()
-            retention_s = max(1, int(self.settings.stream_retention_s))
-            pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s)
             ucid = event.params.get("UCID")
             if ucid not in (None, ""):
                 pipe.sadd(self.keys.ucid(str(ucid)), event.id)
@@ -269,9 +336,14 @@ class StreamConsumer:
         self.dispatched += 1
         return pair
 
-    def _parse(
-        self, entry_id: str, fields: dict[bytes, bytes], pipe: redis.client.Pipeline
-    ) -> Event | None:
+    def _prepare(self, entry_id: str, fields: dict[bytes, bytes], pipe: redis.client.Pipeline
+                 ) -> tuple[Event, list[Destination]] | None:
+        """The entry's event and its destinations; None when the entry was dead-lettered.
+
+        Whatever goes wrong with one entry (an invalid event, or any other exception
+        while reading or matching it) dead-letters that entry alone, with the reason:
+        the entries around it are dispatched as usual (SPEC 6).
+        """
         raw = fields.get(b"event")
         try:
             if raw is None:
@@ -279,26 +351,46 @@ class StreamConsumer:
                 raise InvalidEvent(
                     "event", names, f"stream entry has no 'event' field (fields: {names})"
                 )
-            return parse_event_json(
+            event = parse_event_json(
                 raw,
                 default_id=entry_event_id(self.keys.events, entry_id),
                 default_occurred_at=entry_time(entry_id),
             )
+            return event, self.config.index.match(event)
         except InvalidEvent as exc:
-            log.error("stream entry %s refused and dead-lettered: %s", entry_id, exc)
-            pipe.rpush(
-                self.keys.records,
-                dead_record(
-                    notification_id=f"entry:{entry_id}",
-                    event_id=entry_id,
-                    destination="",
-                    event_json=json.dumps((raw or b"").decode("utf-8", "replace")[:65536]),
-                    attempts_json="[]",
-                    reason=f"invalid event: {exc}",
-                    created_at=time.time(),
-                ),
-            )
-            return None
+            reason = f"invalid event: {exc}"
+        except Exception as exc:  # one entry must never block the others
+            reason = f"invalid event: cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+        self._dead_letter(pipe, entry_id, raw, entry_id, reason)
+        return None
+
+    def _dead_letter(self, pipe: redis.client.Pipeline, entry_id: str, raw: bytes | None,
+                     event_id: str, reason: str) -> None:
+        """A dead letter for one refused stream entry (acknowledged with its batch)."""
+        log.error("stream entry %s refused and dead-lettered: %s", entry_id, reason)
+        pipe.rpush(
+            self.keys.records,
+            dead_record(
+                notification_id=f"entry:{entry_id}",
+                event_id=event_id,
+                destination="",
+                event_json=json.dumps((raw or b"").decode("utf-8", "replace")[:65536]),
+                attempts_json="[]",
+                reason=reason,
+                created_at=time.time(),
+            ),
+        )
+
+    def _claim_ids(self, events: Sequence[Event], retention_s: int) -> list[bytes | None]:
+        """Store each event as ``ev:<id>`` unless that id is stored already (one atomic
+        script call for the batch): None for a stored event, else what the id holds."""
+        if not events:
+            return []
+        replies: list[Any] = self._claim_script(
+            keys=[self.keys.event(e.id) for e in events],
+            args=[retention_s, *(e.to_json() for e in events)],
+        )
+        return [None if reply == 0 else bytes(reply) for reply in replies]
 
     # -- retention -------------------------------------------------------------------------
     def trim(self) -> None:

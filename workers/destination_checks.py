@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,8 +27,36 @@ RESERVED_HEADERS = frozenset(
 )
 
 
+class _ShortRepr(reprlib.Repr):
+    """``repr`` that stops early: a few items per list or map, a few levels, short texts
+    (never the whole value first: an alias bomb's repr would not fit in memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 8
+        self.maxstring = self.maxother = self.maxlong = 200
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        """As reprlib's, in the map's own order (reprlib sorts the keys)."""
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                  for k, v in list(x.items())[: self.maxdict]]
+        return "{" + ", ".join(pieces) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+
+_SHORT_REPR = _ShortRepr()
+
+
 def show(value: Any) -> str:
-    text = repr(value)
+    """A bad value as a message quotes it: ``repr``, cut at 200 characters."""
+    try:
+        text = _SHORT_REPR.repr(value)
+    except Exception:  # a hostile __repr__ must not turn a refusal into a crash
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 200 else text[:197] + "..."
 
 

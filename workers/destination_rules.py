@@ -25,7 +25,7 @@ from workers.destination_checks import (
 )
 from workers.destination_model import MASK, PRESETS, Destination, mask_userinfo, url_userinfo
 from workers.errors import FieldError, InvalidDestination
-from workers.templates import placeholders
+from workers.templates import MAX_URL_BYTES, placeholders
 
 __all__ = ["FIELDS", "parse_destination"]
 
@@ -53,6 +53,13 @@ FIELDS: tuple[str, ...] = (
     "enabled",
 )
 MAX_NAME_CHARS = 100
+#: Longest text in any field (a URL or a template can never render over 8 KiB).
+MAX_TEXT_CHARS = MAX_URL_BYTES
+#: Most items in any list or map of a destination (events, headers, params, CIDRs).
+MAX_ITEMS = 256
+#: Deepest nesting of lists and maps in a destination, and most values in all of it.
+MAX_DEPTH = 6
+MAX_VALUES = 10_000
 MAX_TIMEOUT_S = 60.0
 SCOPE_KINDS = ("route", "account", "realm")
 
@@ -73,7 +80,10 @@ def parse_destination(
             [FieldError("", data, f"a destination must be a mapping of fields, got {show(data)}")],
         )
     raw_name = data.get("name")
-    c = Checker(repr(raw_name) if isinstance(raw_name, str) and raw_name else "(unnamed)")
+    c = Checker(show(raw_name) if isinstance(raw_name, str) and raw_name else "(unnamed)")
+    _bounds(c, data)
+    if c.errors:  # refused before any check quotes or walks an oversized value
+        raise InvalidDestination(None, c.errors)
     c.no_unknown(data, FIELDS, "")
     name = _name(c, raw_name)
     preset = c.typed(
@@ -154,6 +164,43 @@ def parse_destination(
     )
 
 
+def _bounds(c: Checker, data: Mapping[str, Any]) -> None:
+    """Every text at most MAX_TEXT_CHARS, every list or map at most MAX_ITEMS, nesting
+    at most MAX_DEPTH and MAX_VALUES values in all; the first excess is the error."""
+    budget = [MAX_VALUES]
+
+    def walk(value: Any, where: str, depth: int) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0:
+            c.fail(where or "destination", None,
+                   f"more than {MAX_VALUES:,} values in all, over the limit")
+            return False
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT_CHARS:
+                c.fail(where, None, f"{len(value):,} characters, over the limit of "
+                       f"{MAX_TEXT_CHARS:,}")
+                return False
+            return True
+        if not isinstance(value, Mapping | list | tuple):
+            return True
+        if depth >= MAX_DEPTH:
+            c.fail(where, None, f"nested deeper than {MAX_DEPTH} levels, over the limit")
+            return False
+        if len(value) > MAX_ITEMS:
+            c.fail(where, None, f"{len(value):,} items, over the limit of {MAX_ITEMS}")
+            return False
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                name = str(key)[:40] if isinstance(key, str) else type(key).__name__
+                inner = f"{where}.{name}" if where else name
+                if not (walk(key, inner, depth + 1) and walk(item, inner, depth + 1)):
+                    return False
+            return True
+        return all(walk(item, f"{where}[{n}]", depth + 1) for n, item in enumerate(value))
+
+    walk(data, "", 0)
+
+
 def _name(c: Checker, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         c.fail("name", value, f"{show(value)} is not a name (give 1-{MAX_NAME_CHARS} characters)")
@@ -227,30 +274,51 @@ def _url(c: Checker, given: Any, existing: Destination | None) -> str:
             )
             return value
         value = mask_userinfo(value, stored)
-    shown = show(mask_userinfo(value))
+    masked, delimiter = _masked_url(value)
+    shown = show(masked)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        c.fail("url", mask_userinfo(value), f"{shown} is not a valid URL ({exc})")
+        # the parser's words may quote a piece of a password that ended the host early
+        why = ("a '/', '?' or '#' in its user name or password must be percent-encoded "
+               "(%2F, %3F, %23)") if delimiter else str(exc)
+        c.fail("url", masked, f"{shown} is not a valid URL ({why})")
         return value
     if parts.scheme not in ("http", "https") or not parts.hostname:
         c.fail(
             "url",
-            mask_userinfo(value),
+            masked,
             f"{shown} is not an absolute http(s) URL (e.g. https://host:8443/path)",
         )
     elif "#" in value:
-        c.fail(
-            "url", mask_userinfo(value), f"{shown} has a #fragment, which is never sent: remove it"
-        )
+        c.fail("url", masked, f"{shown} has a #fragment, which is never sent: remove it")
     elif any(ch <= " " or ch == "\x7f" for ch in value):
         c.fail(
             "url",
-            mask_userinfo(value),
+            masked,
             f"{shown} contains spaces or control characters (percent-encode them)",
         )
     return value
+
+
+def _masked_url(url: str) -> tuple[str, bool]:
+    """``url`` as a message may show it, and whether it may hold a userinfo with an
+    unencoded ``/``, ``?`` or ``#`` (an ``@`` after one of them).
+
+    Such a delimiter ends the authority early (``https://user:pa/ss@host/``: host
+    ``user``, port ``pa``), so the userinfo is not found where it belongs; all up to
+    the last ``@`` is masked then, never echoed (an ``@`` in a path is masked too:
+    a message may hide too much, never a password).
+    """
+    if url_userinfo(url) is not None:
+        return mask_userinfo(url), False
+    scheme_end = url.find("//")
+    rest = url[scheme_end + 2:] if scheme_end >= 0 else ""
+    at = rest.rfind("@")
+    if at < 0 or not any(ch in rest[:at] for ch in "/?#"):
+        return url, False
+    return f"{url[:scheme_end + 2]}{MASK}{rest[at:]}", True
 
 
 def _host(url: str) -> str:

@@ -12,12 +12,20 @@ format of ``recnotify destinations import / export``::
         params: "event=AudioRecordingStarted&calledAors=%CALLEDAORS%&ucid=%UCID%"
 
 A file is all or nothing: one bad entry refuses the whole file.
+
+Hostile or careless files are refused at once, naming the limit: over
+:data:`MAX_FILE_BYTES`, over :data:`MAX_ENTRIES` destinations, or over
+:data:`MAX_NODES` values once its aliases are expanded (a "billion laughs" alias
+bomb), before anything is built from it. The C YAML parser is used where PyYAML
+has it. Each destination's own bounds (text length, list length, nesting) are
+:func:`parse_destination`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -39,6 +47,9 @@ from workers.errors import FieldError, InvalidDestination
 __all__ = [
     "FIELDS",
     "MASK",
+    "MAX_ENTRIES",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
     "PRESETS",
     "CircuitOptions",
     "Destination",
@@ -51,8 +62,88 @@ __all__ = [
     "join_secrets",
     "load_file",
     "parse_destination",
+    "read_file",
     "split_secrets",
 ]
+
+
+#: A destinations file larger than this is refused before it is parsed.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+#: More destinations than this in one file are refused (split the file).
+MAX_ENTRIES = 5_000
+#: Values (scalars, lists, maps) a file may hold, counting each alias as the values it
+#: repeats: a few thousand full destinations fit, an alias bomb does not.
+MAX_NODES = 250_000
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_file(path: Path) -> str:
+    """The text of a destinations file; InvalidDestination when it is over
+    :data:`MAX_FILE_BYTES` (checked before reading) or not UTF-8."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _too_big(size)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _file_error(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:  # grew while being read
+        raise _too_big(len(data))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _file_error(f"{str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                          f"{data[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
+
+
+def _too_big(size: int) -> InvalidDestination:
+    return _file_error(f"{size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes "
+                       "(split it into several files and import each)")
+
+
+def _check_shape(text: str) -> None:
+    """Refuse, before anything is built, a file over :data:`MAX_ENTRIES` destinations or
+    :data:`MAX_NODES` values with its aliases expanded (from the parser's event stream,
+    which holds no values: memory stays flat whatever the file)."""
+    # per open collection: [anchor, expanded size, is a sequence]
+    stack: list[list[Any]] = []
+    sizes: dict[str, int] = {}
+    total = written = entries = 0
+
+    def done(size: int, anchor: str | None) -> None:
+        nonlocal total
+        if anchor is not None:
+            sizes[anchor] = size
+        if stack:
+            stack[-1][1] += size
+        else:
+            total += size
+        if size > MAX_NODES or total > MAX_NODES:
+            if written > MAX_NODES:
+                raise _file_error(f"more than {MAX_NODES:,} values (the limit): split it "
+                                  "into several files and import each")
+            raise _file_error(f"its aliases expand to more than {MAX_NODES:,} nodes (the "
+                              "limit; an alias bomb?): repeat less through aliases")
+
+    for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if not isinstance(event, yaml.NodeEvent):
+            if isinstance(event, yaml.CollectionEndEvent) and stack:
+                anchor, size, _ = stack.pop()
+                done(size, anchor)
+            continue
+        written += 1
+        if len(stack) == 2 and stack[1][2] and not stack[0][2]:
+            entries += 1  # an item of the list under the top-level key
+            if entries > MAX_ENTRIES:
+                raise _file_error(f"more than {MAX_ENTRIES:,} entries (the limit): split it "
+                                  "into several files and import each")
+        if isinstance(event, yaml.AliasEvent):
+            done(sizes.get(str(event.anchor), 1), None)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1, isinstance(event, yaml.SequenceStartEvent)])
+        else:
+            done(1, event.anchor)
 
 
 def load_file(text: str, *, existing: Mapping[str, Destination] | None = None,
@@ -63,8 +154,12 @@ def load_file(text: str, *, existing: Mapping[str, Destination] | None = None,
     ``progress(done, total)`` is called after each entry (the CLI's progress bar).
     """
     existing = existing or {}
+    size = len(text) if len(text) * 4 <= MAX_FILE_BYTES else len(text.encode("utf-8", "replace"))
+    if size > MAX_FILE_BYTES:
+        raise _too_big(size)
     try:
-        doc = yaml.safe_load(text)
+        _check_shape(text)
+        doc = yaml.load(text, Loader=_YAML_LOADER)  # the C or Python *safe* loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -12,9 +12,17 @@ Every address a destination's host resolves to is checked before connecting:
   list is the same as no list.
 
 Everything else (loopback, private ranges, public addresses) is allowed.
-An IPv6 address that carries an IPv4 address (``::ffff:169.254.169.254``,
-NAT64 ``64:ff9b::a9fe:a9fe``) is checked as both, and a zone id
-(``fe80::1%eth0``) is ignored.
+
+Spellings of one host are one host: an IPv4-mapped address (``::ffff:10.0.0.5``)
+is also its IPv4 address, and loopback and the unspecified addresses (``0.0.0.0``,
+``::``, which Linux connects to loopback) are loopback in both families: a
+``127.0.0.0/8`` rule also covers ``::1``, ``::`` and ``0.0.0.0``, and a ``::1/128``
+rule every ``127.x.y.z``. An IPv6 address
+that carries an IPv4 address it may be delivered to (NAT64 ``64:ff9b::/96``, 6to4
+``2002::/16``, Teredo ``2001::/32``'s server and client, IPv4-compatible
+``::a.b.c.d``) is refused when that IPv4 address is denied; it passes an allow list
+only as itself (it reaches a relay, not the IPv4 host). A zone id (``fe80::1%eth0``)
+is ignored.
 
 Pure functions: the caller resolves names and passes the addresses.
 """
@@ -39,6 +47,8 @@ IPAddress = IPv4Address | IPv6Address
 BUILTIN_DENY: tuple[str, ...] = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
 _BUILTIN_DENY_NETS: tuple[Network, ...] = tuple(ip_network(c) for c in BUILTIN_DENY)
 _NAT64 = IPv6Network("64:ff9b::/96")
+_COMPATIBLE = IPv6Network("::/96")
+_LOOPBACK: tuple[IPAddress, ...] = (IPv4Address("127.0.0.1"), IPv6Address("::1"))
 
 
 def parse_cidrs(value: str | Sequence[str] | None, *, where: str) -> tuple[Network, ...]:
@@ -86,35 +96,66 @@ class AddressRules:
         return cls(allow=allow, deny=global_rules.deny + tuple(dest_deny))
 
 
-def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+def _same_host(parsed: IPAddress) -> tuple[IPAddress, ...]:
+    """``parsed`` and the other spellings of the host a connection to it reaches.
+
+    An IPv4-mapped address is its IPv4 address. Loopback is one host in both families:
+    an IPv4 loopback address is also ``::1`` and ``::1`` is also ``127.0.0.1``; the
+    unspecified addresses (``0.0.0.0``, ``::``, which Linux connects to this host) are
+    both. So a ``127.0.0.0/8`` rule covers ``::1``, ``::`` and ``0.0.0.0``, and a
+    ``::1/128`` rule covers every ``127.x.y.z``.
+    """
+    forms: list[IPAddress] = [parsed]
+    if isinstance(parsed, IPv6Address) and parsed.ipv4_mapped is not None:
+        forms.append(parsed.ipv4_mapped)
+    if any(a.is_unspecified for a in forms):
+        forms.extend(_LOOPBACK)
+    elif any(a.is_loopback and a.version == 4 for a in forms):
+        forms.append(_LOOPBACK[1])
+    elif any(a.is_loopback for a in forms):
+        forms.append(_LOOPBACK[0])
+    return tuple(forms)
+
+
+def _tunnelled_ipv4(address: IPv6Address) -> tuple[IPv4Address, ...]:
+    """The IPv4 addresses a translated or tunnelled IPv6 form carries (packets to it may
+    end there): NAT64, 6to4, Teredo (server and client) and IPv4-compatible."""
     if address in _NAT64:
-        return IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
+        return (IPv4Address(int(address) & 0xFFFFFFFF),)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        return address.teredo
+    if address in _COMPATIBLE and int(address) > 1:  # not :: or ::1
+        return (IPv4Address(int(address) & 0xFFFFFFFF),)
+    return ()
 
 
-def _forms(address: str) -> tuple[IPAddress, ...] | None:
-    """The address, plus the IPv4 address it carries if any; None when not an address."""
+def _forms(address: str) -> tuple[tuple[IPAddress, ...], tuple[IPv4Address, ...]] | None:
+    """(the spellings of the host itself, the IPv4 addresses it carries); None when
+    ``address`` is not an IP address. A zone id (``%eth0``) is ignored."""
     text = address.strip().removeprefix("[").removesuffix("]").split("%", 1)[0]
     try:
         parsed = ip_address(text)
     except ValueError:
         return None
-    if isinstance(parsed, IPv6Address) and (v4 := _embedded_ipv4(parsed)) is not None:
-        return (parsed, v4)
-    return (parsed,)
+    carried = _tunnelled_ipv4(parsed) if isinstance(parsed, IPv6Address) else ()
+    return _same_host(parsed), carried
 
 
 def check_address(address: str, rules: AddressRules) -> str | None:
     """None when ``address`` may be connected to, else the text of the rule refusing it."""
-    forms = _forms(address)
-    if forms is None:
+    found = _forms(address)
+    if found is None:
         return "not an IP address"
+    same_host, carried = found
+    every_form = same_host + carried
     for network in _BUILTIN_DENY_NETS + rules.deny:
-        if any(a in network for a in forms):
+        if any(a in network for a in every_form):
             return str(network)
+    # a tunnelled form reaches a relay or translator, not the IPv4 host it names: only
+    # the address itself (or another spelling of the same host) can be on an allow list
     for allow_list in rules.allow:
-        if allow_list and not any(a in n for a in forms for n in allow_list):
+        if allow_list and not any(a in n for a in same_host for n in allow_list):
             return "outside allow list " + ",".join(str(n) for n in allow_list)
     return None

@@ -15,6 +15,7 @@ percent-encoded (UTF-8), the only change ever made to the rendered URL.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 import uuid
@@ -132,7 +133,7 @@ def split_url(url: str) -> tuple[str, str, str, int, str]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
-    host = _ascii_host(parts.hostname or "")
+    host = _ascii_host(_without_zone(parts.hostname or ""))
     port = parts.port or (443 if scheme == "https" else 80)
     after_authority = url.split("//", 1)[1]
     slash = min((i for i in (after_authority.find(c) for c in "/?") if i >= 0), default=-1)
@@ -140,6 +141,19 @@ def split_url(url: str) -> tuple[str, str, str, int, str]:
     if target.startswith("?"):
         target = "/" + target
     return scheme, userinfo, host, port, _encode_loose(target)
+
+
+def _without_zone(host: str) -> str:
+    """An IPv6 literal without its zone id (``fe80::1%25lo``): the address rules then
+    judge the address (link-local is always refused), and no zone is ever sent."""
+    address, percent, _zone = host.partition("%")
+    if not percent:
+        return host
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return host  # not an IPv6 literal: check() refuses it as not a host name
+    return address
 
 
 def _ascii_host(host: str) -> str:

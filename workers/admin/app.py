@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from workers import __version__
 from workers.admin import api_destinations, api_records, page
+from workers.admin.body_limit import BodyLimit
 from workers.admin.errors import install_error_handlers
 from workers.admin.state import AdminState
 from workers.errors import RecnotifyError
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, token: str | None = None) -> Fa
                   redoc_url=None)
     app.state.admin = state
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     app.include_router(api_destinations.router)
     app.include_router(api_records.router)
     app.include_router(page.router)
