@@ -41,6 +41,7 @@ from workers.parking import ParkingLot
 from workers.records import dead_record
 from workers.request import notification_id
 from workers.settings import Settings
+from workers.state.scripts import Scripts
 
 log = logging.getLogger("recnotify.consumer")
 
@@ -63,23 +64,6 @@ def entry_event_id(stream: str, entry_id: str) -> str:
 def entry_time(entry_id: str) -> str:
     millis = int(entry_id.split("-", 1)[0])
     return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
-
-
-#: KEYS: the ``ev:<id>`` key of each event; ARGV: ttl_s, then each event's JSON. Stores
-#: each one whose id is not taken yet; returns, per event, 0 (stored) or what the id holds.
-CLAIM_IDS_SCRIPT = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local old = redis.call('GET', key)
-  if old then
-    out[i] = old
-  else
-    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-    out[i] = 0
-  end
-end
-return out
-"""
 
 
 def _stored_type(stored: bytes) -> str:
@@ -139,7 +123,7 @@ class StreamConsumer:
                                              self.keys.group,
                                              ttl_s=max(1, int(settings.stream_retention_s)))
         self.parking = ParkingLot(client, self.keys)
-        self._claim_script = client.register_script(CLAIM_IDS_SCRIPT)
+        self.scripts = Scripts.of(client)
         self.last_loop_s = 0.0
         self.dispatched = 0
         self._next_claim_s = 0.0
@@ -386,10 +370,9 @@ class StreamConsumer:
         script call for the batch): None for a stored event, else what the id holds."""
         if not events:
             return []
-        replies: list[Any] = self._claim_script(
-            keys=[self.keys.event(e.id) for e in events],
-            args=[retention_s, *(e.to_json() for e in events)],
-        )
+        replies: list[Any] = self.scripts.run(
+            "event_claim_ids", [self.keys.event(e.id) for e in events],
+            [retention_s, *(e.to_json() for e in events)])
         return [None if reply == 0 else bytes(reply) for reply in replies]
 
     # -- retention -------------------------------------------------------------------------
