@@ -20,7 +20,8 @@ function el(tag, props = {}, ...children) {
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
   if (state.token) headers["Authorization"] = "Bearer " + state.token;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // every change is JSON, even without a body: the service refuses other types (no CSRF)
+  if (body !== undefined || method !== "GET") headers["Content-Type"] = "application/json";
   const resp = await fetch(path, { method, headers,
     body: body === undefined ? undefined : JSON.stringify(body) });
   let data = null;
@@ -264,6 +265,9 @@ function openEditor(d) {
   $("#editor").hidden = false;
   fillForm(d || { events: [], scope: "global", url: "", params: "", method: "GET",
     results: ["success", "failure"], enabled: true, ordered: false });
+  // what the form shows now: a save sends only the fields that differ from it (PATCH)
+  state.original = formBody();
+  $("#f-message").textContent = "";
   $("#f-name").disabled = !!d;
   $("#editor").scrollIntoView();
 }
@@ -300,6 +304,19 @@ function fillForm(d) {
   $("#f-retry-backoff").value = retry.backoff_s ?? 1;
   $("#f-retry-backoff-max").value = retry.backoff_max_s ?? 600;
   $("#f-timeout").value = d.timeout_s ?? 10;
+  const tls = d.tls || {};
+  $("#f-tls-verify").checked = tls.verify !== false;
+  $("#f-tls-ca").value = tls.ca_bundle || "";
+  $("#f-tls-cert").value = tls.client_cert || "";
+  $("#f-tls-key").value = tls.client_key || "";
+  $("#f-allow-cidrs").value = (d.allow_cidrs || []).join(", ");
+  $("#f-deny-cidrs").value = (d.deny_cidrs || []).join(", ");
+  const circuit = d.circuit || {};
+  $("#f-circuit-failures").value = circuit.failures ?? 5;
+  $("#f-circuit-reset").value = circuit.reset_s ?? 30;
+  $("#f-rate").value = d.rate_limit_per_s ?? "";
+  $("#f-in-flight").value = d.max_in_flight ?? "";
+  $("#f-on-dead-letter").value = d.on_dead_letter === "hold" ? "hold" : "continue";
   $("#f-secret").value = "";
   $("#f-secret-clear").checked = false;
   const hasSecret = d.secret === MASK;
@@ -321,7 +338,39 @@ $("#f-preset").addEventListener("change", () => {
 
 function number(sel) {
   const raw = $(sel).value.trim();
-  return raw === "" ? undefined : Number(raw);
+  return raw === "" ? null : Number(raw);
+}
+
+function text(sel) {
+  const raw = $(sel).value.trim();
+  return raw === "" ? null : raw;
+}
+
+function cidrs(sel) {
+  return $(sel).value.split(/[\s,]+/).filter((c) => c !== "");
+}
+
+// A new destination: fields left empty are not sent (they take their defaults).
+function withoutNulls(value) {
+  if (!isObject(value)) return value;
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null)
+    .map(([k, v]) => [k, withoutNulls(v)]));
+}
+
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+// The JSON merge patch (RFC 7396) turning `before` into `after`: changed keys only, objects
+// per key, a key that is gone as null.
+function mergePatch(before, after) {
+  const patch = {};
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const a = before[key], b = after[key];
+    if (JSON.stringify(a) === JSON.stringify(b)) continue;
+    if (b === undefined) patch[key] = null;
+    else if (isObject(a) && isObject(b)) patch[key] = mergePatch(a, b);
+    else patch[key] = b;
+  }
+  return patch;
 }
 
 function formBody() {
@@ -337,6 +386,14 @@ function formBody() {
     ordered: $("#f-ordered").checked,
     enabled: $("#f-enabled").checked,
     timeout_s: number("#f-timeout"),
+    tls: { verify: $("#f-tls-verify").checked, ca_bundle: text("#f-tls-ca"),
+      client_cert: text("#f-tls-cert"), client_key: text("#f-tls-key") },
+    allow_cidrs: cidrs("#f-allow-cidrs"),
+    deny_cidrs: cidrs("#f-deny-cidrs"),
+    circuit: { failures: number("#f-circuit-failures"), reset_s: number("#f-circuit-reset") },
+    rate_limit_per_s: number("#f-rate"),
+    max_in_flight: number("#f-in-flight"),
+    on_dead_letter: $("#f-on-dead-letter").value,
   };
   if ($("#f-preset").value) body.preset = $("#f-preset").value;
   const headers = {};
@@ -348,12 +405,8 @@ function formBody() {
       ? { value: value === "" ? MASK : value, secret: true } : value;
   });
   body.headers = headers;
-  if ($("#f-retry-policy").value === "standard") {
-    body.retry = { policy: "standard", max_attempts: number("#f-retry-max") };
-  } else {
-    body.retry = { max_attempts: number("#f-retry-max"), backoff_s: number("#f-retry-backoff"),
-      backoff_max_s: number("#f-retry-backoff-max") };
-  }
+  body.retry = { max_attempts: number("#f-retry-max"), backoff_s: number("#f-retry-backoff"),
+    backoff_max_s: number("#f-retry-backoff-max"), policy: $("#f-retry-policy").value };
   const secret = $("#f-secret").value;
   if ($("#f-secret-clear").checked) body.secret = null;
   else if (secret) body.secret = secret;
@@ -366,9 +419,14 @@ $("#dest-form").addEventListener("submit", async (ev) => {
   const body = formBody();
   try {
     if (state.editing) {
-      await api("PUT", "/api/destinations/" + encodeURIComponent(state.editing), body);
+      const patch = mergePatch(state.original, body);
+      if (!Object.keys(patch).length) {
+        $("#f-message").textContent = "Nothing changed.";
+        return;
+      }
+      await api("PATCH", "/api/destinations/" + encodeURIComponent(state.editing), patch);
     } else {
-      await api("POST", "/api/destinations", body);
+      await api("POST", "/api/destinations", withoutNulls(body));
     }
   } catch (e) {
     showErrors(e.errors.length ? e.errors : [{ field: "", message: e.message }]);
