@@ -106,7 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store(_request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse(error_body([{"field": "", "message": str(exc)}]), status_code=503)
+        return JSONResponse(error_body([{"field": "", "message": store_message(exc)}]),
+                            status_code=503)
 
     @app.exception_handler(ConfigError)
     async def _config(_request: Request, exc: ConfigError) -> JSONResponse:
@@ -146,6 +147,19 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no such path: {request.url.path} (the API is described at /docs)"
         return JSONResponse(error_body([{"field": "", "message": message}]),
                             status_code=exc.status_code, headers=headers)
+
+
+#: How SQLite and PostgreSQL say that a table is missing.
+MISSING_TABLE = ("no such table", "UndefinedTable", "does not exist")
+
+
+def store_message(exc: StoreError) -> str:
+    """The store's message, plus the fix when the schema is missing."""
+    message = str(exc)
+    if "db upgrade" not in message and any(m in message for m in MISSING_TABLE):
+        message += (" - the database schema is missing or outdated: run `recnotify db "
+                    "upgrade` with the same RECNOTIFY_DATABASE_URL")
+    return message
 
 
 def _first_line(exc: BaseException) -> str:

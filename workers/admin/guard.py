@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Guard", "allowed_methods", "is_loopback_host"]
@@ -81,12 +81,13 @@ def origin_matches(origin: str, scheme: str, host: str) -> bool:
 def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
     """Every method some route serves at ``scope``'s path (plus HEAD and OPTIONS)."""
     methods: set[str] = set()
-    for route in routes:
-        match, _ = route.matches({**scope, "method": "GET", "type": "http"})
-        if match == Match.NONE:
-            continue
-        route_methods = getattr(route, "methods", None)
-        methods |= set(route_methods) if route_methods else {"GET", "HEAD"}
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        probe = {**scope, "type": "http", "method": method}
+        for route in routes:
+            if route.matches(probe)[0] != Match.FULL:
+                continue
+            if not isinstance(route, Mount) or method == "GET":  # static files: GET only
+                methods.add(method)
     if not methods:
         return []
     if "GET" in methods:
