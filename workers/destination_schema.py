@@ -39,6 +39,7 @@ SCOPE_PATTERN = r"^(global|(route|account|realm):\S(.*\S)?)$"
 MASK_PATTERN = r"^\*{8}$"
 #: ``whsec_`` + base64, or the mask that keeps the stored secret.
 SECRET_PATTERN = r"^(whsec_[A-Za-z0-9+/=]+|\*{8})$"
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s#]+$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 
 _STRICT = ConfigDict(extra="forbid")
@@ -143,7 +144,9 @@ class DestinationIn(_Fields):
 
     name: str = Field(min_length=1, max_length=100)
     events: Events = Field(description="event types, or all")
-    url: str = Field(min_length=1, description="absolute http(s) URL; user:pass@ is a secret")
+    url: str = Field(
+        pattern=URL_PATTERN, description="absolute http(s) URL; user:pass@ is a secret"
+    )
     secret: str | None = Field(
         default=None,
         pattern=SECRET_PATTERN,
@@ -169,7 +172,7 @@ class DestinationPatch(BaseModel):
     preset: Literal["face", "json"] | None = None
     events: Events | None = None
     scope: str | None = Field(default=None, pattern=SCOPE_PATTERN)
-    url: str | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, pattern=URL_PATTERN)
     params: Params | None = None
     method: Literal["GET", "POST"] | None = None
     results: list[Result] | None = Field(default=None, min_length=1)
