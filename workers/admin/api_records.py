@@ -25,6 +25,8 @@ ROWS = {"type": "array", "items": {"type": "object"}}
 COUNT = {"type": "object", "additionalProperties": {"type": "integer"}}
 #: Larger offsets overflow the database's integers (and page past any real table).
 MAX_OFFSET = 1_000_000_000
+#: Dead letters are paged in memory (the store reads the first offset + limit rows).
+MAX_DEAD_LETTER_OFFSET = 100_000
 
 
 def iso(at: float | None) -> str | None:
@@ -59,10 +61,11 @@ def list_attempts(state: State, _caller: Caller,
 @router.get("/dead-letters", summary="Dead letters, oldest first", response_model=None,
             responses={**ok_doc(None, "Dead letters", schema=ROWS), **errors_doc(401, 422)})
 def list_dead_letters(state: State, _caller: Caller, destination: str | None = None,
-                      limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+                      limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+                      offset: Annotated[int, Query(ge=0, le=MAX_DEAD_LETTER_OFFSET)] = 0
                       ) -> list[dict[str, Any]]:
-    rows = state.store.list_dead_letters(destination=destination, limit=limit)
-    return [_dead_letter_out(r) for r in rows]
+    rows = state.store.list_dead_letters(destination=destination, limit=offset + limit)
+    return [_dead_letter_out(r) for r in rows[offset:]]
 
 
 def _replay(state: State, destination: str | None = None,
