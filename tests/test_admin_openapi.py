@@ -36,7 +36,7 @@ def test_document_has_real_bodies_errors_and_bearer_auth(admin: AdminServer) -> 
         "description": "the value of RECNOTIFY_ADMIN_TOKEN (not needed in open mode)"}
     dest_in = schemas["DestinationIn"]
     assert dest_in["additionalProperties"] is False
-    assert set(dest_in["required"]) == {"name", "events", "url"}
+    assert set(dest_in["required"]) == {"name", "url"}  # events: a preset may fill them
     for field in ("tls", "circuit", "retry", "allow_cidrs", "deny_cidrs", "rate_limit_per_s",
                   "max_in_flight", "on_dead_letter", "headers", "secret"):
         assert field in dest_in["properties"], field
@@ -80,6 +80,44 @@ def test_documented_destination_shapes_accept_what_the_api_returns(
     assert created.status_code == 201, created.text
     DestinationOut.model_validate(created.json())
     assert created.json()["secret"] == "********"
+
+
+SPEC_FILE = """destinations:
+  - name: face-started
+    events: [RECORDING_STARTED_EVENT]
+    scope: route:support-line
+    url: https://10.0.0.5:8443/Face/eventNotify
+    params: "event=AudioRecordingStarted&calledAors=%CALLEDAORS%&ucid=%UCID%"
+  - name: face
+    preset: face
+    url: https://10.0.0.5:8443/Face/eventNotify
+    tls: {verify: false}
+    deny_cidrs: [127.0.0.1/32]
+    circuit: {failures: 3, reset_s: 12}
+    headers: {X-Key: {value: k, secret: true}, X-Team: ops}
+    on_dead_letter: hold
+"""
+
+
+def test_destinations_schema_command_prints_the_file_schema_editors_validate_with() -> None:
+    import json
+    import sys
+
+    import jsonschema
+    import yaml
+
+    done = subprocess.run([sys.executable, "-m", "workers", "destinations", "schema"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    schema = json.loads(done.stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load(SPEC_FILE))) == []
+    bad = yaml.safe_load(SPEC_FILE.replace("deny_cidrs", "deny_cidr").replace(
+        "method: GET", "").replace("reset_s: 12", "reset_s: -1"))
+    problems = sorted(".".join(map(str, e.absolute_path)) + ": " + e.message
+                      for e in validator.iter_errors(bad))
+    assert len(problems) == 2, problems
+    assert any("deny_cidr" in p for p in problems) and any("reset_s" in p for p in problems)
 
 
 @pytest.mark.slow

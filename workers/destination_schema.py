@@ -143,7 +143,11 @@ class DestinationIn(_Fields):
     """A destination as created or replaced (POST, PUT) and as written in a file."""
 
     name: str = Field(min_length=1, max_length=100)
-    events: Events = Field(description="event types, or all")
+    # not required (a preset may fill it), never null: the schema shows no null type
+    events: Events = Field(
+        default=None,  # type: ignore[arg-type]
+        description="event types, or all (required unless a preset fills them)",
+    )
     url: str = Field(
         pattern=URL_PATTERN, description="absolute http(s) URL; user:pass@ is a secret"
     )
