@@ -322,5 +322,6 @@ def test_a_database_that_is_down_is_503_with_its_message(workers: WorkerFactory)
     assert answer.status_code == 503, answer.text
     message = answer.json()["errors"][0]["message"]
     assert "OperationalError" in message and "refused" in message, message
+    assert "RECNOTIFY_DATABASE_URL" in message
     assert "pw-s3cret" not in answer.text + health.text
     assert health.status_code == 503

@@ -153,12 +153,20 @@ def install_error_handlers(app: FastAPI) -> None:
 MISSING_TABLE = ("no such table", "UndefinedTable", "does not exist")
 
 
+#: How drivers say that the database cannot be reached.
+UNREACHABLE = ("connection failed", "Connection refused", "could not connect",
+               "unable to open database", "timeout expired", "server closed the connection")
+
+
 def store_message(exc: StoreError) -> str:
-    """The store's message, plus the fix when the schema is missing."""
+    """The store's message, plus the fix when the schema is missing or the database is down."""
     message = str(exc)
     if "db upgrade" not in message and any(m in message for m in MISSING_TABLE):
         message += (" - the database schema is missing or outdated: run `recnotify db "
                     "upgrade` with the same RECNOTIFY_DATABASE_URL")
+    elif any(m in message for m in UNREACHABLE):
+        message += (" - the database does not answer: is it running and reachable? Check "
+                    "RECNOTIFY_DATABASE_URL (`recnotify check` tests it)")
     return message
 
 
