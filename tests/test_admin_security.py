@@ -232,6 +232,11 @@ def test_options_answers_the_methods_of_the_path(admin: AdminServer) -> None:
     assert wrong.status_code == 405
     assert wrong.headers["Allow"] == "GET, HEAD, OPTIONS, POST"
     assert "PATCH is not allowed" in wrong.json()["errors"][0]["message"]
+    static = admin.call("DELETE", "/static/app.js")
+    assert static.status_code == 405 and static.headers["Allow"] == "GET, HEAD, OPTIONS"
+    head = admin.call("HEAD", "/api/destinations")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Type"] == "application/json"
 
 
 @pytest.mark.parametrize(("payload", "needle"), [

@@ -139,7 +139,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         message = str(exc.detail)
         if exc.status_code == 405:  # Starlette names only the first route's methods
-            allow = allowed_methods(request.app.routes, request.scope)
+            allow = allowed_methods(request.app.routes, request.url.path)
             headers["Allow"] = ", ".join(allow)
             message = f"{request.method} is not allowed on {request.url.path} (allowed: " \
                       f"{', '.join(allow)})"

@@ -11,7 +11,8 @@ An ASGI middleware in front of every route:
   that this service never grants, and both carry their own ``Origin`` (403);
   with a token configured, the routes need the bearer token, which a page on
   another site does not have;
-- ``OPTIONS`` answers 204 with the path's real ``Allow`` and no CORS grant;
+- ``OPTIONS`` answers 204 with the path's real ``Allow`` and no CORS grant, and ``HEAD``
+  answers what ``GET`` would, without the body;
 - every answer carries CSP, ``X-Frame-Options: DENY``, ``nosniff`` and
   ``Referrer-Policy: no-referrer``; a redirect's ``Location`` is made relative,
   so it never echoes the ``Host`` header.
@@ -78,11 +79,11 @@ def origin_matches(origin: str, scheme: str, host: str) -> bool:
     return given is not None and given == _origin_key(scheme, host)
 
 
-def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
-    """Every method some route serves at ``scope``'s path (plus HEAD and OPTIONS)."""
+def allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
+    """Every method some route serves at ``path`` (plus HEAD and OPTIONS)."""
     methods: set[str] = set()
     for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-        probe = {**scope, "type": "http", "method": method}
+        probe = {"type": "http", "path": path, "root_path": "", "method": method}
         for route in routes:
             if route.matches(probe)[0] != Match.FULL:
                 continue
@@ -119,7 +120,7 @@ class Guard:
                           "localhost or [::1] (to serve other names, set a token)")
             return
         if method == "OPTIONS":
-            allow = allowed_methods(self.routes(), scope)
+            allow = allowed_methods(self.routes(), scope["path"])
             if not allow:
                 await _answer(send, 404, "", f"no such path: {scope['path']}")
                 return
@@ -130,6 +131,9 @@ class Guard:
             if problem:
                 await _answer(send, 403, problem[0], problem[1])
                 return
+        if method == "HEAD":  # the routes are declared for GET: answer its headers only
+            scope = {**scope, "method": "GET"}
+            send = _headers_only(send)
         await self.app(scope, receive, send)
 
     @staticmethod
@@ -166,6 +170,17 @@ class Guard:
             await send(message)
 
         return secured
+
+
+def _headers_only(send: Send) -> Send:
+    async def head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body"):
+                return
+            message = {"type": "http.response.body", "body": b""}
+        await send(message)
+
+    return head
 
 
 def _relative(location: bytes) -> bytes:
