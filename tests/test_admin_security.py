@@ -252,6 +252,14 @@ def test_a_malformed_body_answers_422(admin: AdminServer, payload: bytes, needle
     assert needle in answer.json()["errors"][0]["message"]
 
 
+def test_a_body_over_the_limit_is_413_without_reading_it_all(admin: AdminServer) -> None:
+    huge = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    answer = admin.call("POST", "/api/destinations", data=huge,
+                        headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413, answer.text[:200]
+    assert "over 1024 KiB" in answer.json()["errors"][0]["message"]
+
+
 def test_audit_believes_x_forwarded_for_only_from_a_trusted_proxy(
         workers: WorkerFactory, receiver: Receiver) -> None:
     spoof = {"X-Forwarded-For": "203.0.113.9"}

@@ -18,8 +18,10 @@ from fastapi import Request
 
 from workers.admin.errors import ApiError
 
-__all__ = ["merge_patch", "optional_object", "required_object"]
+__all__ = ["MAX_BODY_BYTES", "merge_patch", "optional_object", "read_body", "required_object"]
 
+#: The largest body the API reads (a destination is a few KiB).
+MAX_BODY_BYTES = 1024 * 1024
 #: Top-level fields whose ``null`` is a value (clear it), not "back to the default".
 NULL_IS_A_VALUE = frozenset({"secret"})
 
@@ -52,16 +54,29 @@ def parse_object(raw: bytes, *, required: bool) -> dict[str, Any] | None:
     return value
 
 
+async def read_body(request: Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, read until ``limit_bytes`` (413 beyond: never all of it in memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit_bytes:
+            raise ApiError(413, "", f"the request body is over {limit_bytes // 1024} KiB: a "
+                           "destination is far smaller (send one at a time)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def required_object(request: Request) -> dict[str, Any]:
     """FastAPI dependency: the body, a JSON object (422 when missing or malformed)."""
-    body = parse_object(await request.body(), required=True)
+    body = parse_object(await read_body(request), required=True)
     assert body is not None  # required=True never returns None
     return body
 
 
 async def optional_object(request: Request) -> dict[str, Any] | None:
     """FastAPI dependency: the body as a JSON object, or None when there is none."""
-    return parse_object(await request.body(), required=False)
+    return parse_object(await read_body(request), required=False)
 
 
 def _merge(target: Any, patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ STATUS_TEXT = {
          "matching Origin (a cross-site page)",
     404: "No such destination, dead letter or event",
     409: "A destination with this name exists",
+    413: "The request body is over 1 MiB",
     422: "A refused destination or a malformed body: one entry per field, naming the value",
     503: "The database or Redis does not answer, or the service is misconfigured (the "
          "message says how to fix it)",
@@ -98,7 +99,7 @@ def install_openapi(app: FastAPI) -> None:
                 if not path.startswith("/api"):
                     continue
                 operation["security"] = [{"bearerAuth": []}]
-                extra = [400, 401, 503] + ([403] if method in STATE_CHANGING else [])
+                extra = [400, 401, 503] + ([403, 413] if method in STATE_CHANGING else [])
                 for status in extra:
                     responses.setdefault(str(status), _error_response(status))
         app.openapi_schema = doc
