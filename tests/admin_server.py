@@ -19,25 +19,34 @@ TOKEN = "admin-token-for-tests-0123456789"
 class AdminServer:
     """`python -m workers admin` on a free loopback port, with the factory's settings."""
 
-    def __init__(self, factory: WorkerFactory, token: str | None = TOKEN) -> None:
+    def __init__(self, factory: WorkerFactory, token: str | None = TOKEN, *,
+                 env: dict[str, str | None] | None = None, healthy: bool = True) -> None:
+        """``env`` sets (or, with None, removes) variables; ``healthy=False`` waits for any
+        answer of /healthz instead of a 200 (a service whose database is broken on purpose)."""
         factory.store  # noqa: B018 - the schema exists before the service starts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = token
-        env = factory.env(RECNOTIFY_ADMIN_ADDR=f"127.0.0.1:{self.port}")
-        env.pop("RECNOTIFY_ADMIN_TOKEN", None)
+        environ = factory.env(RECNOTIFY_ADMIN_ADDR=f"127.0.0.1:{self.port}")
+        environ.pop("RECNOTIFY_ADMIN_TOKEN", None)
         if token:
-            env["RECNOTIFY_ADMIN_TOKEN"] = token
+            environ["RECNOTIFY_ADMIN_TOKEN"] = token
+        for name, value in (env or {}).items():
+            if value is None:
+                environ.pop(name, None)
+            else:
+                environ[name] = value
         self.log_path: Path = factory.tmp_path / "admin.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers", "admin"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "workers", "admin"], env=environ,
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError(f"admin exited with {self.proc.returncode}: {self.log()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
+                status = requests.get(self.url + "/healthz", timeout=5).status_code
+                if status == 200 or not healthy:
                     return
             except requests.ConnectionError:
                 pass

@@ -198,3 +198,52 @@ def test_admin_help_shows_an_example() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "Example" in done.stdout and "recnotify admin --addr" in done.stdout
+
+
+def test_patch_changes_only_the_fields_sent_and_put_still_replaces(
+        admin: AdminServer, workers: WorkerFactory) -> None:
+    secret = generate_secret()
+    body = dest_body("m", "https://user:pw@m.example.com/hook", secret=secret,
+                     headers={"X-Key": {"value": "k-1", "secret": True}, "X-Team": "ops"},
+                     tls={"verify": False, "ca_bundle": "/ca.pem"}, deny_cidrs=["10.9.0.0/16"],
+                     circuit={"failures": 3, "reset_s": 12}, rate_limit_per_s=50,
+                     max_in_flight=5, ordered=True, on_dead_letter="hold")
+    assert admin.call("POST", "/api/destinations", json=body).status_code == 201
+    before = workers.store.get("m")
+
+    # nested objects merge per key; the rest, secrets included, stay as stored
+    answer = admin.call("PATCH", "/api/destinations/m",
+                        json={"circuit": {"failures": 4}, "tls": {"verify": True},
+                              "headers": {"X-Team": None, "X-New": "1"}})
+    assert answer.status_code == 200, answer.text
+    after = workers.store.get("m")
+    assert after.circuit.failures == 4 and after.circuit.reset_s == 12.0
+    assert after.tls.verify is True and after.tls.ca_bundle == "/ca.pem"
+    assert [(h.name, h.value, h.secret) for h in after.headers] == [
+        ("X-Key", "k-1", True), ("X-New", "1", False)]
+    assert after.secret == secret and after.url == before.url
+    assert (after.deny_cidrs, after.rate_limit_per_s, after.max_in_flight,
+            after.on_dead_letter) == (("10.9.0.0/16",), 50.0, 5, "hold")
+    audit = workers.store.list_audit()[0]
+    assert audit["detail"] == "changed: circuit, headers, tls"
+
+    # null puts a field back to its default; "secret": null clears the secret
+    admin.call("PATCH", "/api/destinations/m", json={"rate_limit_per_s": None, "secret": None})
+    cleared = workers.store.get("m")
+    assert cleared.rate_limit_per_s is None and cleared.secret is None
+    assert cleared.max_in_flight == 5
+
+    # the name in the body must be the path's; refusals keep parse_destination's messages
+    renamed = admin.call("PATCH", "/api/destinations/m", json={"name": "other"})
+    assert renamed.status_code == 422 and "differs from the name" in renamed.text
+    bad = admin.call("PATCH", "/api/destinations/m", json={"timeout_s": 99, "tls": {"x": 1}})
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"timeout_s", "tls.x"}
+    assert admin.call("PATCH", "/api/destinations/nope", json={}).status_code == 404
+
+    # PUT keeps its meaning: every field not sent goes back to its default
+    put = admin.call("PUT", "/api/destinations/m", json=dest_body("m", "https://m.example.com/"))
+    assert put.status_code == 200, put.text
+    replaced = workers.store.get("m")
+    assert replaced.circuit.failures == 5 and replaced.max_in_flight is None
+    assert replaced.deny_cidrs == () and replaced.tls.verify is True and not replaced.headers

@@ -4,32 +4,18 @@ driven by Playwright), against a real `recnotify admin` process, Redis and recei
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.admin_server import TOKEN, AdminServer
-from tests.helpers import ROOT, WorkerFactory
+from tests.browser import ARTIFACTS, browser
+from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-SCREENSHOT = ROOT / "test-artifacts" / "admin-page.png"
-FORM_SCREENSHOT = ROOT / "test-artifacts" / "admin-form-error.png"
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+__all__ = ["browser"]  # the fixture, re-exported for pytest
+SCREENSHOT = ARTIFACTS / "admin-page.png"
+FORM_SCREENSHOT = ARTIFACTS / "admin-form-error.png"
 
 
 @pytest.fixture

@@ -403,7 +403,7 @@ def test_import_of_an_alias_bomb_or_a_huge_file_is_one_line_naming_the_limit(
 
 
 def test_admin_api_refuses_an_oversized_body_naming_the_limit(admin: AdminServer) -> None:
-    from workers.admin.body_limit import MAX_BODY_BYTES
+    from workers.admin.bodies import MAX_BODY_BYTES
 
     body = {"name": "big", "events": "all", "url": "http://10.0.0.5/x",
             "params": "a=" + "x" * (MAX_BODY_BYTES + 10)}

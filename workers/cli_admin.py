@@ -29,8 +29,11 @@ def parse_addr(addr: str) -> tuple[str, int]:
 @click.command()
 @click.option("--addr", envvar="RECNOTIFY_ADMIN_ADDR", default=DEFAULT_ADDR, show_default=True,
               metavar="HOST:PORT", help="Where to listen [env RECNOTIFY_ADMIN_ADDR].")
+@click.option("--trusted-proxies", envvar="RECNOTIFY_TRUSTED_PROXIES", default="",
+              metavar="CIDRS", help="Proxies whose X-Forwarded-For the audit log believes, "
+              "comma separated (default: none) [env RECNOTIFY_TRUSTED_PROXIES].")
 @click.pass_context
-def admin(ctx: click.Context, addr: str) -> None:
+def admin(ctx: click.Context, addr: str, trusted_proxies: str) -> None:
     """Serve the admin page, the JSON API (/api, /docs), /metrics and /healthz.
 
     The API needs `Authorization: Bearer $RECNOTIFY_ADMIN_TOKEN`. Without a
@@ -45,9 +48,13 @@ def admin(ctx: click.Context, addr: str) -> None:
     import uvicorn
 
     from workers.admin import create_app
-    from workers.admin.auth import is_loopback
+    from workers.admin.auth import is_loopback, parse_trusted_proxies
 
     host, port = parse_addr(addr)
+    try:
+        proxies = parse_trusted_proxies(trusted_proxies)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-proxies") from None
     token = os.environ.get("RECNOTIFY_ADMIN_TOKEN") or None
     if token is None and not is_loopback(host):
         click.echo(f"error: refusing to serve the admin API on {addr} without a token: set "
@@ -60,5 +67,7 @@ def admin(ctx: click.Context, addr: str) -> None:
         click.echo(f"warning: RECNOTIFY_ADMIN_TOKEN is not set: the admin API on {addr} is "
                    "open to anyone who can reach this loopback address", err=True)
     click.echo(f"admin: http://{addr}/  (API docs: http://{addr}/docs)", err=True)
-    uvicorn.run(create_app(settings, token), host=host, port=port,
-                log_level=settings.log_level.lower(), access_log=False)
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer;
+    # the app believes it only from --trusted-proxies (workers.admin.auth.client_address)
+    uvicorn.run(create_app(settings, token, trusted_proxies=proxies), host=host, port=port,
+                log_level=settings.log_level.lower(), access_log=False, proxy_headers=False)

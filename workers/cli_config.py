@@ -106,6 +106,21 @@ def export(ctx: click.Context, include_secrets: bool, output: Path | None) -> No
         click.echo(text, nl=False)
 
 
+@destinations.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of the destinations file, for editors that validate YAML.
+
+    \b
+    Example (VS Code, yaml-language-server):
+      recnotify destinations schema > destinations.schema.json
+      # first line of destinations.yaml:
+      # yaml-language-server: $schema=./destinations.schema.json
+    """
+    from workers.destination_schema import file_json_schema
+
+    click.echo(json.dumps(file_json_schema(), indent=2))
+
+
 @destinations.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

@@ -5,18 +5,28 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Depends, Query
 
 from workers.admin.api_destinations import Caller, State, audit
+from workers.admin.bodies import optional_object
 from workers.admin.errors import ApiError
+from workers.admin.openapi import body_doc, errors_doc, ok_doc
 from workers.replay import purge_dead_letters, replay_dead_letters
 from workers.tracing import trace_event
 
 router = APIRouter(prefix="/api", tags=["records"])
 
-ReplayBody = Annotated[dict[str, Any] | None, Body(
-    description='{"destination": NAME} for one destination\'s dead letters, {} for all.',
-    examples=[{"destination": "crm"}, {}])]
+ReplayBody = Annotated[dict[str, Any] | None, Depends(optional_object)]
+REPLAY_DOC = body_doc(None, {"destination": "crm"}, required=False, schema={
+    "type": "object", "additionalProperties": False,
+    "description": '{"destination": NAME} for one destination\'s dead letters, {} for all.',
+    "properties": {"destination": {"type": "string"}}})
+ROWS = {"type": "array", "items": {"type": "object"}}
+COUNT = {"type": "object", "additionalProperties": {"type": "integer"}}
+#: Larger offsets overflow the database's integers (and page past any real table).
+MAX_OFFSET = 1_000_000_000
+#: Dead letters are paged in memory (the store reads the first offset + limit rows).
+MAX_DEAD_LETTER_OFFSET = 100_000
 
 
 def iso(at: float | None) -> str | None:
@@ -35,23 +45,27 @@ def _dead_letter_out(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@router.get("/attempts", summary="Delivery attempts, newest first")
+@router.get("/attempts", summary="Delivery attempts, newest first", response_model=None,
+            responses={**ok_doc(None, "Attempt records", schema=ROWS), **errors_doc(401, 422)})
 def list_attempts(state: State, _caller: Caller,
                   destination: str | None = None, notification_id: str | None = None,
                   event_id: str | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+                  offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
+                  ) -> list[dict[str, Any]]:
     rows = state.store.list_attempts(destination=destination, notification_id=notification_id,
                                      event_id=event_id, limit=limit, offset=offset)
     return [_attempt_out(r) for r in rows]
 
 
-@router.get("/dead-letters", summary="Dead letters, oldest first")
+@router.get("/dead-letters", summary="Dead letters, oldest first", response_model=None,
+            responses={**ok_doc(None, "Dead letters", schema=ROWS), **errors_doc(401, 422)})
 def list_dead_letters(state: State, _caller: Caller, destination: str | None = None,
-                      limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+                      limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+                      offset: Annotated[int, Query(ge=0, le=MAX_DEAD_LETTER_OFFSET)] = 0
                       ) -> list[dict[str, Any]]:
-    rows = state.store.list_dead_letters(destination=destination, limit=limit)
-    return [_dead_letter_out(r) for r in rows]
+    rows = state.store.list_dead_letters(destination=destination, limit=offset + limit)
+    return [_dead_letter_out(r) for r in rows[offset:]]
 
 
 def _replay(state: State, destination: str | None = None,
@@ -60,7 +74,10 @@ def _replay(state: State, destination: str | None = None,
                                destination=destination, ids=ids)
 
 
-@router.post("/dead-letters/replay", summary="Replay dead letters (one destination's, or all)")
+@router.post("/dead-letters/replay", summary="Replay dead letters (one destination's, or all)",
+             response_model=None, openapi_extra=REPLAY_DOC,
+             responses={**ok_doc(None, '{"replayed": N}', schema=COUNT),
+                        **errors_doc(401, 422)})
 def replay_many(state: State, caller: Caller, body: ReplayBody = None) -> dict[str, Any]:
     body = body or {}
     unknown = sorted(set(body) - {"destination"})
@@ -75,7 +92,10 @@ def replay_many(state: State, caller: Caller, body: ReplayBody = None) -> dict[s
     return {"replayed": count}
 
 
-@router.post("/dead-letters/{letter_id}/replay", summary="Replay one dead letter")
+@router.post("/dead-letters/{letter_id}/replay", summary="Replay one dead letter",
+             response_model=None,
+             responses={**ok_doc(None, '{"replayed": N}', schema=COUNT),
+                        **errors_doc(401, 404, 422)})
 def replay_one(letter_id: int, state: State, caller: Caller) -> dict[str, Any]:
     letters = [d for d in state.store.list_dead_letters() if d["id"] == letter_id]
     if not letters:
@@ -85,7 +105,10 @@ def replay_one(letter_id: int, state: State, caller: Caller) -> dict[str, Any]:
     return {"replayed": count}
 
 
-@router.delete("/dead-letters", summary="Purge dead letters (one destination's, or all)")
+@router.delete("/dead-letters", summary="Purge dead letters (one destination's, or all)",
+               response_model=None,
+               responses={**ok_doc(None, '{"purged": N}', schema=COUNT),
+                          **errors_doc(401, 422)})
 def purge(state: State, caller: Caller, destination: str | None = None) -> dict[str, Any]:
     count = purge_dead_letters(state.settings, state.store, state.redis, state.enqueue,
                                destination=destination)
@@ -93,7 +116,11 @@ def purge(state: State, caller: Caller, destination: str | None = None) -> dict[
     return {"purged": count}
 
 
-@router.get("/events/{event_id}", summary="Trace an event: its notifications and attempts")
+@router.get("/events/{event_id}", summary="Trace an event: its notifications and attempts",
+            response_model=None,
+            responses={**ok_doc(None, "The trace of SPEC 7", schema={
+                "type": "object", "required": ["event_id", "notifications"]}),
+                **errors_doc(401, 404)})
 def trace(event_id: str, state: State, _caller: Caller) -> dict[str, Any]:
     result = trace_event(state.settings, event_id, client=state.redis, store=state.store)
     if result["event"] is None and not result["notifications"]:
@@ -101,7 +128,8 @@ def trace(event_id: str, state: State, _caller: Caller) -> dict[str, Any]:
     return result
 
 
-@router.get("/audit", summary="The audit log of changes, newest first")
+@router.get("/audit", summary="The audit log of changes, newest first", response_model=None,
+            responses={**ok_doc(None, "Audit entries", schema=ROWS), **errors_doc(401, 422)})
 def audit_log(state: State, _caller: Caller,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     return [{**r, "time": iso(r.get("at"))} for r in state.store.list_audit(limit)]

@@ -3,7 +3,8 @@
 ``create_app(settings, token)`` builds the FastAPI application; ``recnotify
 admin`` serves it with uvicorn. Routes under ``/api`` need the bearer token
 when one is configured; the page, the docs, the metrics and the health check
-never do.
+never do. :class:`~workers.admin.guard.Guard` stands in front of everything
+(loopback ``Host`` only in open mode, no cross-site changes, security headers).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from workers import __version__
-from workers.admin import api_destinations, api_records, page
-from workers.admin.body_limit import BodyLimit
+from workers.admin import api_destinations, api_records, api_status, page
+from workers.admin.auth import Networks
 from workers.admin.errors import install_error_handlers
+from workers.admin.guard import Guard
+from workers.admin.openapi import install_openapi
 from workers.admin.state import AdminState
 from workers.errors import RecnotifyError
 from workers.metrics import make_registry
@@ -28,20 +31,25 @@ DESCRIPTION = """Configure where recording events are sent, test a destination, 
 delivery attempts and replay dead letters.
 
 Every `/api` call needs `Authorization: Bearer $RECNOTIFY_ADMIN_TOKEN` when a token is
-configured. Errors answer `{"errors": [{"field": ..., "message": ...}]}`."""
+configured ("Authorize" above). Without a token (loopback only), a call that changes
+something must send `Content-Type: application/json` and `Origin: http://HOST:PORT` (this
+service's own). Errors answer `{"errors": [{"field": ..., "message": ...}]}`."""
 
 
-def create_app(settings: Settings | None = None, token: str | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, token: str | None = None, *,
+               trusted_proxies: Networks = ()) -> FastAPI:
     """The admin application for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
-    state = AdminState(settings, token or None)
+    state = AdminState(settings, token or None, trusted_proxies)
     app = FastAPI(title="recnotify admin", version=__version__, description=DESCRIPTION,
                   redoc_url=None)
     app.state.admin = state
+    app.add_middleware(Guard, open_mode=not state.token, routes=lambda: app.routes)
     install_error_handlers(app)
-    app.add_middleware(BodyLimit)
+    install_openapi(app)
     app.include_router(api_destinations.router)
     app.include_router(api_records.router)
+    app.include_router(api_status.router)
     app.include_router(page.router)
     app.mount("/static", page.static_files(), name="static")
     registry = make_registry(settings, state.redis)

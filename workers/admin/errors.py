@@ -3,19 +3,30 @@
 A refused destination, a malformed body (not JSON, not an object, a wrong type),
 an unknown name and a missing token all answer in this one shape, never in the
 framework's default one. Messages name the bad value; secrets never appear.
+
+Configuration and storage failures (a missing ``RECNOTIFY_SECRET_KEY``, a
+schema that ``recnotify db upgrade`` has not created, a database or Redis that
+does not answer) answer 503 with their message; anything else unexpected
+answers 500 in the same shape, with an incident id to find the traceback in
+the admin log. No answer is ever a bare ``Internal Server Error``.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from workers.admin.guard import allowed_methods
 from workers.errors import (
+    ConfigError,
     DestinationExists,
     DestinationNotFound,
     FieldError,
@@ -24,6 +35,8 @@ from workers.errors import (
 )
 
 __all__ = ["ApiError", "error_body", "install_error_handlers"]
+
+log = logging.getLogger("recnotify.admin")
 
 
 class ApiError(Exception):
@@ -93,13 +106,69 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store(_request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse(error_body([{"field": "", "message": store_message(exc)}]),
+                            status_code=503)
+
+    @app.exception_handler(ConfigError)
+    async def _config(_request: Request, exc: ConfigError) -> JSONResponse:
         return JSONResponse(error_body([{"field": "", "message": str(exc)}]), status_code=503)
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:
+        url = request.app.state.admin.settings.redis_url
+        shown = url.rpartition("@")[2] if "@" in url else url
+        message = (f"Redis at {shown} failed: {type(exc).__name__}: {_first_line(exc)} (is it "
+                   "running? check RECNOTIFY_REDIS_URL and `recnotify check`)")
+        return JSONResponse(error_body([{"field": "", "message": message}]), status_code=503)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        incident = secrets.token_hex(4)
+        log.error("incident %s: %s %s failed", incident, request.method, request.url.path,
+                  exc_info=exc)
+        message = (f"internal error while handling {request.method} {request.url.path}: "
+                   f"{type(exc).__name__} (incident {incident}; the admin log has the details)")
+        return JSONResponse(error_body([{"field": "", "message": message}]), status_code=500)
 
     @app.exception_handler(ApiError)
     async def _api(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.errors), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body([{"field": "", "message": str(exc.detail)}]),
-                            status_code=exc.status_code, headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        message = str(exc.detail)
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            allow = allowed_methods(request.app.routes, request.url.path)
+            headers["Allow"] = ", ".join(allow)
+            message = f"{request.method} is not allowed on {request.url.path} (allowed: " \
+                      f"{', '.join(allow)})"
+        elif exc.status_code == 404:
+            message = f"no such path: {request.url.path} (the API is described at /docs)"
+        return JSONResponse(error_body([{"field": "", "message": message}]),
+                            status_code=exc.status_code, headers=headers)
+
+
+#: How SQLite and PostgreSQL say that a table is missing.
+MISSING_TABLE = ("no such table", "UndefinedTable", "does not exist")
+
+
+#: How drivers say that the database cannot be reached.
+UNREACHABLE = ("connection failed", "Connection refused", "could not connect",
+               "unable to open database", "timeout expired", "server closed the connection")
+
+
+def store_message(exc: StoreError) -> str:
+    """The store's message, plus the fix when the schema is missing or the database is down."""
+    message = str(exc)
+    if "db upgrade" not in message and any(m in message for m in MISSING_TABLE):
+        message += (" - the database schema is missing or outdated: run `recnotify db "
+                    "upgrade` with the same RECNOTIFY_DATABASE_URL")
+    elif any(m in message for m in UNREACHABLE):
+        message += (" - the database does not answer: is it running and reachable? Check "
+                    "RECNOTIFY_DATABASE_URL (`recnotify check` tests it)")
+    return message
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]

@@ -15,6 +15,7 @@ from functools import cached_property
 import redis
 from fastapi import Request
 
+from workers.admin.auth import Networks
 from workers.netsafety import AddressRules, parse_cidrs
 from workers.settings import Settings
 from workers.store import Store
@@ -27,6 +28,7 @@ Enqueue = Callable[[Sequence[tuple[str, str]]], None]
 class AdminState:
     settings: Settings
     token: str | None
+    trusted_proxies: Networks = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property

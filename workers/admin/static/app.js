@@ -7,7 +7,9 @@ const EVENT_TYPES = ["RECORDING_STARTED_EVENT", "RECORDING_PAUSED_EVENT",
 const MASK = "********";
 const $ = (sel) => document.querySelector(sel);
 const state = { token: sessionStorage.getItem("recnotify-token") || "", dests: [],
-  parameters: {}, presets: {}, editing: null, lastParamInput: null, attemptsOffset: 0 };
+  parameters: {}, presets: {}, editing: null, lastParamInput: null, attemptsOffset: 0,
+  deadOffset: 0, refreshing: false };
+const REFRESH_MS = 10_000;
 const PAGE = 20;
 
 function el(tag, props = {}, ...children) {
@@ -20,7 +22,8 @@ function el(tag, props = {}, ...children) {
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
   if (state.token) headers["Authorization"] = "Bearer " + state.token;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // every change is JSON, even without a body: the service refuses other types (no CSRF)
+  if (body !== undefined || method !== "GET") headers["Content-Type"] = "application/json";
   const resp = await fetch(path, { method, headers,
     body: body === undefined ? undefined : JSON.stringify(body) });
   let data = null;
@@ -81,13 +84,22 @@ async function loadDestinations() {
   const tbody = $("#dest-table tbody");
   tbody.replaceChildren();
   $("#no-dests").hidden = state.dests.length > 0;
-  const last = await Promise.all(state.dests.map((d) =>
+  const [last, status] = await Promise.all([Promise.all(state.dests.map((d) =>
     api("GET", "/api/attempts?limit=1&destination=" + encodeURIComponent(d.name))
-      .then((rows) => rows[0]).catch(() => undefined)));
+      .then((rows) => rows[0]).catch(() => undefined))),
+    api("GET", "/api/status").catch(() => [])]);
+  const byName = Object.fromEntries(status.map((s) => [s.destination, s]));
   state.dests.forEach((d, i) => {
     const events = d.events === "all" ? "all" : d.events.join(", ");
     const a = last[i];
+    const st = byName[d.name] || {};
     const outcome = a ? `${a.outcome} (${a.status || a.error || ""}) ${a.time || ""}` : "none yet";
+    const rate = st.success_rate_1h == null ? "-"
+      : `${Math.round(st.success_rate_1h * 100)}% of ${st.attempts_1h}`;
+    const err = st.last_error;
+    const lastError = err ? el("button", { type: "button", className: "link",
+      textContent: `${err.status ? "HTTP " + err.status : err.error || err.outcome} ${err.time || ""}`,
+      title: err.error || "", onclick: () => showTrace(err.event_id) }) : "-";
     const actions = el("td", { className: "row-actions" },
       el("button", { type: "button", textContent: "Edit", onclick: () => openEditor(d) }),
       el("button", { type: "button", textContent: d.enabled ? "Disable" : "Enable",
@@ -97,7 +109,11 @@ async function loadDestinations() {
     const row = el("tr", { className: "dest-row" }, el("td", { className: "d-name" }, d.name),
       el("td", {}, d.scope), el("td", {}, events), el("td", { className: "url" }, d.url),
       el("td", {}, d.enabled ? "yes" : "no"),
-      el("td", { className: "d-outcome " + (a ? a.outcome : "") }, outcome), actions);
+      el("td", { className: "d-circuit circuit-" + (st.circuit || "closed") }, st.circuit || "closed"),
+      el("td", { className: "d-parked" }, st.parked ?? 0),
+      el("td", { className: "d-rate" }, rate),
+      el("td", { className: "d-outcome " + (a ? a.outcome : "") }, outcome),
+      el("td", { className: "d-error" }, lastError), actions);
     row.dataset.name = d.name;
     tbody.append(row);
   });
@@ -105,13 +121,16 @@ async function loadDestinations() {
 }
 
 function fillDestinationSelects() {
-  const testSel = $("#t-dest"), filter = $("#a-dest");
-  const chosenTest = testSel.value, chosenFilter = filter.value;
+  const testSel = $("#t-dest");
+  const chosenTest = testSel.value;
   testSel.replaceChildren(...state.dests.map((d) => el("option", { value: d.name }, d.name)));
-  filter.replaceChildren(el("option", { value: "" }, "all destinations"),
-    ...state.dests.map((d) => el("option", { value: d.name }, d.name)));
   if (state.dests.some((d) => d.name === chosenTest)) testSel.value = chosenTest;
-  if (state.dests.some((d) => d.name === chosenFilter)) filter.value = chosenFilter;
+  for (const filter of [$("#a-dest"), $("#dl-dest")]) {
+    const chosen = filter.value;
+    filter.replaceChildren(el("option", { value: "" }, "all destinations"),
+      ...state.dests.map((d) => el("option", { value: d.name }, d.name)));
+    if (state.dests.some((d) => d.name === chosen)) filter.value = chosen;
+  }
   fillTestTypes();
 }
 
@@ -264,6 +283,9 @@ function openEditor(d) {
   $("#editor").hidden = false;
   fillForm(d || { events: [], scope: "global", url: "", params: "", method: "GET",
     results: ["success", "failure"], enabled: true, ordered: false });
+  // what the form shows now: a save sends only the fields that differ from it (PATCH)
+  state.original = formBody();
+  $("#f-message").textContent = "";
   $("#f-name").disabled = !!d;
   $("#editor").scrollIntoView();
 }
@@ -300,6 +322,19 @@ function fillForm(d) {
   $("#f-retry-backoff").value = retry.backoff_s ?? 1;
   $("#f-retry-backoff-max").value = retry.backoff_max_s ?? 600;
   $("#f-timeout").value = d.timeout_s ?? 10;
+  const tls = d.tls || {};
+  $("#f-tls-verify").checked = tls.verify !== false;
+  $("#f-tls-ca").value = tls.ca_bundle || "";
+  $("#f-tls-cert").value = tls.client_cert || "";
+  $("#f-tls-key").value = tls.client_key || "";
+  $("#f-allow-cidrs").value = (d.allow_cidrs || []).join(", ");
+  $("#f-deny-cidrs").value = (d.deny_cidrs || []).join(", ");
+  const circuit = d.circuit || {};
+  $("#f-circuit-failures").value = circuit.failures ?? 5;
+  $("#f-circuit-reset").value = circuit.reset_s ?? 30;
+  $("#f-rate").value = d.rate_limit_per_s ?? "";
+  $("#f-in-flight").value = d.max_in_flight ?? "";
+  $("#f-on-dead-letter").value = d.on_dead_letter === "hold" ? "hold" : "continue";
   $("#f-secret").value = "";
   $("#f-secret-clear").checked = false;
   const hasSecret = d.secret === MASK;
@@ -321,7 +356,39 @@ $("#f-preset").addEventListener("change", () => {
 
 function number(sel) {
   const raw = $(sel).value.trim();
-  return raw === "" ? undefined : Number(raw);
+  return raw === "" ? null : Number(raw);
+}
+
+function text(sel) {
+  const raw = $(sel).value.trim();
+  return raw === "" ? null : raw;
+}
+
+function cidrs(sel) {
+  return $(sel).value.split(/[\s,]+/).filter((c) => c !== "");
+}
+
+// A new destination: fields left empty are not sent (they take their defaults).
+function withoutNulls(value) {
+  if (!isObject(value)) return value;
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null)
+    .map(([k, v]) => [k, withoutNulls(v)]));
+}
+
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+// The JSON merge patch (RFC 7396) turning `before` into `after`: changed keys only, objects
+// per key, a key that is gone as null.
+function mergePatch(before, after) {
+  const patch = {};
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const a = before[key], b = after[key];
+    if (JSON.stringify(a) === JSON.stringify(b)) continue;
+    if (b === undefined) patch[key] = null;
+    else if (isObject(a) && isObject(b)) patch[key] = mergePatch(a, b);
+    else patch[key] = b;
+  }
+  return patch;
 }
 
 function formBody() {
@@ -337,6 +404,14 @@ function formBody() {
     ordered: $("#f-ordered").checked,
     enabled: $("#f-enabled").checked,
     timeout_s: number("#f-timeout"),
+    tls: { verify: $("#f-tls-verify").checked, ca_bundle: text("#f-tls-ca"),
+      client_cert: text("#f-tls-cert"), client_key: text("#f-tls-key") },
+    allow_cidrs: cidrs("#f-allow-cidrs"),
+    deny_cidrs: cidrs("#f-deny-cidrs"),
+    circuit: { failures: number("#f-circuit-failures"), reset_s: number("#f-circuit-reset") },
+    rate_limit_per_s: number("#f-rate"),
+    max_in_flight: number("#f-in-flight"),
+    on_dead_letter: $("#f-on-dead-letter").value,
   };
   if ($("#f-preset").value) body.preset = $("#f-preset").value;
   const headers = {};
@@ -348,12 +423,8 @@ function formBody() {
       ? { value: value === "" ? MASK : value, secret: true } : value;
   });
   body.headers = headers;
-  if ($("#f-retry-policy").value === "standard") {
-    body.retry = { policy: "standard", max_attempts: number("#f-retry-max") };
-  } else {
-    body.retry = { max_attempts: number("#f-retry-max"), backoff_s: number("#f-retry-backoff"),
-      backoff_max_s: number("#f-retry-backoff-max") };
-  }
+  body.retry = { max_attempts: number("#f-retry-max"), backoff_s: number("#f-retry-backoff"),
+    backoff_max_s: number("#f-retry-backoff-max"), policy: $("#f-retry-policy").value };
   const secret = $("#f-secret").value;
   if ($("#f-secret-clear").checked) body.secret = null;
   else if (secret) body.secret = secret;
@@ -366,9 +437,14 @@ $("#dest-form").addEventListener("submit", async (ev) => {
   const body = formBody();
   try {
     if (state.editing) {
-      await api("PUT", "/api/destinations/" + encodeURIComponent(state.editing), body);
+      const patch = mergePatch(state.original, body);
+      if (!Object.keys(patch).length) {
+        $("#f-message").textContent = "Nothing changed.";
+        return;
+      }
+      await api("PATCH", "/api/destinations/" + encodeURIComponent(state.editing), patch);
     } else {
-      await api("POST", "/api/destinations", body);
+      await api("POST", "/api/destinations", withoutNulls(body));
     }
   } catch (e) {
     showErrors(e.errors.length ? e.errors : [{ field: "", message: e.message }]);
@@ -417,7 +493,7 @@ async function loadAttempts() {
   $("#a-older").disabled = rows.length < PAGE;
   $("#a-newer").disabled = state.attemptsOffset === 0;
 }
-$("#a-dest").addEventListener("change", () => { state.attemptsOffset = 0; loadAttempts(); loadDeadLetters(); });
+$("#a-dest").addEventListener("change", () => { state.attemptsOffset = 0; loadAttempts(); });
 $("#a-refresh").addEventListener("click", () => refreshAll());
 $("#a-older").addEventListener("click", () => { state.attemptsOffset += PAGE; loadAttempts(); });
 $("#a-newer").addEventListener("click", () => {
@@ -425,10 +501,16 @@ $("#a-newer").addEventListener("click", () => {
 });
 
 async function loadDeadLetters() {
-  const dest = $("#a-dest").value;
-  const rows = await api("GET", "/api/dead-letters" + (dest ? "?destination=" + encodeURIComponent(dest) : ""));
+  const dest = $("#dl-dest").value;
+  const query = `limit=${PAGE}&offset=${state.deadOffset}` +
+    (dest ? "&destination=" + encodeURIComponent(dest) : "");
+  const rows = await api("GET", "/api/dead-letters?" + query);
+  $("#dl-older").disabled = rows.length < PAGE;
+  $("#dl-newer").disabled = state.deadOffset === 0;
   $("#dl-table tbody").replaceChildren(...rows.map((d) => el("tr", { className: "dl-row" },
-    el("td", {}, d.time), el("td", {}, d.destination), el("td", { className: "mono" }, d.event_id),
+    el("td", {}, d.time), el("td", {}, d.destination),
+    el("td", { className: "mono" }, el("button", { type: "button", className: "link mono",
+      textContent: d.event_id, onclick: () => showTrace(d.event_id) })),
     el("td", {}, (d.attempts || []).length), el("td", {}, d.reason),
     el("td", {}, el("button", { type: "button", textContent: "Replay",
       onclick: () => replay(`/api/dead-letters/${d.id}/replay`, undefined) })))));
@@ -442,7 +524,66 @@ async function replay(path, body) {
 }
 $("#dl-replay-all").addEventListener("click", () => replay("/api/dead-letters/replay", {}));
 $("#dl-replay-dest").addEventListener("click", () =>
-  replay("/api/dead-letters/replay", { destination: $("#a-dest").value }));
+  replay("/api/dead-letters/replay", { destination: $("#dl-dest").value }));
+$("#dl-dest").addEventListener("change", () => { state.deadOffset = 0; loadDeadLetters(); });
+$("#dl-older").addEventListener("click", () => { state.deadOffset += PAGE; loadDeadLetters(); });
+$("#dl-newer").addEventListener("click", () => {
+  state.deadOffset = Math.max(0, state.deadOffset - PAGE); loadDeadLetters();
+});
+
+// -- trace: by event id, or every event of a UCID --------------------------------------------
+async function showTrace(query) {
+  $("#trace-q").value = query;
+  $("#trace-error").textContent = "";
+  $("#trace-result").replaceChildren();
+  try {
+    await api("GET", "/api/events/" + encodeURIComponent(query)).then((t) => renderTrace([t]));
+  } catch (e) {
+    if (e.status !== 404) { $("#trace-error").textContent = e.message; return; }
+    let ids;
+    try {
+      ids = await api("GET", "/api/events?ucid=" + encodeURIComponent(query));
+    } catch (e2) {
+      $("#trace-error").textContent = `No event with id ${query}, and ${e2.message}`;
+      return;
+    }
+    renderTrace(await Promise.all(ids.map((id) => api("GET", "/api/events/" + encodeURIComponent(id)))));
+  }
+  $("#trace-panel").scrollIntoView();
+}
+
+function traceRow(n) {
+  const attempts = (n.attempts || []).map((a) =>
+    `#${a.attempt}: ${a.status ? "HTTP " + a.status : a.error || ""}`).join("; ");
+  return el("tr", { className: "trace-row" }, el("td", {}, n.destination),
+    el("td", { className: n.state }, n.state + (n.waiting ? ` (${n.waiting})` : "")),
+    el("td", {}, attempts || "none"));
+}
+
+function renderTrace(traces) {
+  $("#trace-result").replaceChildren(...traces.map((t) => {
+    const head = el("thead", {}, el("tr", {}, el("th", {}, "Destination"),
+      el("th", {}, "State"), el("th", {}, "Attempts")));
+    const body = el("tbody", {}, ...t.notifications.map(traceRow));
+    return el("div", { className: "trace" },
+      el("h3", {}, `${t.type || "event"} `, el("span", { className: "mono" }, t.event_id)),
+      el("table", { className: "trace-table" }, head, body));
+  }));
+}
+$("#trace-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = $("#trace-q").value.trim();
+  if (q) showTrace(q);
+});
+
+// -- auto-refresh (not while a form is open, nor while the last refresh runs) ---------------
+setInterval(async () => {
+  if (!$("#auto-refresh").checked || $("#app").hidden || !$("#editor").hidden
+      || state.refreshing) return;
+  state.refreshing = true;
+  try { await refreshAll(); } catch (e) { /* the next tick tries again */ }
+  finally { state.refreshing = false; }
+}, REFRESH_MS);
 $("#dl-purge").addEventListener("click", async () => {
   if (!confirm("Delete every dead letter for good?")) return;
   const r = await api("DELETE", "/api/dead-letters");
