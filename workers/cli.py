@@ -19,7 +19,7 @@ import click
 from producer.errors import RecnotifyError
 from workers import __version__
 from workers.logs import setup_logging
-from workers.settings import DEFAULT_DATA_DIR, Settings
+from workers.settings import DEFAULT_DATA_DIR_TEXT, Settings
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -62,7 +62,7 @@ def _settings(ctx: click.Context) -> Settings:
     type=click.Path(file_okay=False, path_type=Path),
     envvar="RECNOTIFY_DATA_DIR",
     help="SQLite database, secret key, embedded Redis data, run file [env RECNOTIFY_DATA_DIR; "
-    f"default {DEFAULT_DATA_DIR}].",
+    f"default {DEFAULT_DATA_DIR_TEXT}].",
 )
 @click.pass_context
 def main(

@@ -22,8 +22,9 @@ from producer.discovery import read_run_file, user_data_dir
 from workers.errors import ConfigError
 from workers.secret_key import read_key_file
 
-#: The data dir when RECNOTIFY_DATA_DIR is unset: per user, never the current directory.
-DEFAULT_DATA_DIR = user_data_dir()
+#: The data dir when RECNOTIFY_DATA_DIR is unset: per user (producer.discovery.user_data_dir,
+#: read at each call), never the current directory. This text is for help messages.
+DEFAULT_DATA_DIR_TEXT = "the per-user data dir, e.g. ~/.local/share/recnotify"
 DEFAULT_STREAM_RETENTION_S = 7 * 24 * 3600
 DEFAULT_RECORD_RETENTION_DAYS = 30
 #: Celery/kombu re-delivers an unacknowledged task after this long (a dead worker's work).
@@ -136,7 +137,7 @@ class Settings:
     redis_url_explicit: bool = False
     key_prefix: str = DEFAULT_KEY_PREFIX
     database_url: str | None = None
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = field(default_factory=user_data_dir)
     #: the pid of the ``recnotify run`` whose run file gave the Redis URL (None: configured)
     discovered_from_pid: int | None = None
     secret_key: str | None = field(default=None, repr=False)
@@ -165,7 +166,7 @@ class Settings:
         env = os.environ if env is None else env
         overrides = {k: v for k, v in overrides.items() if v is not None}
         data_dir = Path(overrides.get("data_dir") or _env(env, "RECNOTIFY_DATA_DIR", "")
-                        or DEFAULT_DATA_DIR).expanduser()
+                        or user_data_dir()).expanduser()
         overrides["data_dir"] = data_dir
         settings = cls(
             redis_url=_env(env, "RECNOTIFY_REDIS_URL", DEFAULT_REDIS_URL),
