@@ -85,7 +85,7 @@ def test_a_command_never_creates_an_empty_database_and_says_where_it_looked(
         clean_env: Path) -> None:
     runner = CliRunner()
     for command in (["destinations", "list"], ["dead-letters", "list"], ["trace", "x"],
-                    ["destinations", "export"]):
+                    ["destinations", "export"], ["worker"], ["admin"]):
         result = runner.invoke(main, command)
         assert result.exit_code == 1, (command, result.output)
         lines = result.output.strip().splitlines()

@@ -144,13 +144,17 @@ def child_preexec() -> Callable[[], None] | None:
 
 
 def _is_server_on(pid: int, data_dir: Path) -> bool:
-    """True when ``pid`` is a redis/valkey server (Linux: by its command line)."""
+    """True when ``pid`` is a redis/valkey server working in ``data_dir`` (Linux /proc).
+
+    The server rewrites its command line (``redis-server 127.0.0.1:6379``) but works in
+    its ``--dir``, so its name and current directory identify it.
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
         return False
-    return any(name.encode() in cmdline[0] for name in SERVER_NAMES) and str(
-        data_dir.resolve()).encode() in b" ".join(cmdline)
+    return name in SERVER_NAMES and cwd == data_dir.resolve()
 
 
 def _stop_pid(pid: int, timeout_s: float = 10.0) -> None:
@@ -172,11 +176,13 @@ class EmbeddedRedis:
     """A Redis-compatible server child process with AOF persistence in ``data_dir``.
 
     ``port`` 0 takes a free port; ``prefer_port`` is tried first when it is free.
+    ``binary`` None: :func:`find_redis_server`.
     """
 
     data_dir: Path
     port: int = 0
     prefer_port: int | None = None
+    binary: str | None = None
     appendonly: bool = True
     process: subprocess.Popen[bytes] | None = None
     _lock: IO[str] | None = field(default=None, repr=False)
@@ -223,7 +229,7 @@ class EmbeddedRedis:
         self.pidfile.unlink(missing_ok=True)
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
-        binary = find_redis_server()
+        binary = self.binary or find_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
