@@ -143,7 +143,8 @@ class NaiveCelery:
 class RecnotifyDefault:
     """``recnotify worker`` exactly as its default command starts (no option)."""
 
-    def __init__(self, cluster: Cluster, rc: ReceiverClient) -> None:
+    def __init__(self, cluster: Cluster, rc: ReceiverClient,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.cluster, self.rc = cluster, rc
         d = cluster.destination
         prefix = cluster.prefix("rn")
@@ -156,7 +157,8 @@ class RecnotifyDefault:
         for name in ("RECNOTIFY_CONCURRENCY", "RECNOTIFY_PROCESSES"):
             env.pop(name, None)
         log = open(cluster.tmp / "recnotify-default.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers", "worker"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "workers", "worker", *extra_args],
+                                     env=env,
                                      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         cluster.procs.append(self.proc)
         self.publisher = self.factory.publisher()
@@ -187,14 +189,15 @@ class RecnotifyDefault:
 MODES = ("queued", "live")
 
 
-def measure(cluster: Cluster, count: int, rounds: int) -> dict[str, Any]:
+def measure(cluster: Cluster, count: int, rounds: int,
+            extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     rc = cluster.start_receiver(delay_ms=100)
     f: dict[str, Any] = {
         "receiver_fast_per_s": capacity_per_s(rc.port, "/fast/cap", 32, 1.0),
         "receiver_slow_per_s": capacity_per_s(rc.port, "/slow/cap", 400, 1.0),
     }
     naive = NaiveCelery(cluster, rc)
-    rn = RecnotifyDefault(cluster, rc)
+    rn = RecnotifyDefault(cluster, rc, extra_args)
     best: dict[str, float] = {}
 
     def keep(key: str, value: float) -> None:
@@ -257,14 +260,19 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=3000, help="messages per measure")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
+    parser.add_argument("--worker-args", default="",
+                        help="options for `recnotify worker` (default none: its default "
+                        "command), e.g. '-c 16' to explore")
     args = parser.parse_args()
     url = os.environ.get("RECNOTIFY_REDIS_URL") or "redis://127.0.0.1:6379/0"
     cluster = Cluster(url)
     try:
-        figures = measure(cluster, args.count, args.rounds)
+        figures = measure(cluster, args.count, args.rounds, tuple(args.worker_args.split()))
     finally:
         cluster.close()
     print(report(figures, args.count, args.rounds))
+    if args.worker_args:
+        print(f"(recnotify worker {args.worker_args}: NOT the default command)")
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
 
 

@@ -32,8 +32,9 @@ def _settings(ctx: click.Context) -> Settings:
     "--redis-url",
     envvar="RECNOTIFY_REDIS_URL",
     metavar="URL",
-    help="Redis for the event stream and Celery [env RECNOTIFY_REDIS_URL; "
-    "default redis://127.0.0.1:6379/0].",
+    help="Redis for the event stream and Celery [env RECNOTIFY_REDIS_URL; default: the one "
+    "a running `recnotify run` serves (run.json in the data dir), else "
+    "redis://127.0.0.1:6379/0].",
 )
 @click.option(
     "--database-url",
