@@ -182,6 +182,20 @@ def test_listen_refuses_a_malformed_secret_in_one_line() -> None:
     result = CliRunner().invoke(main, ["listen", "--secret", "nope"])
     assert result.exit_code == 1
     assert result.output.strip() == "error: --secret: signing secret must start with 'whsec_'"
+    assert "Example" in CliRunner().invoke(main, ["listen", "--help"]).output
+
+
+def test_listen_on_a_taken_port_says_so_in_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["listen", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert result.output.strip().endswith("choose another --port")
 
 
 def test_available_cpus_follows_the_affinity_mask() -> None:
