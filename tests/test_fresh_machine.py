@@ -140,14 +140,20 @@ def test_readme_commands_work_on_a_fresh_machine_from_another_directory(
     imported = machine.run("destinations", "import", "destinations.yaml")
     assert imported.returncode == 0, imported.stderr
     assert "2 created" in imported.stdout
+    # Running workers apply a change within 2 seconds (README); a person typing the next
+    # command takes longer than that, a test does not.
+    time.sleep(2.5)
     published = machine.run("publish", "RECORDING_STARTED_EVENT", "--route", "support-line",
                             "--account", "acme", "--param", "UCID=13-23132@1.2.3.4",
                             "--param", "CALLEDAORS=sip:7654321@1.2.3.1:5060")
     assert published.returncode == 0, published.stderr
     event_id = published.stdout.strip()
     # Then the listener shows both notifications, the signed one verified
-    listened = machine.wait_for("listen.log", "GET /Face/eventNotify", 30)
-    listened = machine.wait_for("listen.log", "POST /hooks/recordings", 30)
+    try:
+        machine.wait_for("listen.log", "GET /Face/eventNotify", 30)
+        listened = machine.wait_for("listen.log", "POST /hooks/recordings", 30)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\ntrace: {machine.run('trace', event_id).stdout}") from None
     assert "calledAors = sip:7654321@1.2.3.1:5060" in listened
     assert "ucid = 13-23132@1.2.3.4" in listened
     assert "signature: verified" in listened and f'"id": "{event_id}"' in listened
