@@ -26,6 +26,7 @@ from producer.constants import (
     ENV_REDIS_URL,
     events_key,
 )
+from producer.discovery import default_data_dir, read_run_file
 from producer.errors import PublishError
 from producer.events import Event, ParamValue, validate_event
 from producer.redis_url import client_from_url
@@ -41,6 +42,10 @@ _RETRYABLE = (
 class Publisher:
     """Publishes recording events; safe to share between threads.
 
+    With no ``redis_url``: ``RECNOTIFY_REDIS_URL``, else the Redis of the running
+    ``recnotify run`` (its run file in the data dir, see :mod:`producer.discovery`),
+    else ``redis://127.0.0.1:6379/0``.
+
     >>> publisher = Publisher("redis://127.0.0.1:6379/0")
     >>> event_id = publisher.publish("RECORDING_STARTED_EVENT", route="support",
     ...                              params={"UCID": "13-23132@1.2.3.4"})
@@ -54,12 +59,18 @@ class Publisher:
         publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
         client: redis.Redis | None = None,
     ) -> None:
-        self.redis_url = redis_url or os.environ.get(ENV_REDIS_URL) or DEFAULT_REDIS_URL
-        self.key_prefix = (
-            key_prefix
-            if key_prefix is not None
-            else os.environ.get(ENV_KEY_PREFIX, DEFAULT_KEY_PREFIX)
-        )
+        # Not configured: the service `recnotify run` started (its run file), else the default.
+        running = None
+        if not (redis_url or os.environ.get(ENV_REDIS_URL)):
+            running = read_run_file(default_data_dir())
+        self.redis_url = (redis_url or os.environ.get(ENV_REDIS_URL)
+                          or (running.redis_url if running else DEFAULT_REDIS_URL))
+        if key_prefix is not None:
+            self.key_prefix = key_prefix
+        elif ENV_KEY_PREFIX in os.environ:
+            self.key_prefix = os.environ[ENV_KEY_PREFIX]
+        else:
+            self.key_prefix = running.key_prefix if running else DEFAULT_KEY_PREFIX
         self.stream = events_key(self.key_prefix)
         self.publish_timeout_s = publish_timeout_s
         self._redis = client or client_from_url(

@@ -99,6 +99,8 @@ class WorkerFactory:
                 "-m",
                 "workers",
                 "worker",
+                "--processes",
+                "1",
                 "-c",
                 str(concurrency),
                 "--node-name",

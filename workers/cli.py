@@ -1,13 +1,17 @@
 """The ``recnotify`` command line: a thin layer over the modules.
 
 Global options bind to the environment (``RECNOTIFY_REDIS_URL``,
-``RECNOTIFY_DATABASE_URL``, ``RECNOTIFY_KEY_PREFIX``); a command-line option wins.
+``RECNOTIFY_DATABASE_URL``, ``RECNOTIFY_KEY_PREFIX``, ``RECNOTIFY_DATA_DIR``); a
+command-line option wins. ``--data-dir`` is accepted by every command, before or
+after its name. With no Redis URL configured, commands use the service a running
+``recnotify run`` serves (its run file in the data dir, producer/discovery.py).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,7 +19,7 @@ import click
 from producer.errors import RecnotifyError
 from workers import __version__
 from workers.logs import setup_logging
-from workers.settings import Settings
+from workers.settings import DEFAULT_DATA_DIR_TEXT, Settings
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -28,8 +32,9 @@ def _settings(ctx: click.Context) -> Settings:
     "--redis-url",
     envvar="RECNOTIFY_REDIS_URL",
     metavar="URL",
-    help="Redis for the event stream and Celery [env RECNOTIFY_REDIS_URL; "
-    "default redis://127.0.0.1:6379/0].",
+    help="Redis for the event stream and Celery [env RECNOTIFY_REDIS_URL; default: the one "
+    "a running `recnotify run` serves (run.json in the data dir), else "
+    "redis://127.0.0.1:6379/0].",
 )
 @click.option(
     "--database-url",
@@ -53,6 +58,13 @@ def _settings(ctx: click.Context) -> Settings:
     help="Log line format.",
 )
 @click.option("--log-level", default="INFO", envvar="RECNOTIFY_LOG_LEVEL", show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RECNOTIFY_DATA_DIR",
+    help="SQLite database, secret key, embedded Redis data, run file [env RECNOTIFY_DATA_DIR; "
+    f"default {DEFAULT_DATA_DIR_TEXT}].",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -61,6 +73,7 @@ def main(
     key_prefix: str | None,
     log_format: str,
     log_level: str,
+    data_dir: Path | None,
 ) -> None:
     """recnotify: recording events in, HTTP notifications out.
 
@@ -72,13 +85,16 @@ def main(
       recnotify check
     """
     setup_logging(log_level, log_format)
-    ctx.obj = Settings.from_env(
-        redis_url=redis_url,
-        database_url=database_url,
-        key_prefix=key_prefix,
-        log_format=log_format,
-        log_level=log_level,
-    )
+    overrides = {"redis_url": redis_url, "database_url": database_url, "key_prefix": key_prefix,
+                 "log_format": log_format, "log_level": log_level, "data_dir": data_dir}
+    ctx.meta["recnotify.overrides"] = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        ctx.obj = Settings.from_env(**ctx.meta["recnotify.overrides"])
+        if ctx.invoked_subcommand == "admin":
+            ctx.obj.require_database()
+    except RecnotifyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 def run_safely(func: Any) -> Any:
@@ -170,28 +186,44 @@ def publish(
     help="Delivery threads in this process.",
 )
 @click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(min=1),
+    envvar="RECNOTIFY_PROCESSES",
+    help="Worker processes, each with its consumer and delivery threads "
+    "[env RECNOTIFY_PROCESSES; default: one per CPU].",
+)
+@click.option(
     "--node-name",
     "-n",
     envvar="RECNOTIFY_NODE_NAME",
-    help="Worker name (default: host-pid); unique per process.",
+    help="Worker name (default: host-pid); unique per process (-p0, -p1 ... appended "
+    "with several processes).",
 )
 @click.pass_context
 @run_safely
-def worker(ctx: click.Context, concurrency: int, node_name: str | None) -> None:
-    """Run one worker process: the stream consumer and the delivery pool.
+def worker(ctx: click.Context, concurrency: int, processes: int | None,
+           node_name: str | None) -> None:
+    """Run the worker: the stream consumer and the delivery pool, one process per CPU.
 
     Run more of them (on one host or many) to scale out.
 
     \b
     Example:
       RECNOTIFY_REDIS_URL=redis://redis:6379/0 recnotify worker -c 100
+      recnotify worker --processes 1
     """
     from dataclasses import replace
 
     from workers.app import create_app
-    from workers.service import install
+    from workers.service import available_cpus, install
 
     settings = _settings(ctx)
+    settings.require_database()
+    count = processes or available_cpus()
+    if count > 1:
+        _run_processes(settings, count, concurrency, node_name or settings.node_name)
+        return
     settings = replace(settings, concurrency=concurrency,
                        node_name=node_name or settings.node_name)
     app = create_app(settings)
@@ -216,6 +248,27 @@ def worker(ctx: click.Context, concurrency: int, node_name: str | None) -> None:
     )
 
 
+def _run_processes(settings: Settings, count: int, concurrency: int, base: str) -> None:
+    """``count`` single-process workers as children that die with this one."""
+    import os
+    import subprocess
+
+    from workers.cli_run import _supervise
+    from workers.embedded import child_preexec
+
+    env = {**os.environ, **settings.to_env()}
+    children = [
+        (f"worker {index}", subprocess.Popen(
+            [sys.executable, "-m", "workers", "worker", "--processes", "1", "-c",
+             str(concurrency), "--node-name", f"{base}-p{index}"],
+            env=env, preexec_fn=child_preexec()))
+        for index in range(count)
+    ]
+    _supervise(children, None)
+    if any(child.returncode for _, child in children):
+        sys.exit(1)
+
+
 # -- check -----------------------------------------------------------------------------------
 @main.command()
 @click.option(
@@ -235,7 +288,15 @@ def check(ctx: click.Context, self_only: bool) -> None:
     """
     from workers.health import check_all, check_self
 
-    problems = check_self(_settings(ctx)) if self_only else check_all(_settings(ctx))
+    settings = _settings(ctx)
+    if self_only:
+        problems = check_self(settings)
+    else:
+        try:
+            settings.require_database()
+            problems = check_all(settings)
+        except RecnotifyError as exc:
+            problems = [str(exc)]
     if problems:
         for problem in problems:
             click.echo(f"FAIL: {problem}", err=True)
@@ -282,6 +343,7 @@ def trace(ctx: click.Context, event_id: str | None, ucid: str | None, as_json: b
     settings = _settings(ctx)
     if not event_id and not ucid:
         raise click.UsageError("give an EVENT_ID or --ucid")
+    settings.require_database()
     ids = [event_id] if event_id else event_ids_for_ucid(settings, ucid or "")
     traces = [trace_event(settings, i) for i in ids]
     if as_json:
@@ -306,10 +368,43 @@ def _format_trace(item: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-from workers import cli_config, cli_run  # noqa: E402  (sub-commands register on `main`)
+from workers import cli_config, cli_listen, cli_run  # noqa: E402  (sub-commands register)
 
 cli_config.register(main)
 cli_run.register(main)
+cli_listen.register(main)
 from workers import cli_admin  # noqa: E402
 
 cli_admin.register(main)
+
+
+def _data_dir_after_the_command(ctx: click.Context, _param: click.Parameter,
+                                value: Path | None) -> None:
+    """``recnotify COMMAND --data-dir X``: the settings again, with that data dir."""
+    if value is None:
+        return
+    overrides = {**ctx.find_root().meta.get("recnotify.overrides", {}), "data_dir": value}
+    ctx.find_root().meta["recnotify.overrides"] = overrides
+    try:
+        ctx.obj = Settings.from_env(**overrides)
+        if ctx.find_root().invoked_subcommand == "admin":
+            ctx.obj.require_database()
+    except RecnotifyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def add_data_dir_option(command: click.Command) -> None:
+    """Give ``command`` and every sub-command a ``--data-dir`` (the global one, repeated)."""
+    if not any(p.name == "data_dir" for p in command.params):
+        command.params.append(click.Option(
+            ["--data-dir"], type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False, is_eager=True, callback=_data_dir_after_the_command,
+            help="The data dir (as `recnotify --data-dir`) [env RECNOTIFY_DATA_DIR]."))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_data_dir_option(sub)
+
+
+for _command in main.commands.values():
+    add_data_dir_option(_command)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from workers.errors import ConfigError
 from workers.settings import Settings
 
 
@@ -17,6 +18,10 @@ def _store(ctx: click.Context) -> Any:
     from workers.store import Store
 
     settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
+    try:
+        settings.require_database()  # never create an empty database: say where it looked
+    except ConfigError as exc:
+        _fail(exc)
     return Store(settings.effective_database_url, settings.secret_key)
 
 

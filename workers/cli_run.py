@@ -1,13 +1,20 @@
 """``recnotify run``: the whole service on one machine, for a first try.
 
 Redis: the one at ``RECNOTIFY_REDIS_URL`` when set (it must answer); when unset,
-the default one if it answers, else an embedded ``redis-server`` with AOF in the
-data dir. Then the database schema, the worker(s), Flower (basic auth) and the
-admin service when installed; Ctrl-C stops them all.
+the default one if it answers, else an embedded server (workers/embedded.py) with
+AOF in the data dir, on the default address 127.0.0.1:6379 when that port is
+free. Then the database schema, the worker processes (one per CPU), Flower
+(basic auth) and the admin service when installed; Ctrl-C stops them all.
+
+Once per data dir (``run.lock``). While it runs, ``<data dir>/run.json`` says which
+Redis, key prefix and database it serves, so every other command and
+``Publisher()`` find them from any directory with no environment set
+(producer/discovery.py). Every child dies with it (PR_SET_PDEATHSIG on Linux).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -21,7 +28,10 @@ from pathlib import Path
 import click
 import redis
 
-from workers.embedded import EmbeddedRedis, redis_answers
+from producer.constants import DEFAULT_REDIS_URL
+from producer.discovery import RunInfo, remove_run_file, write_run_file
+from producer.redis_url import redact
+from workers.embedded import DEFAULT_PORT, EmbeddedRedis, child_preexec, redis_answers
 from workers.errors import ConfigError
 from workers.secret_key import ensure_key_file, read_or_create_private
 from workers.settings import Settings
@@ -43,9 +53,10 @@ def resolve_redis(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
             f"RECNOTIFY_REDIS_URL={settings.redis_url} does not answer; start "
             "that Redis, or unset RECNOTIFY_REDIS_URL to use an embedded one"
         )
-    embedded = EmbeddedRedis(settings.data_dir / "redis").start()
+    prefer = DEFAULT_PORT if settings.redis_url == DEFAULT_REDIS_URL else None
+    embedded = EmbeddedRedis(settings.data_dir / "redis", prefer_port=prefer).start()
     log.info(
-        "no Redis at %s: started an embedded redis-server (AOF on) at %s, data in %s",
+        "no Redis at %s: started an embedded Redis server (AOF on) at %s, data in %s",
         settings.redis_url,
         embedded.url,
         embedded.data_dir,
@@ -75,15 +86,33 @@ def flower_credentials(data_dir: Path) -> str:
                                   lambda: f"admin:{secrets.token_urlsafe(16)}")
 
 
+def lock_data_dir(data_dir: Path) -> object:
+    """Hold ``run.lock`` in the data dir for the life of this process, or a ConfigError."""
+    handle = open(data_dir / "run.lock", "a+", encoding="utf-8")  # noqa: SIM115 - kept open
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(
+            f"`recnotify run` is already running for data dir {data_dir} (pid {holder}): "
+            "use that one, stop it first, or give another --data-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 @click.command()
 @click.option(
+    "--processes",
     "--workers",
-    "worker_count",
-    type=int,
-    default=1,
-    show_default=True,
-    envvar="RECNOTIFY_WORKERS",
-    help="Worker processes to start.",
+    "processes",
+    type=click.IntRange(min=1),
+    envvar=["RECNOTIFY_PROCESSES", "RECNOTIFY_WORKERS"],
+    help="Worker processes to start [env RECNOTIFY_PROCESSES; default: one per CPU].",
 )
 @click.option(
     "--flower-port",
@@ -93,29 +122,28 @@ def flower_credentials(data_dir: Path) -> str:
     envvar="RECNOTIFY_FLOWER_PORT",
     help="Flower's port (0: no Flower).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="RECNOTIFY_DATA_DIR",
-    help="SQLite database, secret key, Redis data [env RECNOTIFY_DATA_DIR; default ./.recnotify].",
-)
 @click.pass_context
-def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path | None) -> None:
+def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
     """Run the whole service on this machine (Redis if needed, workers, Flower, admin).
+
+    Other commands, from any directory and terminal, find it with no settings.
 
     \b
     Example:
-      recnotify run --workers 2
+      recnotify run
+      recnotify run --processes 4 --flower-port 0
     """
+    from workers.service import available_cpus
     from workers.store import Store
 
-    settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
-    if data_dir:
-        settings = replace(settings, data_dir=data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    found: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
     try:
+        found.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_data_dir(found.data_dir)
+        # Under the lock any run file is stale: settings from the configuration alone.
+        settings = Settings.from_env(discover=False, **ctx.meta.get("recnotify.overrides", {}))
         settings, embedded = resolve_redis(settings)
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if not settings.secret_key:
@@ -124,12 +152,13 @@ def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path 
     env = {**os.environ, **settings.to_env()}
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     python = sys.executable
-    for index in range(worker_count):
+    for index in range(processes or available_cpus()):
         node = f"{os.uname().nodename}-run{index}"
         children.append(
             (
                 f"worker {index}",
-                subprocess.Popen([python, "-m", "workers", "worker", "--node-name", node], env=env),
+                subprocess.Popen([python, "-m", "workers", "worker", "--processes", "1",
+                                  "--node-name", node], env=env, preexec_fn=child_preexec()),
             )
         )
     if flower_port:
@@ -150,6 +179,7 @@ def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path 
                         f"--basic-auth={creds}",
                     ],
                     env=env,
+                    preexec_fn=child_preexec(),
                 ),
             )
         )
@@ -163,10 +193,18 @@ def run(ctx: click.Context, worker_count: int, flower_port: int, data_dir: Path 
         addr = env.get("RECNOTIFY_ADMIN_ADDR") or "127.0.0.1:8080"
         click.echo(f"Admin:    http://{addr}/  (External Event Destinations page, /docs, "
                    "/metrics)")
-    click.echo(f"Redis:    {settings.redis_url}")
+    write_run_file(settings.data_dir, RunInfo(
+        redis_url=settings.redis_url, key_prefix=settings.key_prefix,
+        database_url=settings.effective_database_url, pid=os.getpid()))
+    click.echo(f"Redis:    {redact(settings.redis_url)}")
     click.echo(f"Database: {settings.effective_database_url}")
-    click.echo("Publish:  recnotify publish RECORDING_STARTED_EVENT --route demo --param UCID=1")
-    _supervise(children, embedded)
+    click.echo(f"Data dir: {settings.data_dir}  (other commands find this service there)")
+    click.echo("Try:      recnotify listen   (in another terminal; README: a worked example)")
+    try:
+        _supervise(children, embedded)
+    finally:
+        remove_run_file(settings.data_dir, os.getpid())
+        del lock
 
 
 def _start_admin(python: str, env: dict[str, str]) -> subprocess.Popen[bytes] | None:
@@ -174,7 +212,8 @@ def _start_admin(python: str, env: dict[str, str]) -> subprocess.Popen[bytes] | 
         import workers.admin  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
         return None
-    return subprocess.Popen([python, "-m", "workers", "admin"], env=env)
+    return subprocess.Popen([python, "-m", "workers", "admin"], env=env,
+                            preexec_fn=child_preexec())
 
 
 def _supervise(

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -176,3 +179,18 @@ class ServiceStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
 def install(app: Celery) -> None:
     app.steps["worker"].add(ServiceStep)
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)

@@ -18,10 +18,13 @@ from producer.constants import (
     DEFAULT_REDIS_URL,
     events_key,
 )
+from producer.discovery import read_run_file, user_data_dir
 from workers.errors import ConfigError
 from workers.secret_key import read_key_file
 
-DEFAULT_DATA_DIR = "./.recnotify"
+#: The data dir when RECNOTIFY_DATA_DIR is unset: per user (producer.discovery.user_data_dir,
+#: read at each call), never the current directory. This text is for help messages.
+DEFAULT_DATA_DIR_TEXT = "the per-user data dir, e.g. ~/.local/share/recnotify"
 DEFAULT_STREAM_RETENTION_S = 7 * 24 * 3600
 DEFAULT_RECORD_RETENTION_DAYS = 30
 #: Celery/kombu re-delivers an unacknowledged task after this long (a dead worker's work).
@@ -147,7 +150,9 @@ class Settings:
     redis_url_explicit: bool = False
     key_prefix: str = DEFAULT_KEY_PREFIX
     database_url: str | None = None
-    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    data_dir: Path = field(default_factory=user_data_dir)
+    #: the pid of the ``recnotify run`` whose run file gave the Redis URL (None: configured)
+    discovered_from_pid: int | None = None
     secret_key: str | None = field(default=None, repr=False)
     stream_retention_s: float = DEFAULT_STREAM_RETENTION_S
     record_retention_days: float = DEFAULT_RECORD_RETENTION_DAYS
@@ -163,9 +168,19 @@ class Settings:
     node_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, discover: bool = True,
+                 **overrides: Any) -> Settings:
+        """Settings from ``env`` (default: the process environment), then ``overrides``.
+
+        With ``discover`` and no Redis URL configured, a live ``recnotify run`` in the
+        data dir (its run file, see :mod:`producer.discovery`) gives the Redis URL, and
+        the key prefix and database URL unless those are configured too.
+        """
         env = os.environ if env is None else env
-        data_dir = Path(_env(env, "RECNOTIFY_DATA_DIR", DEFAULT_DATA_DIR))
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        data_dir = Path(overrides.get("data_dir") or _env(env, "RECNOTIFY_DATA_DIR", "")
+                        or user_data_dir()).expanduser()
+        overrides["data_dir"] = data_dir
         settings = cls(
             redis_url=_env(env, "RECNOTIFY_REDIS_URL", DEFAULT_REDIS_URL),
             redis_url_explicit=bool(env.get("RECNOTIFY_REDIS_URL")),
@@ -188,10 +203,58 @@ class Settings:
             allow_cidrs=env.get("RECNOTIFY_ALLOW_CIDRS", ""),
             deny_cidrs=env.get("RECNOTIFY_DENY_CIDRS", ""),
         )
-        overrides = {k: v for k, v in overrides.items() if v is not None}
         if "redis_url" in overrides:
             overrides.setdefault("redis_url_explicit", True)
-        return replace(settings, **overrides) if overrides else settings
+        settings = replace(settings, **overrides)
+        if discover and not settings.redis_url_explicit:
+            settings = settings._with_running_service(
+                prefix_given="RECNOTIFY_KEY_PREFIX" in env or "key_prefix" in overrides)
+        return settings
+
+    def _with_running_service(self, *, prefix_given: bool) -> Settings:
+        running = read_run_file(self.data_dir)
+        if running is None:
+            return self
+        return replace(
+            self,
+            redis_url=running.redis_url,
+            key_prefix=self.key_prefix if prefix_given else running.key_prefix,
+            database_url=self.database_url or running.database_url,
+            discovered_from_pid=running.pid,
+        )
+
+    def require_database(self) -> None:
+        """A ConfigError saying where it looked unless the database exists with its schema.
+
+        A command that reads the configuration never creates an empty database: a
+        SQLite file is opened only if it exists, and a database without the recnotify
+        tables is refused. An unreachable server is left to the store's own error.
+        """
+        from sqlalchemy import create_engine, inspect
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        url = make_url(self.effective_database_url)
+        shown = url.render_as_string(hide_password=True)
+        fix = (f"start the service with `recnotify run` (it creates it), or create it with "
+               f"`recnotify db upgrade`; or point --data-dir / RECNOTIFY_DATA_DIR (now "
+               f"{self.data_dir}) or RECNOTIFY_DATABASE_URL at the service's database")
+        if url.get_backend_name() == "sqlite":
+            db = url.database or ""
+            if db in ("", ":memory:") or db.startswith("file:"):
+                return
+            if not Path(db).expanduser().is_file():
+                raise ConfigError(f"no recnotify database at {Path(db).expanduser()}: {fix}")
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                has_schema = inspect(conn).has_table("destinations")
+        except SQLAlchemyError:
+            return
+        finally:
+            engine.dispose()
+        if not has_schema:
+            raise ConfigError(f"the database {shown} has no recnotify tables: {fix}")
 
     @property
     def keys(self) -> Keys:
