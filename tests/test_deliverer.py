@@ -145,3 +145,53 @@ def test_a_copy_that_finds_the_lock_taken_looks_again_later_without_sending(
     assert isinstance(result, Retry) and result.countdown_s >= 0.5
     assert receiver.received() == []
     assert redis_client.get(settings.keys.lock(notification_id(E1, "d"))) == b"other"
+
+
+def test_a_first_attempt_refused_as_the_probe_buries_nothing_a_refused_retry_does(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    """A receiver that refuses first attempts and accepts retries is not a dead one: a fresh
+    notification's refused probe re-opens the circuit but condemns nothing parked."""
+    from workers.parking import ParkingLot
+
+    receiver.script("/d", [503, 503])
+    deliverer, settings = make(retry={"max_attempts": 5, "backoff_s": 0.1, "backoff_max_s": 0.1},
+                               circuit={"failures": 1, "reset_s": 0.2})
+    keys = settings.keys
+    probe_id, parked_id = str(uuid.UUID(int=2)), str(uuid.UUID(int=3))
+    for event_id in (probe_id, parked_id):
+        store_event(redis_client, settings, event_id)
+    breaker = CircuitBreaker(redis_client, keys)
+    breaker.record_failure("d", threshold=1, reset_s=0.2)
+    # Given a notification parked long ago (its span is over), with the circuit open
+    lot = ParkingLot(redis_client, keys)
+    pipe = redis_client.pipeline()
+    lot.park(pipe, parked_id, deliverer.config.get("d"), time.time() - 600)  # type: ignore[arg-type]
+    pipe.execute()
+    time.sleep(0.25)
+    # When a fresh notification is the probe and its first attempt is refused
+    assert isinstance(deliverer.run(probe_id, "d"), Retry)
+    assert breaker.admit("d", 0.2).probe_failed_at is None
+    # Then the sweep buries nothing
+    assert lot.sweep(deliverer.config).buried == 0 and lot.parked("d") == 1
+    # When the same notification, now a retry, is the probe and is refused again
+    time.sleep(0.25)
+    assert isinstance(deliverer.run(probe_id, "d"), Retry)
+    # Then that failure counts: the parked notification is a dead letter naming it
+    assert lot.sweep(deliverer.config).buried == 1
+    assert len(receiver.received()) == 2
+
+
+def test_time_waited_on_an_open_circuit_does_not_eat_the_retry_span(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    receiver.script("/d", [503])
+    deliverer, settings = make(retry={"max_attempts": 5, "backoff_s": 0.1, "backoff_max_s": 0.1})
+    store_event(redis_client, settings, E1)
+    nkey = settings.keys.notification(notification_id(E1, "d"))
+    # Given a notification that waited on the circuit for all but 1 s of the last 10 minutes
+    redis_client.hset(nkey, mapping={"first_at": time.time() - 600,
+                                     "circuit_since": time.time() - 599})
+    # When it is attempted at last and refused, it still has its retries (not dead)
+    assert isinstance(deliverer.run(E1, "d"), Retry)
+    assert redis_client.hget(nkey, "state") == b"retrying"
+    waited = float(redis_client.hget(nkey, "circuit_waited_s") or 0)  # type: ignore[arg-type]
+    assert 598 < waited < 601 and redis_client.hget(nkey, "circuit_since") is None

@@ -107,6 +107,9 @@ class Given:
     seq: bytes | None
     #: Since when it has waited on its destination's open circuit (None: it does not).
     circuit_since: float | None = None
+    #: How long it waited on open circuits before this attempt, in all: the retry span
+    #: of its attempts is counted without those waits.
+    circuit_waited_s: float = 0.0
 
 
 def describe(exc: BaseException) -> str:

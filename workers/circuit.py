@@ -8,8 +8,10 @@ State lives in one hash per destination (``Keys.circuit(name)``):
 - ``probe_until``: while set, one worker holds the half-open probe lease;
 - ``probe_at``: when the current (or last) probe was admitted;
 - ``probe_failed_at``, ``probe_error``: when the last failed probe of this open period
-  was made, and how it failed (the parking lot buries only notifications parked before
-  it: SPEC 6 "Circuit");
+  that counts was made, and how it failed (the parking lot buries only notifications
+  parked before it: SPEC 6 "Circuit"). A probe counts when its notification had been
+  attempted before: a receiver that refuses only first attempts (and accepts retries)
+  must not have every parked notification buried because a fresh one was the probe;
 - ``state``: ``open`` or ``half-open`` (absent: closed), read by /metrics.
 
 The names of destinations whose circuit is open are also kept in the Redis set
@@ -97,13 +99,15 @@ class CircuitBreaker:
         return _admission(reply)
 
     def record_failure(self, destination: str, threshold: int, reset_s: float, *,
-                       probe: bool = False, error: str = "") -> None:
+                       probe: bool = False, counts: bool = True, error: str = "") -> None:
         """A retryable failure: count it; open, or (``probe``: it was the half-open
-        attempt) re-open and remember when that probe was made and how it failed."""
+        attempt) re-open. With ``counts`` (the probe had been attempted before: its failure
+        is not merely a receiver refusing a first attempt), remember when that probe was
+        made and how it failed: the parking lot buries only after such a probe."""
         opened = int(self.scripts.run(
             "circuit_failure", [self.key(destination), self._open_set],
             [threshold, int(max(reset_s * 4, STATE_TTL_S)), destination, 1 if probe else 0,
-             error[:200]]))
+             error[:200], 1 if counts else 0]))
         if opened == 1:
             log.error("circuit of destination %s OPEN after %d consecutive failures; its "
                       "notifications wait (no attempts spent) and a probe goes in %g s",

@@ -194,8 +194,10 @@ class Deliverer:
                 return Retry(jitter(wait_s))
             run.attempt = int(state.get(b"attempts", 0)) + 1
             run.first_at = float(state.get(b"first_at", 0)) or time.time()
-            run.given = Given(known, admission, state.get(b"seq"),
-                              _float(state.get(b"circuit_since")))
+            since = _float(state.get(b"circuit_since"))
+            waited_s = (_float(state.get(b"circuit_waited_s")) or 0.0) + (
+                max(0.0, time.time() - since) if since is not None else 0.0)
+            run.given = Given(known, admission, state.get(b"seq"), since, waited_s)
             try:
                 return self._attempt(run, run.given)
             except REDIS_DOWN:
@@ -307,6 +309,7 @@ class Deliverer:
             probe, lease.probe = lease.probe, False  # used: the failure re-opens it
             self.circuit.record_failure(dest.name, dest.circuit.failures,
                                         dest.circuit.reset_s, probe=probe,
+                                        counts=run.attempt > 1,
                                         error=result.error or "failed")
         elif result.status is not None:
             lease.probe = False  # used: the success closes the circuit
@@ -356,7 +359,10 @@ class Deliverer:
                   ) -> Outcome | Retry:
         """in flight -> delivered, waiting (a retry) or dead, by the attempt's result."""
         lease, attempt = run.lease, run.attempt
-        deadline = run.first_at + span_s(dest)
+        given = run.given
+        since = given.circuit_since if given is not None else None
+        # waits on an open circuit do not eat the attempts' span
+        deadline = run.first_at + span_s(dest) + (given.circuit_waited_s if given else 0.0)
         if result.status is not None and is_delivered(result.status):
             outcome = Outcome.DELIVERED
         elif result.retryable and attempt < dest.retry.max_attempts and time.time() < deadline:
@@ -378,7 +384,8 @@ class Deliverer:
                 bucket_for(result.latency_ms) if result.status is not None else "",
                 round(result.latency_ms, 3),
                 schedule_member(event.id, dest.name) if delivered else "",
-                lease.token if delivered else ""]
+                lease.token if delivered else "",
+                round(max(0.0, time.time() - since), 3) if since is not None else 0]
         pipe = self.scripts.pipeline()
         pipe.script("attempt_conclude", keys, args)
         success = finish = -1

@@ -54,7 +54,15 @@ The circuit rule (SPEC 6 "Circuit"): a notification held back by an open circuit
 (parked, or waiting for an ordered destination) becomes a dead letter only when its
 deadline (first try + the retry policy's span) has passed **and** a probe made after it
 began waiting has failed. :func:`circuit_buries` is that rule; ``parking_sweep.lua``
-applies the same test to the lot.
+applies the same test to the lot. Two refinements keep a receiver that recovers (or one
+that refuses only first attempts) from losing work:
+
+- a failed probe counts only when the probe's notification had been attempted before
+  (a fresh notification's refused first attempt re-opens the circuit, condemns nothing;
+  that notification, now a retry, is the next probe);
+- time spent waiting on an open circuit does not eat a notification's retry span: once
+  it is attempted again, its attempts have the span the retry policy gives
+  (``circuit_waited_s`` in the notification hash).
 
 The gates (circuit, rate limit, in-flight cap) are small pure functions that return a
 :class:`Decision`; the deliverer acts on it.

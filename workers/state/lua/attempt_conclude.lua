@@ -6,13 +6,15 @@
 --       watchdog, lock.
 -- ARGV: attempts, state, event id, destination, first_at, log entry, record, ttl_s,
 --       latency bucket ('' without an answer), latency ms, schedule member ('' to keep it),
---       lock token ('' to keep the lock).
+--       lock token ('' to keep the lock), seconds it waited on an open circuit since its
+--       last attempt (added to 'circuit_waited_s': such waits do not eat its retry span).
 -- Returns 1 when it released the lock.
 redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[2], 'event', ARGV[3],
            'destination', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'first_at', ARGV[5])
 -- an attempt went through: it no longer waits on a circuit
 redis.call('HDEL', KEYS[1], 'circuit_since', 'waiting')
+if tonumber(ARGV[13]) > 0 then redis.call('HINCRBYFLOAT', KEYS[1], 'circuit_waited_s', ARGV[13]) end
 redis.call('RPUSH', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
