@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from workers.settings import Keys
 from workers.state.scripts import Batch, Scripts
 
 Enqueue = Callable[[str, str], None]
@@ -75,23 +76,24 @@ class Ordering:
         self.stream = stream
         self.group = group
         self.ttl_s = ttl_s
+        self.keys = Keys(prefix)
         self.scripts = Scripts.of(client)
         self._frontier: tuple[float, str] | None = None
 
-    # -- keys ------------------------------------------------------------------------------
+    # -- keys (workers.settings.Keys) -------------------------------------------------------
     def queue_key(self, pair: str) -> str:
-        return f"{self.prefix}ord:q:{pair}"
+        return self.keys.ord_queue(pair)
 
     @property
     def inflight_key(self) -> str:
-        return f"{self.prefix}ord:inflight"
+        return self.keys.ord_inflight
 
     @property
     def blocked_key(self) -> str:
-        return f"{self.prefix}ord:blocked"
+        return self.keys.ord_blocked
 
     def notification_key(self, event_id: str, destination: str) -> str:
-        return f"{self.prefix}n:{self._nid(event_id, destination)}"
+        return self.keys.notification(self._nid(event_id, destination))
 
     # -- the consumer side -----------------------------------------------------------------
     def add(self, pipe: redis.client.Pipeline, destination: str, recording: str,

@@ -112,6 +112,21 @@ class Keys:
         """Notifications parked while the destination's circuit is open (workers/parking.py)."""
         return f"{self.prefix}parked:{destination}"
 
+    def ord_queue(self, pair: str) -> str:
+        """An ordered (destination, recording) pair's waiting notifications (stream order).
+        ``workers/state/lua/_ordering_release.lua`` builds the same name from the prefix."""
+        return f"{self.prefix}ord:q:{pair}"
+
+    @property
+    def ord_inflight(self) -> str:
+        """Each ordered pair's released head (``member@released_at``, or ``@held``)."""
+        return f"{self.prefix}ord:inflight"
+
+    @property
+    def ord_blocked(self) -> str:
+        """Ordered pairs whose head waits for the stream frontier."""
+        return f"{self.prefix}ord:blocked"
+
     def parked_since(self, destination: str) -> str:
         """When each of ``parked(destination)``'s members was parked (score: seconds)."""
         return f"{self.prefix}parked-since:{destination}"
