@@ -4,6 +4,8 @@ process, a real Redis, and Debian's Chromium for the cross-site page."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +17,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.admin_server import AdminServer
 from tests.browser import browser, screenshot, sign_in
-from tests.helpers import WorkerFactory, fast_retry
+from tests.helpers import ROOT, WorkerFactory, fast_retry
 from tests.receiver import Receiver
 from workers.signing import generate_secret
 
@@ -308,11 +310,28 @@ def test_a_secret_without_the_secret_key_says_how_to_set_it(
     assert plain.status_code == 201
 
 
-def test_a_missing_schema_names_db_upgrade(workers: WorkerFactory) -> None:
+def test_a_missing_schema_refuses_to_start_and_a_lost_one_names_db_upgrade(
+        workers: WorkerFactory) -> None:
+    import sqlite3
+
+    # An admin never creates an empty database: without the schema it does not start
     empty = workers.tmp_path / "empty.db"
-    server = AdminServer(workers, env={"RECNOTIFY_DATABASE_URL": f"sqlite:///{empty}"},
-                         healthy=False)
+    env = workers.env(RECNOTIFY_DATABASE_URL=f"sqlite:///{empty}")
+    done = subprocess.run([sys.executable, "-m", "workers", "admin"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "recnotify db upgrade" in line and str(empty) in line
+    assert not empty.exists()
+    # A schema that goes missing under a running admin: 503 naming the fix, never a 500
+    server = AdminServer(workers)
     try:
+        url = workers.settings.effective_database_url
+        assert url.startswith("sqlite:///")
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            for (table,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                conn.execute(f'DROP TABLE "{table}"')
         answer = server.call("GET", "/api/destinations")
         create = server.call("POST", "/api/destinations", json=dest("x", "https://a.example/"))
     finally:

@@ -90,8 +90,6 @@ def main(
     ctx.meta["recnotify.overrides"] = {k: v for k, v in overrides.items() if v is not None}
     try:
         ctx.obj = Settings.from_env(**ctx.meta["recnotify.overrides"])
-        if ctx.invoked_subcommand == "admin":
-            ctx.obj.require_database()
     except RecnotifyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -387,8 +385,6 @@ def _data_dir_after_the_command(ctx: click.Context, _param: click.Parameter,
     ctx.find_root().meta["recnotify.overrides"] = overrides
     try:
         ctx.obj = Settings.from_env(**overrides)
-        if ctx.find_root().invoked_subcommand == "admin":
-            ctx.obj.require_database()
     except RecnotifyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from workers.errors import RecnotifyError
 from workers.settings import Settings
 
 DEFAULT_ADDR = "127.0.0.1:8080"
@@ -63,6 +64,11 @@ def admin(ctx: click.Context, addr: str, trusted_proxies: str) -> None:
                    err=True)
         sys.exit(2)
     settings: Settings = ctx.find_object(Settings) or Settings.from_env()
+    try:
+        settings.require_database()  # never create an empty database: say where it looked
+    except RecnotifyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     if token is None:
         click.echo(f"warning: RECNOTIFY_ADMIN_TOKEN is not set: the admin API on {addr} is "
                    "open to anyone who can reach this loopback address", err=True)
