@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.admin_server import TOKEN, AdminServer
-from tests.helpers import ROOT
+from tests.helpers import ROOT, WorkerFactory
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -27,6 +28,20 @@ def browser() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def admin_tab(browser: Browser, workers: WorkerFactory, *, width: int = 1280,
+              height: int = 1400) -> Iterator[tuple[Page, AdminServer]]:
+    """A new browser tab beside a real ``recnotify admin`` process; both closed after."""
+    server = AdminServer(workers)
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(30_000)
+    try:
+        yield context.new_page(), server
+    finally:
+        context.close()
+        server.stop()
 
 
 def sign_in(tab: Page, server: AdminServer) -> None:

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.admin_server import AdminServer
-from tests.browser import browser, screenshot, sign_in
+from tests.browser import admin_tab, browser, screenshot, sign_in
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
 from workers.signing import generate_secret
@@ -51,14 +51,8 @@ def imported_yaml(url: str) -> str:
 
 @pytest.fixture
 def tab(browser: Browser, workers: WorkerFactory) -> Iterator[tuple[Page, AdminServer]]:
-    server = AdminServer(workers)
-    context = browser.new_context(viewport={"width": 1280, "height": 1800})
-    context.set_default_timeout(30_000)
-    try:
-        yield context.new_page(), server
-    finally:
-        context.close()
-        server.stop()
+    with admin_tab(browser, workers, width=1280, height=1800) as opened:
+        yield opened
 
 
 def stored(workers: WorkerFactory) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.admin_server import AdminServer
-from tests.browser import browser, screenshot, sign_in
+from tests.browser import admin_tab, browser, screenshot, sign_in
 from tests.helpers import WorkerFactory, fast_retry
 from tests.receiver import Receiver
 
@@ -21,14 +21,8 @@ __all__ = ["browser"]  # the fixture, re-exported for pytest
 
 @pytest.fixture
 def tab(browser: Browser, workers: WorkerFactory) -> Iterator[tuple[Page, AdminServer]]:
-    server = AdminServer(workers)
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-    context.set_default_timeout(30_000)
-    try:
-        yield context.new_page(), server
-    finally:
-        context.close()
-        server.stop()
+    with admin_tab(browser, workers, width=1400, height=1600) as opened:
+        yield opened
 
 
 def wait_status(server: AdminServer, name: str, **want: object) -> dict[str, object]:

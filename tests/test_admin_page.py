@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.admin_server import TOKEN, AdminServer
-from tests.browser import ARTIFACTS, browser
+from tests.browser import ARTIFACTS, admin_tab, browser
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
 
@@ -20,14 +20,8 @@ FORM_SCREENSHOT = ARTIFACTS / "admin-form-error.png"
 
 @pytest.fixture
 def page(browser: Browser, workers: WorkerFactory) -> Iterator[tuple[Page, AdminServer]]:
-    server = AdminServer(workers)
-    context = browser.new_context(viewport={"width": 1280, "height": 1400})
-    context.set_default_timeout(30_000)
-    try:
-        yield context.new_page(), server
-    finally:
-        context.close()
-        server.stop()
+    with admin_tab(browser, workers, width=1280, height=1400) as opened:
+        yield opened
 
 
 def error_for(page: Page, field: str) -> object:

@@ -47,8 +47,8 @@ def cleanup(client: redis.Redis, prefix: str) -> None:
         client.delete(*keys)
 
 
-class CircuitAndLot(RuleBasedStateMachine):
-    """One destination whose receiver fails while its circuit is open."""
+class OnRealRedis(RuleBasedStateMachine):
+    """A machine whose every example runs under its own key prefix, deleted afterwards."""
 
     redis_url = ""
 
@@ -57,6 +57,17 @@ class CircuitAndLot(RuleBasedStateMachine):
         self.client = redis.Redis.from_url(self.redis_url)
         self.prefix = f"rnmodel-{uuid.uuid4().hex[:8]}:"
         self.keys = Keys(self.prefix)
+
+    def teardown(self) -> None:
+        cleanup(self.client, self.prefix)
+        self.client.close()
+
+
+class CircuitAndLot(OnRealRedis):
+    """One destination whose receiver fails while its circuit is open."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.config = ConfigCache(Source(dest(
             retry={"max_attempts": 3, "backoff_s": 0.01, "backoff_max_s": 0.01},
             circuit={"failures": 1, "reset_s": RESET_S})))
@@ -70,10 +81,6 @@ class CircuitAndLot(RuleBasedStateMachine):
         self.released: set[str] = set()  # in the queue (schedule), not yet attempted
         self.final: dict[str, str] = {}  # event id -> delivered / dead
         self.failed_probes: list[float] = []  # when each failed probe was made
-
-    def teardown(self) -> None:
-        cleanup(self.client, self.prefix)
-        self.client.close()
 
     # -- helpers -------------------------------------------------------------------------
     def state(self, event_id: str) -> str | None:
@@ -199,16 +206,11 @@ def test_the_circuit_and_the_lot_keep_the_model_on_a_real_redis(redis_url: str) 
     run_state_machine_as_test(RecoveringCircuitAndLot, settings=MODEL_SETTINGS)
 
 
-class OrderedRecordings(RuleBasedStateMachine):
+class OrderedRecordings(OnRealRedis):
     """Ordered destinations: heads released in stream order, numbered 1..n, no gap."""
-
-    redis_url = ""
 
     def __init__(self) -> None:
         super().__init__()
-        self.client = redis.Redis.from_url(self.redis_url)
-        self.prefix = f"rnmodel-{uuid.uuid4().hex[:8]}:"
-        self.keys = Keys(self.prefix)
         self.ordering = Ordering(self.client, self.prefix, self.keys.events, self.keys.group)
         self.client.xgroup_create(self.keys.events, self.keys.group, id="0", mkstream=True)
         self.entries = itertools.count(1)
@@ -216,10 +218,6 @@ class OrderedRecordings(RuleBasedStateMachine):
         self.head: dict[str, str] = {}  # recording -> released head
         self.numbers: dict[str, list[int]] = {}  # recording -> sequence numbers seen
         self.enqueued: list[tuple[str, str]] = []
-
-    def teardown(self) -> None:
-        cleanup(self.client, self.prefix)
-        self.client.close()
 
     def enqueue(self, pairs: Any) -> None:
         self.enqueued.extend(pairs)
