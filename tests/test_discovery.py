@@ -242,8 +242,8 @@ def test_a_real_run_is_found_from_another_directory_and_cleans_up_at_stop(
         assert pointer is not None and pointer == read_run_file(dirs.default)
         assert (pointer.data_dir, pointer.pid) == (str(dirs.default), service.pid)
 
-        def elsewhere(*argv: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(argv, cwd=dirs.elsewhere, env=base, capture_output=True,
+        def elsewhere(*argv: str, env: dict[str, str] = base) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(argv, cwd=dirs.elsewhere, env=env, capture_output=True,
                                   text=True, timeout=60)
 
         # And from another directory, with no RECNOTIFY_* set, commands use its database
@@ -256,6 +256,17 @@ def test_a_real_run_is_found_from_another_directory_and_cleans_up_at_stop(
         found = elsewhere(sys.executable, "-c", "from producer import Publisher; "
                           "p = Publisher(); print(p.redis_url, p.key_prefix)")
         assert found.stdout.split() == [redis_url, key_prefix], found.stderr
+        assert list(dirs.elsewhere.iterdir()) == []
+        # And a second run elsewhere on the same Redis and prefix refuses in one line
+        second = elsewhere(str(venv_bin / "recnotify"), "run", "--flower-port", "0",
+                           env=run_env)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines() == [
+            f"error: `recnotify run` (pid {service.pid}) already serves Redis {redis_url} "
+            f"with key prefix {key_prefix!r} for data dir {dirs.default}; a second one for "
+            f"{dirs.elsewhere / '.recnotify'} would share its events with another database: "
+            "use that one (every command finds it from any directory), stop it first, or "
+            "give this one its own RECNOTIFY_KEY_PREFIX or RECNOTIFY_REDIS_URL"], second.stderr
         assert list(dirs.elsewhere.iterdir()) == []
         # When it stops, both files go with it
         service.send_signal(signal.SIGTERM)

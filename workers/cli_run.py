@@ -96,6 +96,22 @@ def flower_credentials(data_dir: Path) -> str:
                                   lambda: f"admin:{secrets.token_urlsafe(16)}")
 
 
+def refuse_sharing_a_running_service(settings: Settings) -> None:
+    """A ConfigError when the live run the pointer names serves this Redis and key prefix
+    for another data dir: two runs would share one event stream with two databases."""
+    other = read_pointer()
+    if other is None or Path(other.data_dir) == settings.data_dir:
+        return
+    if (other.redis_url, other.key_prefix) != (settings.redis_url, settings.key_prefix):
+        return
+    raise ConfigError(
+        f"`recnotify run` (pid {other.pid}) already serves Redis {redact(other.redis_url)} "
+        f"with key prefix {other.key_prefix!r} for data dir {other.data_dir}; a second one "
+        f"for {settings.data_dir} would share its events with another database: use that "
+        "one (every command finds it from any directory), stop it first, or give this one "
+        "its own RECNOTIFY_KEY_PREFIX or RECNOTIFY_REDIS_URL")
+
+
 def lock_data_dir(data_dir: Path) -> object:
     """Hold ``run.lock`` in the data dir for the life of this process, or a ConfigError."""
     handle = open(data_dir / "run.lock", "a+", encoding="utf-8")  # noqa: SIM115 - kept open
@@ -152,6 +168,7 @@ def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
         # another run's pointer names; under the lock that dir's run file is stale.
         settings = Settings.from_env(discover=False, **overrides)
         settings = replace(settings, data_dir=settings.data_dir.resolve())
+        refuse_sharing_a_running_service(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         lock = lock_data_dir(settings.data_dir)
         settings, embedded = resolve_redis(settings)
