@@ -46,7 +46,10 @@ def user_data_dir() -> Path:
 
 
 def cwd_data_dir() -> Path:
-    """The default data dir: ``./.recnotify`` in the current directory, made absolute."""
+    """The default data dir: ``./.recnotify`` in the current directory, made absolute.
+
+    Raises ``FileNotFoundError`` when the current directory no longer exists.
+    """
     return Path.cwd() / DEFAULT_DATA_DIR_NAME
 
 
@@ -134,7 +137,11 @@ def find_running(data_dir: Path | None) -> RunInfo | None:
     """
     if data_dir is not None:
         return read_run_file(data_dir)
-    return read_run_file(cwd_data_dir()) or read_pointer()
+    try:
+        here = read_run_file(cwd_data_dir())
+    except OSError:  # the current directory is gone: only the pointer can say
+        here = None
+    return here or read_pointer()
 
 
 def _write(path: Path, info: RunInfo) -> Path:

@@ -189,6 +189,24 @@ def test_a_dead_run_file_or_pointer_is_ignored(dirs: Dirs) -> None:
     assert Settings.from_env().data_dir == dirs.elsewhere / ".recnotify"
 
 
+def test_a_removed_current_directory_is_one_line_and_the_pointer_still_works(
+        dirs: Dirs, redis_url: str, key_prefix: str) -> None:
+    gone = dirs.elsewhere / "gone"
+    gone.mkdir()
+    os.chdir(gone)
+    gone.rmdir()
+    result = CliRunner().invoke(main, ["destinations", "list"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: the current directory no longer exists, so the default data dir ./.recnotify "
+        "cannot be used: cd to an existing directory, or give --data-dir / RECNOTIFY_DATA_DIR"]
+    assert Publisher().redis_url == "redis://127.0.0.1:6379/0"
+    dirs.default.mkdir()
+    write_pointer(_info(redis_url, key_prefix, dirs.default, os.getpid()))
+    assert Settings.from_env().data_dir == dirs.default
+    assert Publisher().key_prefix == key_prefix
+
+
 def test_the_pointer_goes_to_the_latest_live_run_and_back_when_it_stops(dirs: Dirs) -> None:
     # Given run A (this process), then run B (another live process) on other data dirs
     first, second = dirs.here / "a", dirs.here / "b"

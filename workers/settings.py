@@ -189,7 +189,13 @@ class Settings:
         elif running is not None:
             data_dir = Path(running.data_dir)
         else:
-            data_dir = cwd_data_dir()
+            try:
+                data_dir = cwd_data_dir()
+            except OSError:
+                raise ConfigError(
+                    "the current directory no longer exists, so the default data dir "
+                    "./.recnotify cannot be used: cd to an existing directory, or give "
+                    "--data-dir / RECNOTIFY_DATA_DIR") from None
         overrides["data_dir"] = data_dir
         settings = cls(
             redis_url=_env(env, "RECNOTIFY_REDIS_URL", DEFAULT_REDIS_URL),
