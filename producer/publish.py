@@ -26,7 +26,7 @@ from producer.constants import (
     ENV_REDIS_URL,
     events_key,
 )
-from producer.discovery import default_data_dir, read_run_file
+from producer.discovery import explicit_data_dir, find_running
 from producer.errors import PublishError
 from producer.events import Event, ParamValue, validate_event
 from producer.redis_url import client_from_url
@@ -43,8 +43,9 @@ class Publisher:
     """Publishes recording events; safe to share between threads.
 
     With no ``redis_url``: ``RECNOTIFY_REDIS_URL``, else the Redis of the running
-    ``recnotify run`` (its run file in the data dir, see :mod:`producer.discovery`),
-    else ``redis://127.0.0.1:6379/0``.
+    ``recnotify run`` (the run file in ``RECNOTIFY_DATA_DIR`` when set; else the one in
+    ``./.recnotify``, else the per-user pointer; see :mod:`producer.discovery`), else
+    ``redis://127.0.0.1:6379/0``. The key prefix likewise.
 
     >>> publisher = Publisher("redis://127.0.0.1:6379/0")
     >>> event_id = publisher.publish("RECORDING_STARTED_EVENT", route="support",
@@ -62,7 +63,7 @@ class Publisher:
         # Not configured: the service `recnotify run` started (its run file), else the default.
         running = None
         if not (redis_url or os.environ.get(ENV_REDIS_URL)):
-            running = read_run_file(default_data_dir())
+            running = find_running(explicit_data_dir())
         self.redis_url = (redis_url or os.environ.get(ENV_REDIS_URL)
                           or (running.redis_url if running else DEFAULT_REDIS_URL))
         if key_prefix is not None:

@@ -1,6 +1,8 @@
 """The README's commands on a truly fresh machine: a network namespace with nothing
 listening, a PATH with no redis-server (only the venv's bin), no RECNOTIFY_* variable,
-a fresh HOME, and every command but `run` started from another directory.
+a fresh HOME, and every command but `run` started from another directory: `run` keeps
+its data in ./.recnotify where it started (SPEC 7), the others find it through the
+per-user pointer it writes.
 
 Needs root (unshare/nsenter), as on the development machines and in CI; elsewhere
 these tests skip with the reason.
@@ -78,9 +80,10 @@ class FreshMachine:
         self.procs.append(proc)
         return proc
 
-    def run(self, *command: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*command), cwd=self.elsewhere, capture_output=True,
-                              text=True, timeout=60, input=input_text)
+    def run(self, *command: str, input_text: str | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*command), cwd=cwd or self.elsewhere,
+                              capture_output=True, text=True, timeout=60, input=input_text)
 
     def log(self, name: str) -> str:
         path = self.tmp / name
@@ -101,7 +104,12 @@ class FreshMachine:
 
     @property
     def data_dir(self) -> Path:
-        return self.home / ".local" / "share" / "recnotify"
+        """The data dir of a `run` started in ``tmp``: its ./.recnotify (SPEC 7)."""
+        return self.tmp / ".recnotify"
+
+    @property
+    def pointer(self) -> Path:
+        return self.home / ".local" / "share" / "recnotify" / "run.json"
 
 
 @pytest.fixture
@@ -132,6 +140,8 @@ def test_readme_commands_work_on_a_fresh_machine_from_another_directory(
     machine.start("run", log="run.log")
     run_log = machine.wait_for("run.log", "Data dir:")
     assert "started an embedded Redis server" in run_log and "127.0.0.1:6379" in run_log
+    assert f"Data dir: {machine.data_dir}" in run_log
+    assert (machine.data_dir / "recnotify.db").is_file() and machine.pointer.is_file()
     machine.start("listen", "--port", str(LISTEN_PORT), "--secret", SECRET, log="listen.log",
                   cwd=machine.elsewhere)
     machine.wait_for("listen.log", "listening on")
@@ -182,8 +192,8 @@ def test_a_killed_run_takes_its_redis_and_workers_along_and_runs_once_per_data_d
     machine.wait_for("run1.log", "Data dir:")
     event_id = machine.run("publish", "RECORDING_STARTED_EVENT").stdout.strip()
     assert event_id
-    # When a second one starts on the same data dir, it refuses in one line
-    second = machine.run("run", "--flower-port", "0")
+    # When a second one starts on the same data dir (the same directory), it refuses
+    second = machine.run("run", "--flower-port", "0", cwd=machine.tmp)
     assert second.returncode == 1
     assert second.stderr.strip().startswith("error: `recnotify run` is already running for "
                                             f"data dir {machine.data_dir}")

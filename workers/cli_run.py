@@ -6,10 +6,12 @@ AOF in the data dir, on the default address 127.0.0.1:6379 when that port is
 free. Then the database schema, the worker processes (one per CPU), Flower
 (basic auth) and the admin service when installed; Ctrl-C stops them all.
 
-Once per data dir (``run.lock``). While it runs, ``<data dir>/run.json`` says which
-Redis, key prefix and database it serves, so every other command and
-``Publisher()`` find them from any directory with no environment set
-(producer/discovery.py). Every child dies with it (PR_SET_PDEATHSIG on Linux).
+Once per data dir (``run.lock``; default ``./.recnotify``). While it runs,
+``<data dir>/run.json`` and the per-user pointer (``~/.local/share/recnotify/run.json``,
+the same content plus the absolute data dir; the latest run wins) say which data dir,
+Redis, key prefix and database it serves, so every other command and ``Publisher()``
+find them from any directory with no environment set (producer/discovery.py). Every
+child dies with it (PR_SET_PDEATHSIG on Linux).
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ import click
 import redis
 
 from producer.constants import DEFAULT_REDIS_URL
-from producer.discovery import RunInfo, remove_run_file, write_run_file
+from producer.discovery import (
+    RunInfo,
+    pointer_file,
+    read_pointer,
+    remove_pointer,
+    remove_run_file,
+    write_pointer,
+    write_run_file,
+)
 from producer.redis_url import redact
 from workers.embedded import DEFAULT_PORT, EmbeddedRedis, child_preexec, redis_answers
 from workers.errors import ConfigError
@@ -86,6 +96,22 @@ def flower_credentials(data_dir: Path) -> str:
                                   lambda: f"admin:{secrets.token_urlsafe(16)}")
 
 
+def refuse_sharing_a_running_service(settings: Settings) -> None:
+    """A ConfigError when the live run the pointer names serves this Redis and key prefix
+    for another data dir: two runs would share one event stream with two databases."""
+    other = read_pointer()
+    if other is None or Path(other.data_dir) == settings.data_dir:
+        return
+    if (other.redis_url, other.key_prefix) != (settings.redis_url, settings.key_prefix):
+        return
+    raise ConfigError(
+        f"`recnotify run` (pid {other.pid}) already serves Redis {redact(other.redis_url)} "
+        f"with key prefix {other.key_prefix!r} for data dir {other.data_dir}; a second one "
+        f"for {settings.data_dir} would share its events with another database: use that "
+        "one (every command finds it from any directory), stop it first, or give this one "
+        "its own RECNOTIFY_KEY_PREFIX or RECNOTIFY_REDIS_URL")
+
+
 def lock_data_dir(data_dir: Path) -> object:
     """Hold ``run.lock`` in the data dir for the life of this process, or a ConfigError."""
     handle = open(data_dir / "run.lock", "a+", encoding="utf-8")  # noqa: SIM115 - kept open
@@ -136,12 +162,15 @@ def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
     from workers.service import available_cpus
     from workers.store import Store
 
-    found: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
+    overrides = ctx.find_root().meta.get("recnotify.overrides", {})
     try:
-        found.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_data_dir(found.data_dir)
-        # Under the lock any run file is stale: settings from the configuration alone.
-        settings = Settings.from_env(discover=False, **ctx.meta.get("recnotify.overrides", {}))
+        # Its own data dir (--data-dir, RECNOTIFY_DATA_DIR, else ./.recnotify), never the one
+        # another run's pointer names; under the lock that dir's run file is stale.
+        settings = Settings.from_env(discover=False, **overrides)
+        settings = replace(settings, data_dir=settings.data_dir.resolve())
+        refuse_sharing_a_running_service(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_data_dir(settings.data_dir)
         settings, embedded = resolve_redis(settings)
     except (ConfigError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
@@ -193,16 +222,26 @@ def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
         addr = env.get("RECNOTIFY_ADMIN_ADDR") or "127.0.0.1:8080"
         click.echo(f"Admin:    http://{addr}/  (External Event Destinations page, /docs, "
                    "/metrics)")
-    write_run_file(settings.data_dir, RunInfo(
-        redis_url=settings.redis_url, key_prefix=settings.key_prefix,
-        database_url=settings.effective_database_url, pid=os.getpid()))
+    info = RunInfo(redis_url=settings.redis_url, key_prefix=settings.key_prefix,
+                   database_url=settings.effective_database_url, pid=os.getpid(),
+                   data_dir=str(settings.data_dir))
+    write_run_file(settings.data_dir, info)
+    previous = read_pointer()
+    try:
+        write_pointer(info)
+    except OSError as exc:
+        log.warning("cannot write the per-user pointer %s (%s): commands find this service "
+                    "only from %s or with --data-dir %s", pointer_file(), exc,
+                    settings.data_dir.parent, settings.data_dir)
     click.echo(f"Redis:    {redact(settings.redis_url)}")
     click.echo(f"Database: {settings.effective_database_url}")
-    click.echo(f"Data dir: {settings.data_dir}  (other commands find this service there)")
+    click.echo(f"Data dir: {settings.data_dir}  (other commands find this service from any "
+               "directory)")
     click.echo("Try:      recnotify listen   (in another terminal; README: a worked example)")
     try:
         _supervise(children, embedded)
     finally:
+        remove_pointer(os.getpid(), previous)
         remove_run_file(settings.data_dir, os.getpid())
         del lock
 

@@ -18,13 +18,14 @@ from producer.constants import (
     DEFAULT_REDIS_URL,
     events_key,
 )
-from producer.discovery import read_run_file, user_data_dir
+from producer.discovery import RunInfo, cwd_data_dir, find_running
 from workers.errors import ConfigError
 from workers.secret_key import read_key_file
 
-#: The data dir when RECNOTIFY_DATA_DIR is unset: per user (producer.discovery.user_data_dir,
-#: read at each call), never the current directory. This text is for help messages.
-DEFAULT_DATA_DIR_TEXT = "the per-user data dir, e.g. ~/.local/share/recnotify"
+#: The data dir when none is given (SPEC 7): ./.recnotify, unless a live `recnotify run`
+#: found through its per-user pointer names another (producer/discovery.py). For help texts.
+DEFAULT_DATA_DIR_TEXT = ("./.recnotify, or the data dir of the running `recnotify run` "
+                         "(its per-user pointer)")
 DEFAULT_STREAM_RETENTION_S = 7 * 24 * 3600
 DEFAULT_RECORD_RETENTION_DAYS = 30
 #: Celery/kombu re-delivers an unacknowledged task after this long (a dead worker's work).
@@ -165,7 +166,7 @@ class Settings:
     redis_url_explicit: bool = False
     key_prefix: str = DEFAULT_KEY_PREFIX
     database_url: str | None = None
-    data_dir: Path = field(default_factory=user_data_dir)
+    data_dir: Path = field(default_factory=cwd_data_dir)
     #: the pid of the ``recnotify run`` whose run file gave the Redis URL (None: configured)
     discovered_from_pid: int | None = None
     secret_key: str | None = field(default=None, repr=False)
@@ -187,14 +188,29 @@ class Settings:
                  **overrides: Any) -> Settings:
         """Settings from ``env`` (default: the process environment), then ``overrides``.
 
-        With ``discover`` and no Redis URL configured, a live ``recnotify run`` in the
-        data dir (its run file, see :mod:`producer.discovery`) gives the Redis URL, and
-        the key prefix and database URL unless those are configured too.
+        The data dir is ``data_dir`` / ``RECNOTIFY_DATA_DIR``, else ``./.recnotify``. With
+        ``discover``, a live ``recnotify run`` (:func:`producer.discovery.find_running`:
+        the given data dir's run file; with none given, ``./.recnotify``'s, else the
+        per-user pointer) gives the data dir when none is given, and the Redis URL, key
+        prefix and database URL that are not configured explicitly.
         """
         env = os.environ if env is None else env
         overrides = {k: v for k, v in overrides.items() if v is not None}
-        data_dir = Path(overrides.get("data_dir") or _env(env, "RECNOTIFY_DATA_DIR", "")
-                        or user_data_dir()).expanduser()
+        given_dir = overrides.get("data_dir") or _env(env, "RECNOTIFY_DATA_DIR", "")
+        explicit_dir = Path(given_dir).expanduser() if given_dir else None
+        running = find_running(explicit_dir) if discover else None
+        if explicit_dir is not None:
+            data_dir = explicit_dir
+        elif running is not None:
+            data_dir = Path(running.data_dir)
+        else:
+            try:
+                data_dir = cwd_data_dir()
+            except OSError:
+                raise ConfigError(
+                    "the current directory no longer exists, so the default data dir "
+                    "./.recnotify cannot be used: cd to an existing directory, or give "
+                    "--data-dir / RECNOTIFY_DATA_DIR") from None
         overrides["data_dir"] = data_dir
         settings = cls(
             redis_url=_env(env, "RECNOTIFY_REDIS_URL", DEFAULT_REDIS_URL),
@@ -221,18 +237,16 @@ class Settings:
         if "redis_url" in overrides:
             overrides.setdefault("redis_url_explicit", True)
         settings = replace(settings, **overrides)
-        if discover and not settings.redis_url_explicit:
+        if running is not None:
             settings = settings._with_running_service(
-                prefix_given="RECNOTIFY_KEY_PREFIX" in env or "key_prefix" in overrides)
+                running, prefix_given="RECNOTIFY_KEY_PREFIX" in env or "key_prefix" in overrides)
         return settings
 
-    def _with_running_service(self, *, prefix_given: bool) -> Settings:
-        running = read_run_file(self.data_dir)
-        if running is None:
-            return self
+    def _with_running_service(self, running: RunInfo, *, prefix_given: bool) -> Settings:
+        """What ``running`` serves, for each of Redis URL, key prefix, database URL not given."""
         return replace(
             self,
-            redis_url=running.redis_url,
+            redis_url=self.redis_url if self.redis_url_explicit else running.redis_url,
             key_prefix=self.key_prefix if prefix_given else running.key_prefix,
             database_url=self.database_url or running.database_url,
             discovered_from_pid=running.pid,
