@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -39,3 +40,39 @@ def test_every_deliver_log_line_about_a_notification_follows_the_convention(path
     about = [m for m in messages if "notification %s" in m]
     assert about, "found no log lines to check"
     assert all(m.startswith("notification %s to %s") for m in about), about
+
+
+def test_a_real_workers_json_lines_about_a_notification_carry_every_field(
+        workers: Any, receiver: Any) -> None:
+    """Issue 15: event_id, notification_id, destination, attempt, status, latency_ms, node
+    and the Celery task id on every line about a notification (a Flower task id and a
+    receiver's webhook-id both lead to the lines)."""
+    import time
+    import uuid
+
+    from workers.request import notification_id
+
+    receiver.script("/logs", [503, 200])
+    workers.configure("destinations:\n  - name: crm\n    events: all\n    scope: global\n"
+                      f"    url: {receiver.url('/logs')}\n"
+                      "    retry: {max_attempts: 3, backoff_s: 0.1, backoff_max_s: 0.1}\n")
+    proc = workers.start(RECNOTIFY_LOG_FORMAT="json")
+    event_id = workers.publisher().publish("RECORDING_STARTED_EVENT")
+    got = receiver.wait_for(2)
+    nid = notification_id(event_id, "crm")
+    assert {r.header("webhook-id") for r in got} == {nid}
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in workers.log(proc).splitlines()
+                 if line.startswith("{")]
+        mine = [line for line in lines if line.get("notification_id") == nid]
+        if any("delivered" in line["message"] for line in mine) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    failed = next(line for line in mine if "failed" in line["message"])
+    delivered = next(line for line in mine if "delivered" in line["message"])
+    for line, attempt, status in ((failed, 1, 503), (delivered, 2, 200)):
+        assert line["event_id"] == event_id and line["destination"] == "crm"
+        assert line["attempt"] == attempt and line["status"] == status
+        assert isinstance(line["latency_ms"], float) and line["node"].endswith("-w0")
+        uuid.UUID(line["task_id"])  # the Celery task's id, as Flower shows it

@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 import redis
+from celery import current_task
 
 from producer.events import Event, load_stored_event
 from workers.attempt import (
@@ -49,6 +50,7 @@ from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.errors import DeliveryError
 from workers.limits import SLOT_RETRY_S, Limits
+from workers.logs import add_log_context, log_context
 from workers.metrics_keys import bucket_for
 from workers.netsafety import AddressRules
 from workers.ordering import EnqueueMany, Ordering, after_finish, finish_ordered, queue_finish
@@ -111,6 +113,12 @@ class Deliverer:
         recording is released and enqueued when this one has ended (workers.ordering).
         """
         nid = notification_id(event_id, destination)
+        with log_context(event_id=event_id, notification_id=nid, destination=destination,
+                         node=self.settings.node_name, task_id=_task_id()):
+            return self._run_logged(event_id, destination, nid, enqueue)
+
+    def _run_logged(self, event_id: str, destination: str, nid: str,
+                    enqueue: EnqueueMany | None) -> Outcome | Retry | None:
         run = Run(event_id, destination, nid, Lease(self.keys.lock(nid), uuid.uuid4().hex),
                   enqueue=enqueue)
         try:
@@ -193,6 +201,7 @@ class Deliverer:
                          "%.1f s", run.nid, run.destination, wait_s)
                 return Retry(jitter(wait_s))
             run.attempt = int(state.get(b"attempts", 0)) + 1
+            add_log_context(attempt=run.attempt)
             run.first_at = float(state.get(b"first_at", 0)) or time.time()
             since = _float(state.get(b"circuit_since"))
             waited_s = (_float(state.get(b"circuit_waited_s")) or 0.0) + (
@@ -404,9 +413,12 @@ class Deliverer:
         if finish >= 0 and self.ordering is not None and run.enqueue is not None:
             after_finish(self.ordering, replies[finish], dest.name, run.enqueue)
             run.done.add(Chore.ORDER)
+        outcome_fields = {"status": result.status, "latency_ms": round(result.latency_ms, 1)}
+        add_log_context(**outcome_fields)
         if outcome is Outcome.DELIVERED:
             log.info("notification %s to %s delivered: HTTP %s in %.0f ms (attempt %d)",
-                     run.nid, dest.name, result.status, result.latency_ms, attempt)
+                     run.nid, dest.name, result.status, result.latency_ms, attempt,
+                     extra=outcome_fields)
             return outcome
         if outcome is Outcome.DEAD:
             reason = result.error or "failed"
@@ -419,7 +431,7 @@ class Deliverer:
             wait_s = max(wait_s, result.retry_after_s)
         wait_s = min(wait_s, max(0.0, deadline - time.time()))  # never past the span
         log.warning("notification %s to %s attempt %d failed (%s); retry in %.1f s", run.nid,
-                    dest.name, attempt, result.error, wait_s)
+                    dest.name, attempt, result.error, wait_s, extra=outcome_fields)
         if wait_s <= self.settings.max_countdown_s:
             return Retry(wait_s)
         self.schedule.add(event.id, dest.name, time.time() + wait_s)
@@ -460,3 +472,12 @@ class Deliverer:
 
 def _float(value: bytes | None) -> float | None:
     return float(value) if value else None
+
+
+def _task_id() -> str | None:
+    """The id of the Celery task this run is (None outside one, e.g. in-process tests)."""
+    try:
+        request = current_task.request if current_task else None
+        return str(request.id) if request is not None and request.id else None
+    except Exception:  # no task machinery in this process
+        return None
