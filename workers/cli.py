@@ -10,6 +10,7 @@ after its name. With no Redis URL configured, commands use the service a running
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import click
 
 from producer.errors import RecnotifyError
 from workers import __version__
+from workers.env import unknown_variables
 from workers.logs import setup_logging
 from workers.settings import DEFAULT_DATA_DIR_TEXT, Settings
 
@@ -57,7 +59,10 @@ def _settings(ctx: click.Context) -> Settings:
     show_default=True,
     help="Log line format.",
 )
-@click.option("--log-level", default="INFO", envvar="RECNOTIFY_LOG_LEVEL", show_default=True)
+@click.option("--log-level", default="INFO", envvar="RECNOTIFY_LOG_LEVEL", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                                case_sensitive=False),
+              help="Least severe level logged [env RECNOTIFY_LOG_LEVEL].")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -85,6 +90,8 @@ def main(
       recnotify check
     """
     setup_logging(log_level, log_format)
+    for line in unknown_variables(os.environ):
+        click.echo(f"warning: {line}", err=True)
     overrides = {"redis_url": redis_url, "database_url": database_url, "key_prefix": key_prefix,
                  "log_format": log_format, "log_level": log_level, "data_dir": data_dir}
     ctx.meta["recnotify.overrides"] = {k: v for k, v in overrides.items() if v is not None}
@@ -159,7 +166,8 @@ def publish(
             values.setdefault(name, []).append(value)
         else:
             values[name] = value
-    publisher = Publisher(settings.redis_url, key_prefix=settings.key_prefix)
+    publisher = Publisher(settings.redis_url, key_prefix=settings.key_prefix,
+                          publish_timeout_s=settings.publish_timeout_s)
     event_id = publisher.publish(
         event_type,
         route=route,

@@ -19,6 +19,15 @@ from producer.constants import (
     events_key,
 )
 from producer.discovery import RunInfo, cwd_data_dir, find_running
+from workers.env import (
+    DEFAULT_CLAIM_IDLE_S,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_COUNTDOWN_S,
+    DEFAULT_RECORD_RETENTION_DAYS,
+    DEFAULT_STREAM_RETENTION_S,
+    DEFAULT_VISIBILITY_TIMEOUT_S,
+    read_env,
+)
 from workers.errors import ConfigError
 from workers.secret_key import read_key_file
 
@@ -26,14 +35,6 @@ from workers.secret_key import read_key_file
 #: found through its per-user pointer names another (producer/discovery.py). For help texts.
 DEFAULT_DATA_DIR_TEXT = ("./.recnotify, or the data dir of the running `recnotify run` "
                          "(its per-user pointer)")
-DEFAULT_STREAM_RETENTION_S = 7 * 24 * 3600
-DEFAULT_RECORD_RETENTION_DAYS = 30
-#: Celery/kombu re-delivers an unacknowledged task after this long (a dead worker's work).
-DEFAULT_VISIBILITY_TIMEOUT_S = 100
-#: Retry waits up to this long use Celery's countdown; longer ones the durable schedule.
-DEFAULT_MAX_COUNTDOWN_S = 30.0
-#: A stream entry pending this long on a consumer is claimed by another one.
-DEFAULT_CLAIM_IDLE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,16 +149,6 @@ def _env(env: Mapping[str, str], name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a recnotify process needs to know, with units in the names."""
@@ -176,7 +167,7 @@ class Settings:
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     max_countdown_s: float = DEFAULT_MAX_COUNTDOWN_S
     claim_idle_s: float = DEFAULT_CLAIM_IDLE_S
-    concurrency: int = 64
+    concurrency: int = DEFAULT_CONCURRENCY
     allow_cidrs: str = ""
     deny_cidrs: str = ""
     log_format: str = "text"
@@ -212,27 +203,23 @@ class Settings:
                     "./.recnotify cannot be used: cd to an existing directory, or give "
                     "--data-dir / RECNOTIFY_DATA_DIR") from None
         overrides["data_dir"] = data_dir
+        typed = read_env(env)
         settings = cls(
-            redis_url=_env(env, "RECNOTIFY_REDIS_URL", DEFAULT_REDIS_URL),
-            redis_url_explicit=bool(env.get("RECNOTIFY_REDIS_URL")),
+            redis_url=typed.REDIS_URL or DEFAULT_REDIS_URL,
+            redis_url_explicit=bool(typed.REDIS_URL),
             key_prefix=env.get("RECNOTIFY_KEY_PREFIX", DEFAULT_KEY_PREFIX),
-            database_url=env.get("RECNOTIFY_DATABASE_URL") or None,
+            database_url=typed.DATABASE_URL or None,
             data_dir=data_dir,
-            secret_key=env.get("RECNOTIFY_SECRET_KEY") or read_key_file(data_dir),
-            stream_retention_s=_number(
-                env, "RECNOTIFY_STREAM_RETENTION_S", DEFAULT_STREAM_RETENTION_S
-            ),
-            record_retention_days=_number(
-                env, "RECNOTIFY_RECORD_RETENTION_DAYS", DEFAULT_RECORD_RETENTION_DAYS
-            ),
-            concurrency=int(_number(env, "RECNOTIFY_CONCURRENCY", 64)),
-            visibility_timeout_s=int(
-                _number(env, "RECNOTIFY_VISIBILITY_TIMEOUT_S", DEFAULT_VISIBILITY_TIMEOUT_S)
-            ),
-            max_countdown_s=_number(env, "RECNOTIFY_MAX_COUNTDOWN_S", DEFAULT_MAX_COUNTDOWN_S),
-            claim_idle_s=_number(env, "RECNOTIFY_CLAIM_IDLE_S", DEFAULT_CLAIM_IDLE_S),
-            allow_cidrs=env.get("RECNOTIFY_ALLOW_CIDRS", ""),
-            deny_cidrs=env.get("RECNOTIFY_DENY_CIDRS", ""),
+            secret_key=typed.SECRET_KEY or read_key_file(data_dir),
+            stream_retention_s=typed.STREAM_RETENTION_S,
+            record_retention_days=typed.RECORD_RETENTION_DAYS,
+            publish_timeout_s=typed.PUBLISH_TIMEOUT_S,
+            concurrency=typed.CONCURRENCY,
+            visibility_timeout_s=typed.VISIBILITY_TIMEOUT_S,
+            max_countdown_s=typed.MAX_COUNTDOWN_S,
+            claim_idle_s=typed.CLAIM_IDLE_S,
+            allow_cidrs=typed.ALLOW_CIDRS,
+            deny_cidrs=typed.DENY_CIDRS,
         )
         if "redis_url" in overrides:
             overrides.setdefault("redis_url_explicit", True)

@@ -1,0 +1,81 @@
+"""The environment at the edge (workers/env.py): typed, bounded, one line per mistake,
+a warning for a misspelt variable, and every variable documented."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.helpers import ROOT
+from workers.env import KNOWN, EnvSettings, read_env, unknown_variables
+from workers.errors import ConfigError
+from workers.settings import Settings
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("RECNOTIFY_CONCURRENCY", "abc", "give a whole number"),
+    ("RECNOTIFY_CONCURRENCY", "0", "give a whole number >= 1"),
+    ("RECNOTIFY_VISIBILITY_TIMEOUT_S", "1.5", "give a whole number"),
+    ("RECNOTIFY_CLAIM_IDLE_S", "-1", "give a number > 0"),
+    ("RECNOTIFY_MAX_COUNTDOWN_S", "301", "give a number <= 300"),
+    ("RECNOTIFY_LOG_LEVEL", "foo", "give one of 'DEBUG'"),
+    ("RECNOTIFY_LOG_FORMAT", "xml", "give one of 'text' or 'json'"),
+])
+def test_a_bad_value_is_one_line_naming_the_variable_and_what_it_accepts(
+        name: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value}, discover=False)
+    message = str(caught.value)
+    assert message.startswith(f"{name}={value!r} is not valid: ") and says in message
+    assert "\n" not in message
+
+
+@given(st.text(max_size=20))
+def test_any_concurrency_text_is_read_or_refused_with_the_variable_named(text: str) -> None:
+    try:
+        concurrency = read_env({"RECNOTIFY_CONCURRENCY": text}).CONCURRENCY
+    except ConfigError as exc:
+        assert str(exc).startswith("RECNOTIFY_CONCURRENCY=")
+    else:
+        assert 1 <= concurrency <= 1024
+
+
+def test_levels_and_formats_are_read_in_any_case() -> None:
+    typed = read_env({"RECNOTIFY_LOG_LEVEL": "debug", "RECNOTIFY_LOG_FORMAT": "JSON"})
+    assert (typed.LOG_LEVEL, typed.LOG_FORMAT) == ("DEBUG", "json")
+
+
+def test_a_misspelt_variable_gets_a_warning_naming_the_closest_known_one() -> None:
+    env = {"RECNOTIFY_CONCURENCY": "8", "RECNOTIFY_REDIS_URL": "redis://x", "HOME": "/"}
+    assert unknown_variables(env) == [
+        "RECNOTIFY_CONCURENCY is not a recnotify setting and is ignored; did you mean "
+        "RECNOTIFY_CONCURRENCY?"]
+    assert unknown_variables({"RECNOTIFY_ZZZZZZZZ": "1"}) == [
+        "RECNOTIFY_ZZZZZZZZ is not a recnotify setting and is ignored"]
+
+
+def test_a_command_warns_about_a_misspelt_variable_and_refuses_a_bad_one_in_one_line(
+        tmp_path: object) -> None:
+    base = [sys.executable, "-m", "workers"]
+    warned = subprocess.run([*base, "check", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "RECNOTIFY_VISIBILTY_TIMEOUT_S": "5"})
+    assert warned.returncode == 0
+    assert ("warning: RECNOTIFY_VISIBILTY_TIMEOUT_S is not a recnotify setting and is "
+            "ignored; did you mean RECNOTIFY_VISIBILITY_TIMEOUT_S?") in warned.stderr
+    refused = subprocess.run([*base, "check"], cwd=ROOT, capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin", "RECNOTIFY_CONCURRENCY": "abc"})
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: RECNOTIFY_CONCURRENCY='abc' is not valid: give a whole number"]
+
+
+def test_every_variable_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"RECNOTIFY_[A-Z0-9_]+", readme))
+    assert set(KNOWN) - documented == set()
+    assert {f"RECNOTIFY_{name}" for name in EnvSettings.model_fields} <= documented
