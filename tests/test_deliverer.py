@@ -195,3 +195,48 @@ def test_time_waited_on_an_open_circuit_does_not_eat_the_retry_span(
     assert redis_client.hget(nkey, "state") == b"retrying"
     waited = float(redis_client.hget(nkey, "circuit_waited_s") or 0)  # type: ignore[arg-type]
     assert 598 < waited < 601 and redis_client.hget(nkey, "circuit_since") is None
+
+
+def test_each_attempt_keeps_2_kib_of_the_answer_with_the_destinations_secrets_masked(
+        redis_url: str, key_prefix: str, redis_client: redis.Redis) -> None:
+    """What an operator asks first (issue 15): what did the receiver say? Bounded, and a
+    receiver that echoes the request cannot put a secret into the record or the page."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - the http.server hook
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = (f"echo: {self.headers.get('X-Api-Key')} {self.path} ".encode()
+                    + b"x" * 5000)
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(redis_url=redis_url, key_prefix=key_prefix)
+        config = ConfigCache(Source({
+            "name": "d", "events": "all", "scope": "global", "method": "POST",
+            "url": f"http://user:pa55word@127.0.0.1:{server.server_port}/hook",
+            "headers": {"X-Api-Key": {"value": "top-secret-key", "secret": True}},
+            "retry": {"max_attempts": 2, "backoff_s": 1, "backoff_max_s": 1}}))
+        config.refresh()
+        deliverer = Deliverer(settings, redis_client, config, Transport(pool_maxsize=2),
+                              AddressRules(), Store())
+        store_event(redis_client, settings, E1)
+        assert isinstance(deliverer.run(E1, "d"), Retry)
+    finally:
+        server.shutdown()
+    (record,) = [json.loads(r) for r in redis_client.lrange(settings.keys.records, 0, -1)]
+    assert record["status"] == 503 and 2000 < len(record["response"]) <= 2048
+    assert record["response"].startswith("echo: **** /hook")
+    assert "top-secret-key" not in json.dumps(record) and "pa55word" not in json.dumps(record)
+    # the Redis attempt log stays small: the answer goes to the database only
+    log_entry = redis_client.lindex(settings.keys.notification_log(notification_id(E1, "d")), 0)
+    assert log_entry is not None and b"echo" not in log_entry

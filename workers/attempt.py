@@ -19,7 +19,7 @@ import urllib3.exceptions
 
 from workers.backoff import max_span_s, parse_retry_after
 from workers.circuit import Admission
-from workers.destination_model import Destination
+from workers.destination_model import Destination, url_userinfo
 from workers.errors import DeliveryError, RefusedAddress
 from workers.metrics_keys import count_attempt
 from workers.netsafety import AddressRules, parse_cidrs
@@ -95,6 +95,8 @@ class AttemptResult:
     retryable: bool
     retry_after_s: float | None = None
     disable: bool = False
+    #: The start of the receiver's answer (secrets of the destination masked).
+    response: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,12 +229,31 @@ def send_once(transport: Transport, global_rules: AddressRules, dest: Destinatio
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         return AttemptResult(None, describe(exc), elapsed_ms(started), retryable=True)
     status = response.status
+    excerpt = mask_secrets(response.excerpt, dest)
     if is_delivered(status):
-        return AttemptResult(status, None, response.latency_ms, retryable=False)
+        return AttemptResult(status, None, response.latency_ms, retryable=False,
+                             response=excerpt)
     retry_after = None
     if status in (429, 503):
         retry_after = parse_retry_after(header_value(response.headers, "retry-after"),
                                         time.time())
     return AttemptResult(status, f"HTTP {status}", response.latency_ms,
                          retryable=is_retryable_status(status), retry_after_s=retry_after,
-                         disable=status == 410)
+                         disable=status == 410, response=excerpt)
+
+
+def mask_secrets(text: str, dest: Destination) -> str:
+    """``text`` with every secret of ``dest`` replaced by ``****``: a receiver that echoes
+    the request (its headers, its URL) must not put a secret into a record or the page."""
+    if not text or not dest.has_secrets:
+        return text
+    secrets = [s for s, _ in dest.old_secrets] + [h.value for h in dest.headers if h.secret]
+    if dest.secret:
+        secrets.append(dest.secret)
+        secrets.append(dest.secret.removeprefix("whsec_"))
+    userinfo = url_userinfo(dest.url)
+    if userinfo:
+        secrets.extend(part for part in userinfo.split(":") if part)
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "****")
+    return text

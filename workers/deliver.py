@@ -388,7 +388,8 @@ class Deliverer:
                 self.keys.watchdog, lease.lock_key]
         args = [attempt, outcome.value, event.id, dest.name, run.first_at, json.dumps(entry),
                 attempt_record(notification_id=run.nid, event_id=event.id,
-                               destination=dest.name, outcome=outcome.value, **entry),
+                               destination=dest.name, outcome=outcome.value,
+                               response=result.response or None, **entry),
                 NOTIFICATION_TTL_S,
                 bucket_for(result.latency_ms) if result.status is not None else "",
                 round(result.latency_ms, 3),

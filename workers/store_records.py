@@ -30,6 +30,7 @@ ATTEMPT_FIELDS = (
     "error",
     "latency_ms",
     "outcome",
+    "response",
 )
 DEAD_LETTER_FIELDS = (
     "notification_id",

@@ -57,6 +57,8 @@ attempts = Table(
     Column("error", Text, nullable=True),
     Column("latency_ms", Float, nullable=False, default=0.0),
     Column("outcome", String(20), nullable=False),
+    #: the first 2 KiB of the receiver's answer (workers.transport.RESPONSE_EXCERPT_BYTES)
+    Column("response", Text, nullable=True),
     Index("ix_attempts_destination_at", "destination", "at"),
     Index("ix_attempts_notification_id", "notification_id"),
     Index("ix_attempts_event_id", "event_id"),

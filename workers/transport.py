@@ -55,6 +55,8 @@ Resolver = Callable[[str, int], list[str]]
 MIN_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 #: At most this much of a response body is read (a receiver cannot make us buffer more).
 MAX_RESPONSE_BYTES = 64 * 1024
+#: This much of a response body is kept with its attempt record (the trace, the page).
+RESPONSE_EXCERPT_BYTES = 2048
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -86,6 +88,8 @@ class Response:
     headers: dict[str, str]
     latency_ms: float
     address: str
+    #: The first RESPONSE_EXCERPT_BYTES of the body (UTF-8, undecodable bytes replaced).
+    excerpt: str = ""
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -187,13 +191,14 @@ class Transport:
             pool._put_conn(None)
             raise
         try:
-            response.read(MAX_RESPONSE_BYTES)
+            body = response.read(MAX_RESPONSE_BYTES) or b""
         finally:
             if not response.closed:  # body longer than we read: the connection is unusable
                 response.close()
             response.release_conn()
         latency_ms = (time.perf_counter() - started) * 1000
-        return Response(response.status, dict(response.headers), latency_ms, address)
+        excerpt = body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
+        return Response(response.status, dict(response.headers), latency_ms, address, excerpt)
 
     def close(self) -> None:
         with self._lock:

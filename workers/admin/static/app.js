@@ -487,8 +487,9 @@ async function loadAttempts() {
   const rows = await api("GET", "/api/attempts?" + query);
   $("#attempts-table tbody").replaceChildren(...rows.map((a) => el("tr", { className: "attempt-row" },
     el("td", {}, a.time), el("td", {}, a.destination), el("td", {}, a.attempt),
-    el("td", {}, a.status ? `HTTP ${a.status}` : (a.error || "")),
+    el("td", { title: a.response || "" }, a.status ? `HTTP ${a.status}` : (a.error || "")),
     el("td", {}, `${Math.round(a.latency_ms)} ms`), el("td", { className: a.outcome }, a.outcome),
+    el("td", { className: "mono response" }, (a.response || "").slice(0, 2048)),
     el("td", { className: "mono" }, a.notification_id))));
   $("#a-older").disabled = rows.length < PAGE;
   $("#a-newer").disabled = state.attemptsOffset === 0;
