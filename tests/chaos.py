@@ -32,8 +32,9 @@ Checked from the receivers' side, per notification (event x destination):
   span: dead is right only after a ``410``, or when a refusal window (a burst, the
   outage) overlapped its life and ended less than one probe period (``reset_s`` + 5 s
   for the sweep and the probe's own request) before its deadline (publish + the retry
-  policy's span). A 503 to a first attempt is not a refusal of the notification: the
-  receiver accepts its next try;
+  policy's span), or on ``gone`` once it has answered 410 (the destination is disabled).
+  A 503 to a first attempt is not a refusal of the notification: the receiver accepts
+  its next try;
 - ``order_violations``: recordings of an ordered destination whose first 2xx
   arrivals are not in publish order with ``X-Recnotify-Sequence`` 1..n (complete
   unless one of its notifications was rightly dead);
@@ -358,7 +359,8 @@ def check(run: Seed) -> Outcome:
                 continue
             if pair in dead:
                 deadline = at + SPAN_S
-                if any(r.status == 410 for r in copies) or d.policy.refused_until(
+                gone = d.policy.gone_at is not None and d.name in first_410  # disabled
+                if gone or d.policy.refused_until(
                         at, deadline) > deadline - reset_s - PROBE_SLACK_S:
                     rightly_dead.add(pair)
                     continue
