@@ -12,11 +12,13 @@ notification the fault hit:
   3 s; the destination's ``timeout_s`` is 10); a fresh worker is started at once, as a
   supervisor would;
 - ``consumer``: a stream consumer that read an entry and died before acknowledging it
-  (the live worker is paused with SIGSTOP while this harness reads the entry under a
-  consumer name of its own, then resumed);
-- ``redis``: a Redis restart (AOF on) while events are published at 20/s; the figure is
-  the longest wait, over notifications published before the restart and not yet at the
-  receiver, from the restart to their first request;
+  (this harness reads the entry under a consumer name of its own while no worker runs,
+  and never acknowledges it; then a worker starts);
+- ``redis``: a Redis restart (AOF on) right after 300 events were published at 30/s to
+  a receiver that takes 0.5 s (2 workers x 4: 16/s, so about 140 are queued and 8 in
+  flight at the restart); the figure is the longest wait, over the notifications not
+  yet at the receiver at the restart, from the restart to their first request (it
+  includes draining that queue, about 10 s);
 - ``kombu``: a message kombu popped and lost (this harness takes a delivery message from
   the queue list ``<prefix>deliver`` right after the consumer dispatched it).
 
@@ -139,36 +141,33 @@ def fault_kill() -> tuple[float | None, str]:
 
 def fault_consumer() -> tuple[float | None, str]:
     with environment(delay_s=0.0, timeout_s=10) as env:
-        proc = env.start_worker("c0")
-        pid = proc.pid  # type: ignore[attr-defined]
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            eid = env.publish()
-            keys = env.factory.settings.keys
-            got: Any = env.factory.redis.xreadgroup(
-                keys.group, "killed-consumer", {keys.events: ">"}, count=10)
-            fault_at = time.time()
-            read = sum(len(entries) for _stream, entries in got)
-        finally:
-            os.kill(pid, signal.SIGCONT)
+        first = env.start_worker("c0")  # creates the consumer group, then stops cleanly
+        first.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+        first.wait(30)  # type: ignore[attr-defined]
+        eid = env.publish()
+        keys = env.factory.settings.keys
+        got: Any = env.factory.redis.xreadgroup(
+            keys.group, "killed-consumer", {keys.events: ">"}, count=10)
+        fault_at = time.time()  # read, and its reader is gone: never acknowledged
+        read = sum(len(entries) for _stream, entries in got or [])
         if not read:
-            return None, "the harness could not read the entry first"
+            return None, "the harness could not read the entry"
+        env.start_worker("c1")
         return env.next_after(eid, fault_at), f"{read} entry read, never acknowledged"
 
 
 def fault_redis() -> tuple[float | None, str]:
-    with environment(delay_s=0.05, timeout_s=10) as env:
+    with environment(delay_s=0.5, timeout_s=10) as env:
         env.start_worker("r0")
         env.start_worker("r1")
         published: list[tuple[float, str]] = []
         restart_at = 0.0
-        for i in range(400):  # 20 s at 20/s, the restart at 10 s
-            if i == 200:
-                restart_at = time.time()
-                env.redis.stop()
-                env.redis.start()
+        for i in range(300):  # 10 s at 30/s (capacity 16/s: a queue builds), then restart
             published.append((time.time(), env.publish(i)))
-            time.sleep(0.05)
+            time.sleep(1 / 30)
+        restart_at = time.time()
+        env.redis.stop()
+        env.redis.start()
         pending = [eid for at, eid in published
                    if at < restart_at and not [t for t in env.requests_for(eid)
                                                if t <= restart_at]]
