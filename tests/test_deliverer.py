@@ -208,7 +208,7 @@ def test_each_attempt_keeps_2_kib_of_the_answer_with_the_destinations_secrets_ma
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - the http.server hook
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = (f"echo: {self.headers.get('X-Api-Key')} {self.path} ".encode()
                     + b"x" * 5000)
