@@ -211,10 +211,19 @@ class Seed:
             return {}
         return {(d["event_id"], d["destination"]): str(d.get("reason", "")) for d in letters}
 
-    def exempt(self, dest: Dest, at: float, got: list[Received], first_410: float | None
-               ) -> bool:
-        """A `gone` notification published after its destination answered 410."""
-        return dest.policy.gone_at is not None and first_410 is not None and at >= first_410
+    def exempt(self, dest: Dest, eid: str, at: float, first_410: float | None) -> bool:
+        """A `gone` notification published after its destination answered 410, or one
+        never created because its event was matched after the 410 had disabled the
+        destination: published shortly before the 410, its entry read late (a consumer
+        killed between read and ack is claimed ``claim_idle_s`` later; workers apply a
+        configuration change within 2 s) and no notification in Redis at all."""
+        if dest.policy.gone_at is None or first_410 is None:
+            return False
+        if at >= first_410:
+            return True
+        nkey = self.factory.settings.keys.notification(notification_id(eid, dest.name))
+        lag_s = float(self.mode.worker_env.get("RECNOTIFY_CLAIM_IDLE_S", 60)) + 2 + 3
+        return at >= first_410 - lag_s and not self.factory.redis.exists(nkey)
 
     def unsettled(self) -> int:
         got, dead = self.requests(), self.dead_letters()
@@ -225,7 +234,7 @@ class Seed:
                 copies = got.get((eid, d.name), [])
                 if any(200 <= r.status < 300 for r in copies) or (eid, d.name) in dead:
                     continue
-                if not self.exempt(d, at, copies, first_410.get(d.name)):
+                if not self.exempt(d, eid, at, first_410.get(d.name)):
                     n += 1
         return n
 
@@ -372,7 +381,7 @@ def check(run: Seed) -> Outcome:
                     f"reason: {dead[pair]}; receiver saw "
                     f"{[(round(r.at - at, 2), r.status) for r in copies]}")
                 continue
-            if run.exempt(d, at, copies, first_410.get(d.name)):
+            if run.exempt(d, eid, at, first_410.get(d.name)):
                 continue
             out.lost += 1
             state = run.factory.redis.hgetall(run.factory.settings.keys.notification(own))
