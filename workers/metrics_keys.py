@@ -8,7 +8,7 @@ or script a delivery already runs, so they cost no extra round trip):
   ``dest|attempts`` every concluded attempt, ``dest|retries`` those after which
   another attempt is due, ``dest|delivered`` notifications that ended delivered
   (their last attempt), ``dest|waits`` times one waited without spending an attempt.
-  (Fields of releases before 0.2 -- ``retrying``, ``dead``, ``waiting`` -- are ignored.)
+  (Fields of earlier builds -- ``retrying``, ``dead``, ``waiting`` -- are not exported.)
 - ``latency``: field ``dest|le`` per histogram bucket (cumulative when exported),
   plus ``dest|sum`` (ms) and ``dest|count``
 - ``dead_letters``: field ``dest|reason-kind`` (final, exhausted, refused, internal,
