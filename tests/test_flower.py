@@ -196,3 +196,29 @@ def _children_argv(pid: int) -> dict[int, bytes]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def test_a_long_retry_says_it_continues_from_the_durable_schedule_as_a_new_task(
+        workers: WorkerFactory, receiver: Receiver, flower: Flower) -> None:
+    # the test workers' RECNOTIFY_MAX_COUNTDOWN_S is 2: a 3-6 s wait goes to the schedule
+    receiver.script("/slow", [503, 200])
+    workers.configure(
+        "destinations:\n"
+        f"  - {{name: slow-hook, events: all, scope: global, url: '{receiver.url('/slow')}',"
+        " retry: {max_attempts: 3, backoff_s: 6, backoff_max_s: 6}}\n")
+    workers.start(node="flower-l")
+    flower.wait_until("/api/workers?refresh=1", lambda data: bool(data))
+    event_id = workers.publisher().publish("RECORDING_STARTED_EVENT", params={"UCID": "f-3"})
+
+    def mine(data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [t for t in data.values() if t.get("args") == repr((event_id, "slow-hook"))]
+
+    tasks = flower.wait_until("/api/tasks", lambda data: len(mine(data)) == 2 and any(
+        t.get("state") == "SUCCESS" for t in mine(data)), timeout_s=60)
+    states = {t["state"] for t in mine(tasks)}
+    assert states == {"RETRY", "SUCCESS"}, mine(tasks)
+    first = next(t for t in mine(tasks) if t["state"] == "RETRY")
+    info = flower.get(f"/api/task/info/{first['uuid']}", auth=AUTH).json()
+    assert "attempt 1 failed: HTTP 503; the next attempt comes from the durable schedule " \
+        "as a new task id" in info["exception"], info
+    assert len(receiver.received(lambda r: r.path == "/slow")) == 2
