@@ -9,9 +9,9 @@ reasons and states only: never a URL, header or secret.
 
 Per-destination series are those of the destinations configured now (the
 collector reads the store's version every scrape and the list when it changed),
-so a deleted destination's series disappear. A scrape is two Redis round trips
-(one pipeline for every counter hash and size, one for the circuit state and
-parked count of every destination) whatever the number of destinations.
+so a deleted destination's series disappear. A scrape is one Redis round trip
+(one pipeline: every counter hash, the sizes, the live workers, and the circuit
+state and parked count of every destination) whatever the number of destinations.
 """
 
 from __future__ import annotations
