@@ -78,7 +78,7 @@ def test_open_circuit_parks_notifications_without_spending_their_attempts(
     later = publish(workers, 4)
     # While open, the later notifications wait: nothing reaches the receiver ...
     wait_until(lambda: client.hget(workers.settings.keys.metric("notifications"),
-                                   "flaky|waiting") is not None, what="a parked notification")
+                                   "flaky|waits") is not None, what="a parked notification")
     assert len(receiver.received()) == 2
     # ... and `recnotify trace` shows a parked one as pending, with why (SPEC 6)
     from workers.tracing import trace_event

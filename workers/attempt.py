@@ -21,7 +21,7 @@ from workers.backoff import max_span_s, parse_retry_after
 from workers.circuit import Admission
 from workers.destination_model import Destination, url_userinfo
 from workers.errors import DeliveryError, RefusedAddress
-from workers.metrics_keys import count_attempt
+from workers.metrics_keys import count_wait
 from workers.netsafety import AddressRules, parse_cidrs
 from workers.ordering import EnqueueMany
 from workers.outcome import Outcome, is_delivered, is_retryable_status
@@ -165,7 +165,7 @@ def event_json_text(raw_event: bytes | None) -> str | None:
 def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
                   destination: str, first_at: float, why: str) -> None:
     """Queue on ``pipe`` what marks a notification as waiting (no attempt spent): its
-    state with the reason, its first try's time, and the ``waiting`` counter."""
+    state with the reason, its first try's time, and the ``waits`` counter."""
     nkey = keys.notification(nid)
     pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
                              "destination": destination, "waiting": why})
@@ -173,7 +173,7 @@ def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id
     if why == CIRCUIT_OPEN:
         pipe.hsetnx(nkey, "circuit_since", time.time())
     pipe.expire(nkey, NOTIFICATION_TTL_S)
-    count_attempt(pipe, keys.metric, destination, Outcome.WAITING.value, None)
+    count_wait(pipe, keys.metric, destination)
 
 
 def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,

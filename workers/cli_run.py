@@ -205,9 +205,9 @@ def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
                         "flower",
                         f"--port={flower_port}",
                         "--address=127.0.0.1",
-                        f"--basic-auth={creds}",
                     ],
-                    env=env,
+                    # the password through the environment, never argv (ps shows argv)
+                    env={**env, "FLOWER_BASIC_AUTH": creds},
                     preexec_fn=child_preexec(),
                 ),
             )

@@ -11,7 +11,8 @@
     ├── ConfigError                      bad settings or environment (what, where, how to fix)
     ├── StoreError                       the configuration database failed or is unreachable
     └── DeliveryError                    a notification cannot be rendered or sent
-        └── RefusedAddress               the host resolves to a refused address (SSRF rules)
+        ├── RefusedAddress               the host resolves to a refused address (SSRF rules)
+        └── DeadLettered                 the task's end when its notification is a dead letter
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from producer.errors import InvalidEvent, PublishError, RecnotifyError
 
 __all__ = [
     "ConfigError",
+    "DeadLettered",
     "DeliveryError",
     "DestinationExists",
     "DestinationNotFound",
@@ -97,3 +99,16 @@ class RefusedAddress(DeliveryError):
         self.address = address
         self.rule = rule
         super().__init__(f"refused address {address} for host {host!r}: matches rule {rule}")
+
+
+class DeadLettered(DeliveryError):
+    """Raised by the ``recnotify.deliver`` task when its notification ended as a dead letter,
+    so Flower shows it as FAILURE with the reason (declared in the task's ``throws``: the
+    worker logs one line, no traceback). The message holds ids, the attempt count and the
+    dead-letter reason, never a URL or secret; the fix is in the admin page or
+    ``recnotify dead-letters``."""
+
+    def __init__(self, message: str, *, notification_id: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.notification_id = notification_id
+        self.attempts = attempts

@@ -4,15 +4,22 @@ Workers add to shared counters in Redis (see :mod:`workers.metrics_keys`); this
 collector turns them, plus the live sizes of the stream, queue, schedule and
 record buffer and the circuit state per destination, into ``recnotify_*``
 metrics. Nothing here is per process, so any process serving ``/metrics`` (the
-admin service) shows the same numbers. Labels are destination names and
-outcomes only: never a URL, header or secret.
+admin service) shows the same numbers. Labels are destination names, outcomes,
+reasons and states only: never a URL, header or secret.
+
+Per-destination series are those of the destinations configured now (the
+collector reads the store's version every scrape and the list when it changed),
+so a deleted destination's series disappear. A scrape is one Redis round trip
+(one pipeline: every counter hash, the sizes, the live workers, and the circuit
+state and parked count of every destination) whatever the number of destinations.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
@@ -24,13 +31,20 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from workers.metrics_keys import LATENCY_BUCKETS_MS
+from workers import __version__
+from workers.config import ConfigCache, DestinationSource
+from workers.destination_model import Destination
+from workers.metrics_keys import HEARTBEAT_TTL_S, LATENCY_BUCKETS_MS, heartbeat_index
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: ``recnotify_circuit_state`` values.
-CIRCUIT_STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
+#: ``recnotify_circuit_state{state}``: one series per state, 1 for the current one.
+CIRCUIT_STATES = ("closed", "half_open", "open")
+_STATE_ALIASES = {"closed": "closed", "half-open": "half_open", "half_open": "half_open",
+                  "open": "open"}
+#: The counter hashes read every scrape (workers.metrics_keys).
+_HASHES = ("notifications", "dead_letters", "disabled", "dispatched", "latency")
 
 
 def _text(value: Any) -> str:
@@ -42,17 +56,41 @@ def _split(field: Any) -> tuple[str, str]:
     return dest, label
 
 
+class _LazySource:
+    """The store behind ``store_of``, resolved at the first scrape (not at app start)."""
+
+    def __init__(self, store_of: Callable[[], DestinationSource]) -> None:
+        self.store_of = store_of
+
+    def version(self) -> int:
+        return self.store_of().version()
+
+    def list_destinations(self) -> list[Destination]:
+        return self.store_of().list_destinations()
+
+
 class RecnotifyCollector(Collector):
     """Reads the fleet-wide counters and queue sizes from Redis on every scrape."""
 
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis,
+                 destinations: DestinationSource) -> None:
         self.keys = settings.keys
         self.client = client
+        self.config = ConfigCache(destinations)
+
+    def destination_names(self) -> list[str]:
+        """The destinations configured now (the last good copy while the store is down)."""
+        self.config.refresh()
+        return sorted(self.config.index.by_name)
 
     def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("recnotify_build_info", "recnotify version serving these "
+                                 "metrics (always 1)", labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
         up = GaugeMetricFamily("recnotify_redis_up", "1 when Redis answered this scrape")
         try:
-            metrics = list(self._collect())
+            metrics = list(self._collect(self.destination_names()))
         except redis.RedisError as exc:
             log.warning("metrics: Redis did not answer: %s", type(exc).__name__)
             up.add_metric([], 0.0)
@@ -62,55 +100,98 @@ class RecnotifyCollector(Collector):
         yield up
         yield from metrics
 
-    def _hash(self, name: str) -> dict[Any, Any]:
-        return dict(self.client.hgetall(self.keys.metric(name)))
+    def _collect(self, names: list[str]) -> Iterator[Metric]:
+        keys = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        for name in _HASHES:
+            pipe.hgetall(keys.metric(name))
+        pipe.llen(keys.deliver_queue)
+        pipe.zcard(keys.schedule)
+        pipe.llen(keys.records)
+        pipe.xlen(keys.events)
+        pipe.zcount(heartbeat_index(keys.prefix), time.time() - HEARTBEAT_TTL_S, "+inf")
+        pipe.xinfo_groups(keys.events)
+        for name in names:
+            pipe.hget(keys.circuit(name), "state")
+            pipe.zcard(keys.parked(name))
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            # a missing stream answers XINFO with an error: no groups; any other is an outage
+            if isinstance(reply, redis.RedisError) and reply is not replies[len(_HASHES) + 5]:
+                raise reply
+        hashes = {name: dict(replies[i]) for i, name in enumerate(_HASHES)}
+        queue, schedule, records, stream_len, workers, groups = replies[len(_HASHES):
+                                                                        len(_HASHES) + 6]
+        per_dest = replies[len(_HASHES) + 6:]
+        configured = set(names)
+        yield from self._counters(hashes, configured)
+        yield self._latency(hashes["latency"], configured)
+        yield from self._sizes(queue, schedule, records, stream_len, workers,
+                               [] if isinstance(groups, redis.RedisError) else groups)
+        yield from self._per_destination(names, per_dest)
 
-    def _collect(self) -> Iterator[Metric]:
-        yield from self._counters()
-        yield self._latency()
-        yield from self._sizes()
-        yield self._circuits()
-        yield self._parked()
-
-    def _counters(self) -> Iterator[Metric]:
-        notifications = CounterMetricFamily(
-            "recnotify_notifications", "Notification attempts by destination and outcome "
-            "(delivered, retrying, dead, waiting)", labels=["destination", "outcome"])
-        retries = CounterMetricFamily(
-            "recnotify_retries", "Attempts that failed and were scheduled for a retry",
-            labels=["destination"])
-        for field, value in sorted(self._hash("notifications").items()):
-            dest, outcome = _split(field)
-            notifications.add_metric([dest, outcome], float(value))
-            if outcome == "retrying":
-                retries.add_metric([dest], float(value))
+    def _counters(self, hashes: dict[str, dict[Any, Any]], configured: set[str]
+                  ) -> Iterator[Metric]:
+        by_field: dict[str, dict[str, float]] = defaultdict(dict)
+        for field, value in hashes["notifications"].items():
+            dest, label = _split(field)
+            if dest in configured:
+                by_field[label][dest] = float(value)
+        dead_by_dest: dict[str, float] = defaultdict(float)
         dead = CounterMetricFamily(
-            "recnotify_dead_letters", "Notifications dead-lettered, by destination and reason "
-            "(final, exhausted, refused, internal, invalid, circuit)",
+            "recnotify_dead_letters", "Notifications that ended as dead letters, by "
+            "destination and reason (final, exhausted, refused, internal, invalid, circuit)",
             labels=["destination", "reason"])
-        for field, value in sorted(self._hash("dead_letters").items()):
+        for field, value in sorted(hashes["dead_letters"].items()):
             dest, reason = _split(field)
-            dead.add_metric([dest, reason], float(value))
-        disabled = CounterMetricFamily(
-            "recnotify_destinations_disabled", "Destinations disabled by a 410 Gone answer",
+            if dest in configured:
+                dead.add_metric([dest, reason], float(value))
+                dead_by_dest[dest] += float(value)
+        attempts = CounterMetricFamily(
+            "recnotify_attempts", "Delivery attempts made (HTTP requests sent or tried), "
+            "whatever their result", labels=["destination"])
+        retries = CounterMetricFamily(
+            "recnotify_retries", "Failed attempts after which another attempt was scheduled",
             labels=["destination"])
-        for field, value in sorted(self._hash("disabled").items()):
-            disabled.add_metric([_split(field)[0]], float(value))
-        dispatched = CounterMetricFamily(
-            "recnotify_dispatched", "Events read from the stream and notifications enqueued",
-            labels=["kind"])
-        for field, value in sorted(self._hash("dispatched").items()):
-            dispatched.add_metric([_split(field)[0]], float(value))
-        yield from (notifications, retries, dead, disabled, dispatched)
+        waits = CounterMetricFamily(
+            "recnotify_waits", "Times a notification was set aside without spending an "
+            "attempt (open circuit, rate or in-flight limit)", labels=["destination"])
+        notifications = CounterMetricFamily(
+            "recnotify_notifications", "Notifications that ended, each counted once: "
+            "delivered or dead", labels=["destination", "outcome"])
+        for dest in sorted(configured):
+            attempts.add_metric([dest], by_field["attempts"].get(dest, 0.0))
+            retries.add_metric([dest], by_field["retries"].get(dest, 0.0))
+            waits.add_metric([dest], by_field["waits"].get(dest, 0.0))
+            notifications.add_metric([dest, "delivered"], by_field["delivered"].get(dest, 0.0))
+            notifications.add_metric([dest, "dead"], dead_by_dest.get(dest, 0.0))
+        disabled = CounterMetricFamily(
+            "recnotify_destinations_disabled", "Times a destination was disabled by a "
+            "410 Gone answer", labels=["destination"])
+        for field, value in sorted(hashes["disabled"].items()):
+            dest = _split(field)[0]
+            if dest in configured:
+                disabled.add_metric([dest], float(value))
+        dispatched = {_split(field)[0]: float(value)
+                      for field, value in hashes["dispatched"].items()}
+        events = CounterMetricFamily(
+            "recnotify_events_dispatched", "Events read from the stream and fanned out")
+        events.add_metric([], dispatched.get("events", 0.0))
+        made = CounterMetricFamily(
+            "recnotify_notifications_dispatched", "Notifications made from events "
+            "(queued for delivery or parked)")
+        made.add_metric([], dispatched.get("notifications", 0.0))
+        yield from (attempts, retries, waits, notifications, dead, disabled, events, made)
 
-    def _latency(self) -> Metric:
+    def _latency(self, values_by_field: dict[Any, Any], configured: set[str]) -> Metric:
         family = HistogramMetricFamily(
             "recnotify_delivery_latency_seconds", "Time from request to response of attempts "
             "that got an HTTP answer", labels=["destination"])
         per_dest: dict[str, dict[str, float]] = defaultdict(dict)
-        for field, value in self._hash("latency").items():
+        for field, value in values_by_field.items():
             dest, label = _split(field)
-            per_dest[dest][label] = float(value)
+            if dest in configured:
+                per_dest[dest][label] = float(value)
         for dest, values in sorted(per_dest.items()):
             cumulative = 0.0
             buckets: list[tuple[str, float]] = []
@@ -122,14 +203,8 @@ class RecnotifyCollector(Collector):
             family.add_metric([dest], buckets, values.get("sum", 0.0) / 1000)
         return family
 
-    def _sizes(self) -> Iterator[Metric]:
-        keys = self.keys
-        pipe = self.client.pipeline(transaction=False)
-        pipe.llen(keys.deliver_queue)
-        pipe.zcard(keys.schedule)
-        pipe.llen(keys.records)
-        pipe.xlen(keys.events)
-        queue, schedule, records, stream_len = pipe.execute()
+    def _sizes(self, queue: Any, schedule: Any, records: Any, stream_len: Any, workers: Any,
+               groups: Iterable[dict[Any, Any]]) -> Iterator[Metric]:
         for name, help_text, value in (
             ("recnotify_delivery_queue_depth", "Delivery tasks waiting in the Celery queue",
              queue),
@@ -138,6 +213,7 @@ class RecnotifyCollector(Collector):
             ("recnotify_records_backlog", "Attempt records buffered in Redis, not yet in the "
              "database", records),
             ("recnotify_stream_length", "Entries in the event stream", stream_len),
+            ("recnotify_workers", "Workers with a live heartbeat", workers),
         ):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], float(value))
@@ -146,66 +222,36 @@ class RecnotifyCollector(Collector):
                                 "workers' consumer group", labels=["group"])
         pending = GaugeMetricFamily("recnotify_stream_pending", "Stream entries read but not "
                                     "yet acknowledged", labels=["group"])
-        try:
-            groups = self.client.xinfo_groups(keys.events)
-        except redis.ResponseError:  # no stream yet
-            groups = []
         for group in groups:
             name = _text(group.get("name", ""))
             lag.add_metric([name], float(group.get("lag") or 0))
             pending.add_metric([name], float(group.get("pending") or 0))
-        workers = GaugeMetricFamily("recnotify_workers", "Workers with a live heartbeat")
-        workers.add_metric([], float(sum(1 for _ in self.client.scan_iter(
-            match=keys.heartbeats + "*", count=500))))
-        yield from (lag, pending, workers)
+        yield from (lag, pending)
 
-    def _circuits(self) -> Metric:
-        """Circuit state per destination (0 closed, 1 half-open, 2 open) where one is kept."""
-        family = GaugeMetricFamily("recnotify_circuit_state", "Circuit breaker state per "
-                                   "destination: 0 closed, 1 half-open, 2 open",
-                                   labels=["destination"])
-        prefix = self.keys.circuit("")
-        for key in self.client.scan_iter(match=prefix + "*", count=500):
-            name = _text(key)[len(prefix):]
-            if ":" in name:  # a sub-key of the breaker (counters, probes), not its state
-                continue
-            state = self._circuit_state(key)
-            if state is not None:
-                family.add_metric([name], state)
-        return family
-
-    def _parked(self) -> Metric:
-        """Notifications waiting for their destination's circuit to close (parking.py)."""
-        family = GaugeMetricFamily("recnotify_parked", "Notifications parked while their "
-                                   "destination's circuit is open", labels=["destination"])
-        names = sorted(_text(m) for m in self.client.smembers(self.keys.parked_index))
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.zcard(self.keys.parked(name))
-        for name, count in zip(names, pipe.execute(), strict=True):
-            family.add_metric([name], float(count))
-        return family
-
-    def _circuit_state(self, key: Any) -> float | None:
-        kind = _text(self.client.type(key))
-        raw: Any = None
-        if kind == "string":
-            raw = self.client.get(key)
-        elif kind == "hash":  # workers/circuit.py: field ``state``, absent while closed
-            raw = self.client.hget(key, "state") or b"closed"
-        if raw is None:
-            return None
-        text = _text(raw).lower()
-        if text in CIRCUIT_STATES:
-            return CIRCUIT_STATES[text]
-        try:
-            return float(text)
-        except ValueError:
-            return None
+    def _per_destination(self, names: list[str], replies: list[Any]) -> Iterator[Metric]:
+        circuits = GaugeMetricFamily(
+            "recnotify_circuit_state", "Circuit breaker state per destination: 1 for the "
+            "current state (closed, half_open, open), 0 for the others",
+            labels=["destination", "state"])
+        parked = GaugeMetricFamily(
+            "recnotify_parked_notifications", "Notifications parked while their "
+            "destination's circuit is open", labels=["destination"])
+        configured = GaugeMetricFamily("recnotify_destinations",
+                                       "Destinations configured now")
+        configured.add_metric([], float(len(names)))
+        for index, name in enumerate(names):
+            raw_state, parked_count = replies[2 * index], replies[2 * index + 1]
+            state = _STATE_ALIASES.get(_text(raw_state or b"closed").lower(), "closed")
+            for each in CIRCUIT_STATES:
+                circuits.add_metric([name, each], 1.0 if each == state else 0.0)
+            parked.add_metric([name], float(parked_count))
+        yield from (configured, circuits, parked)
 
 
-def make_registry(settings: Settings, client: redis.Redis) -> CollectorRegistry:
-    """A registry holding only the recnotify collector (no process metrics of one host)."""
+def make_registry(settings: Settings, client: redis.Redis,
+                  store_of: Callable[[], DestinationSource]) -> CollectorRegistry:
+    """A registry holding only the recnotify collector (no process metrics of one host);
+    ``store_of`` gives the configuration store (resolved at the first scrape)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RecnotifyCollector(settings, client))
+    registry.register(RecnotifyCollector(settings, client, _LazySource(store_of)))
     return registry

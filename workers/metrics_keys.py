@@ -2,19 +2,30 @@
 
 Each metric is a Redis hash ``{prefix}metrics:NAME``; fields are
 ``destination|label`` and values counts (HINCRBY / HINCRBYFLOAT in the pipeline
-a delivery already runs, so they cost no extra round trip):
+or script a delivery already runs, so they cost no extra round trip):
 
-- ``notifications``: field ``dest|outcome`` (delivered, retrying, dead, waiting)
+- ``notifications`` (workers/state/lua/attempt_conclude.lua, :func:`count_wait`):
+  ``dest|attempts`` every concluded attempt, ``dest|retries`` those after which
+  another attempt is due, ``dest|delivered`` notifications that ended delivered
+  (their last attempt), ``dest|waits`` times one waited without spending an attempt.
+  (Fields of earlier builds -- ``retrying``, ``dead``, ``waiting`` -- are not exported.)
 - ``latency``: field ``dest|le`` per histogram bucket (cumulative when exported),
   plus ``dest|sum`` (ms) and ``dest|count``
-- ``dead_letters``: field ``dest|reason-kind`` (final, exhausted, refused, internal, invalid)
+- ``dead_letters``: field ``dest|reason-kind`` (final, exhausted, refused, internal,
+  invalid, circuit): a notification that ended dead is counted here once
 - ``disabled``: field ``dest|410`` (destinations disabled by 410 Gone)
 - ``dispatched``: field ``events|total`` and ``notifications|total``
+
+:func:`heartbeat_index` is a sorted set of the worker nodes scored by their last
+heartbeat, so /metrics counts live workers with one ZCOUNT instead of a SCAN.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+#: A worker's heartbeat key lives this long; /metrics counts nodes that beat within it.
+HEARTBEAT_TTL_S = 15
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     5,
@@ -40,13 +51,11 @@ def bucket_for(latency_ms: float) -> str:
     return "+Inf"
 
 
-def count_attempt(
-    pipe: Any, metric_key: Any, destination: str, outcome: str, latency_ms: float | None
-) -> None:
-    """Add one attempt's counters to ``pipe`` (metric_key: name -> Redis key)."""
-    pipe.hincrby(metric_key("notifications"), f"{destination}|{outcome}", 1)
-    if latency_ms is not None:
-        latency = metric_key("latency")
-        pipe.hincrby(latency, f"{destination}|{bucket_for(latency_ms)}", 1)
-        pipe.hincrbyfloat(latency, f"{destination}|sum", round(latency_ms, 3))
-        pipe.hincrby(latency, f"{destination}|count", 1)
+def count_wait(pipe: Any, metric_key: Any, destination: str) -> None:
+    """Add a wait without an attempt (open circuit, limits) to ``pipe``."""
+    pipe.hincrby(metric_key("notifications"), f"{destination}|waits", 1)
+
+
+def heartbeat_index(prefix: str) -> str:
+    """Worker node -> time of its last heartbeat (seconds), written with the heartbeat."""
+    return f"{prefix}hb-index"

@@ -27,13 +27,13 @@ from celery import Celery, bootsteps
 from workers.app import DELIVER_TASK
 from workers.consumer import StreamConsumer
 from workers.fastpath import task_batch
+from workers.metrics_keys import HEARTBEAT_TTL_S, heartbeat_index
 from workers.records import Flusher
 from workers.runtime import Runtime, get_runtime
 from workers.schedule import WATCHDOG_S, Schedule
 
 log = logging.getLogger("recnotify.service")
 
-HEARTBEAT_TTL_S = 15
 
 
 def make_enqueue(app: Celery) -> Callable[[Sequence[tuple[str, str]]], None]:
@@ -97,6 +97,8 @@ class Service:
         try:
             self.flusher.flush()
             self.runtime.redis.delete(self.settings.keys.heartbeat(self.settings.node_name))
+            self.runtime.redis.zrem(heartbeat_index(self.settings.keys.prefix),
+                                    self.settings.node_name)
         except Exception:
             log.warning("final flush at shutdown failed; records stay buffered in Redis")
 
@@ -143,11 +145,14 @@ class Service:
             "config_version": self.runtime.config.version,
             "dispatched": self.consumer.dispatched,
         }
-        self.runtime.redis.set(
-            self.settings.keys.heartbeat(self.settings.node_name),
-            json.dumps(beat),
-            ex=HEARTBEAT_TTL_S,
-        )
+        pipe = self.runtime.redis.pipeline(transaction=False)
+        pipe.set(self.settings.keys.heartbeat(self.settings.node_name), json.dumps(beat),
+                 ex=HEARTBEAT_TTL_S)
+        # /metrics counts live workers here (one ZCOUNT, no SCAN); stale nodes age out
+        index = heartbeat_index(self.settings.keys.prefix)
+        pipe.zadd(index, {self.settings.node_name: beat["at"]})
+        pipe.zremrangebyscore(index, "-inf", beat["at"] - 24 * 3600)
+        pipe.execute()
 
     def _purge(self) -> None:
         if time.monotonic() < self._next_purge_s:

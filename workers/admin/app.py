@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, token: str | None = None, *,
     app.include_router(api_status.router)
     app.include_router(page.router)
     app.mount("/static", page.static_files(), name="static")
-    registry = make_registry(settings, state.redis)
+    registry = make_registry(settings, state.redis, lambda: state.store)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

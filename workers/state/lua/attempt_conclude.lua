@@ -19,7 +19,11 @@ redis.call('RPUSH', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('RPUSH', KEYS[3], ARGV[7])
-redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|' .. ARGV[2], 1)
+-- counters (workers/metrics_keys.py): every attempt; a retry; a notification delivered
+-- (a dead one is counted once, by its reason, where it becomes a dead letter)
+redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|attempts', 1)
+if ARGV[2] == 'retrying' then redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|retries', 1) end
+if ARGV[2] == 'delivered' then redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|delivered', 1) end
 if ARGV[9] ~= '' then
   redis.call('HINCRBY', KEYS[5], ARGV[4] .. '|' .. ARGV[9], 1)
   redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4] .. '|sum', ARGV[10])
