@@ -107,8 +107,8 @@ def check_celery(argv: list[str], where: str) -> None:
     from celery.bin.celery import celery as celery_cli
     from flower.options import options as flower_options
 
-    assert argv[:2] == ["--app", "workers.app"], f"{where}: {argv}"
-    assert importlib.import_module("workers.app").app.main == "recnotify"
+    assert argv[:2] == ["--app", "workers.celery_app"], f"{where}: {argv}"
+    assert importlib.import_module("workers.celery_app").app.main == "recnotify"
     assert argv[2] == "flower" and "flower" in celery_cli.commands, f"{where}: {argv}"
     for option in argv[3:]:
         name = option.removeprefix("--").partition("=")[0]
@@ -138,7 +138,8 @@ def test_every_deploy_command_exists_in_the_cli_with_its_options() -> None:
 @pytest.mark.parametrize("argv", [["recnotify", "worker", "--bogus"],
                                   ["recnotify", "frobnicate"],
                                   ["recnotify", "worker", "-c", "many"],
-                                  ["celery", "--app", "workers.app", "flower", "--no-such=1"]])
+                                  ["celery", "--app", "workers.celery_app", "flower",
+                                   "--no-such=1"]])
 def test_command_check_refuses_what_the_cli_lacks(argv: list[str]) -> None:
     with pytest.raises((click.ClickException, AssertionError)):
         check_argv("sample", argv)

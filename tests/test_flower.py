@@ -33,7 +33,7 @@ class Flower:
         self.log_path = factory.tmp_path / "flower.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app", "workers.app", "flower",
+            [sys.executable, "-m", "celery", "--app", "workers.celery_app", "flower",
              f"--port={self.port}", "--address=127.0.0.1"],
             env=factory.env(FLOWER_BASIC_AUTH=":".join(AUTH)), stdout=self._log,
             stderr=subprocess.STDOUT, cwd=ROOT)
@@ -125,7 +125,7 @@ def test_a_dead_letter_is_a_failed_task_with_its_reason_and_a_retry_is_a_retry(
     assert [t["state"] for t in gone] == ["FAILURE"], gone
     info = flower.get(f"/api/task/info/{gone[0]['uuid']}", auth=AUTH).json()
     assert info["exception"].startswith("DeadLettered("), info
-    assert "dead letter after 1 attempt(s); last: HTTP 404" in info["exception"], info
+    assert "dead letter after 1 attempt(s): HTTP 404" in info["exception"], info
     assert receiver.url().rsplit("/", 1)[0] not in info["exception"], info  # no URL
     # the flaky one: its first attempt's task is a RETRY naming the attempt and failure
     # (Celery keeps one task id across self.retry), which then succeeded
@@ -222,3 +222,32 @@ def test_a_long_retry_says_it_continues_from_the_durable_schedule_as_a_new_task(
     assert "attempt 1 failed: HTTP 503; the next attempt comes from the durable schedule " \
         "as a new task id" in info["exception"], info
     assert len(receiver.received(lambda r: r.path == "/slow")) == 2
+
+
+def test_a_bare_celery_worker_is_refused_pointing_at_recnotify_worker(
+        workers: WorkerFactory) -> None:
+    """`celery -A workers.celery_app worker` would never consume the event stream."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "workers.celery_app",
+                           "worker", "--pool=solo"], env=workers.env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert ("never consume the event stream (no recnotify consumer or scheduler): run "
+            "`recnotify worker` instead") in done.stderr, done.stderr[-2000:]
+
+
+def test_importing_the_app_module_builds_no_celery_app() -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = ("import celery, workers.app, workers.tasks, workers.service; "
+            "print(celery.current_app.main)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "default", done.stderr[-2000:]

@@ -75,6 +75,3 @@ def create_app(settings: Settings) -> Celery:
     tasks.register(celery_app)
     return celery_app
 
-
-#: For ``celery -A workers.app`` (Flower) and the worker: configured from the environment.
-app = create_app(Settings.from_env())

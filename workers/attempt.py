@@ -8,7 +8,6 @@ per-destination outbound rules, and small helpers. ``workers.deliver`` uses them
 from __future__ import annotations
 
 import functools
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,24 +20,18 @@ from workers.backoff import max_span_s, parse_retry_after
 from workers.circuit import Admission
 from workers.destination_model import Destination, url_userinfo
 from workers.errors import DeliveryError, RefusedAddress
-from workers.metrics_keys import count_wait
 from workers.netsafety import AddressRules, parse_cidrs
 from workers.ordering import EnqueueMany
-from workers.outcome import Outcome, is_delivered, is_retryable_status
-from workers.records import dead_record
+from workers.outcome import is_delivered, is_retryable_status
 from workers.request import OutboundRequest
-from workers.settings import Keys
 from workers.transport import Transport
 
-NOTIFICATION_TTL_S = 3 * 24 * 3600
 #: A notification's lock outlives its destination's timeout by this much (then it expires).
 LOCK_MARGIN_S = 30.0
 #: Re-queue wait of a task that met a Redis outage (it is not an attempt).
 REDIS_OUTAGE_RETRY_S = 2.0
 #: How long a task that met a Redis outage waits for Redis before re-queueing itself.
 REDIS_OUTAGE_WAIT_S = 30.0
-#: The waiting reason of a notification held back by its destination's open circuit.
-CIRCUIT_OPEN = "circuit open"
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                redis.exceptions.BusyLoadingError)
 class Chore(StrEnum):
@@ -148,50 +141,6 @@ def span_s(dest: Destination) -> float:
     single-attempt destination gets one probe after its circuit opened.
     """
     return max(max_span_s(dest.retry), dest.circuit.reset_s)
-
-
-def event_json_text(raw_event: bytes | None) -> str | None:
-    """The event for a dead letter: its JSON, or (a poison entry) its text as a JSON string."""
-    if raw_event is None:
-        return None
-    text = raw_event.decode("utf-8", "replace")
-    try:
-        json.loads(text)
-    except ValueError:
-        return json.dumps(text[:65536])
-    return text
-
-
-def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
-                  destination: str, first_at: float, why: str) -> None:
-    """Queue on ``pipe`` what marks a notification as waiting (no attempt spent): its
-    state with the reason, its first try's time, and the ``waits`` counter."""
-    nkey = keys.notification(nid)
-    pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
-                             "destination": destination, "waiting": why})
-    pipe.hsetnx(nkey, "first_at", first_at)
-    if why == CIRCUIT_OPEN:
-        pipe.hsetnx(nkey, "circuit_since", time.time())
-    pipe.expire(nkey, NOTIFICATION_TTL_S)
-    count_wait(pipe, keys.metric, destination)
-
-
-def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
-                      destination: str, raw_event: bytes | None, attempts: int,
-                      history: list[bytes], reason: str, kind: str) -> None:
-    """Queue on ``pipe`` what makes a notification a dead letter: its state, the
-    ``dead_letters`` counter (``kind``: final, exhausted, circuit, ...) and the record
-    with the event and every attempt (``history``: its log's entries)."""
-    nkey = keys.notification(nid)
-    pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempts,
-                             "event": event_id, "destination": destination})
-    pipe.expire(nkey, NOTIFICATION_TTL_S)
-    pipe.hincrby(keys.metric("dead_letters"), f"{destination}|{kind}", 1)
-    pipe.rpush(keys.records, dead_record(
-        notification_id=nid, event_id=event_id, destination=destination,
-        event_json=event_json_text(raw_event),
-        attempts_json=json.dumps([json.loads(h) for h in history]), reason=reason,
-        created_at=time.time()))
 
 
 def jitter(wait_s: float) -> float:

@@ -201,7 +201,7 @@ def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
                         "-m",
                         "celery",
                         "--app",
-                        "workers.app",
+                        "workers.celery_app",
                         "flower",
                         f"--port={flower_port}",
                         "--address=127.0.0.1",

@@ -25,7 +25,6 @@ from celery import current_task
 from producer.events import Event, load_stored_event
 from workers.attempt import (
     LOCK_MARGIN_S,
-    NOTIFICATION_TTL_S,
     REDIS_DOWN,
     REDIS_OUTAGE_RETRY_S,
     REDIS_OUTAGE_WAIT_S,
@@ -38,8 +37,6 @@ from workers.attempt import (
     describe,
     destination_rules,
     jitter,
-    queue_dead_letter,
-    queue_waiting,
     send_once,
     span_s,
 )
@@ -68,6 +65,7 @@ from workers.state.notification import (
     slot_gate,
 )
 from workers.state.scripts import Batch, Scripts
+from workers.state.writes import NOTIFICATION_TTL_S, queue_dead_letter, queue_waiting
 from workers.transport import Transport
 
 __all__ = ["AttemptResult", "Deliverer", "Retry", "describe", "destination_rules"]

@@ -46,13 +46,14 @@ from typing import Any
 import redis
 import redis.client
 
-from workers.attempt import queue_dead_letter, queue_waiting, span_s
+from workers.attempt import span_s
 from workers.config import ConfigCache
 from workers.destination_model import Destination
 from workers.request import notification_id
 from workers.schedule import schedule_member
 from workers.settings import Keys
 from workers.state.scripts import Scripts
+from workers.state.writes import queue_dead_letter, queue_waiting
 
 log = logging.getLogger("recnotify.parking")
 

@@ -82,10 +82,13 @@ def register(app: Celery) -> None:
 class NotificationState:
     """What the notification's hash and last log entry say after a run (secret-free)."""
 
-    def __init__(self, attempts: int, waiting: str, last: dict[str, Any]) -> None:
+    def __init__(self, attempts: int, waiting: str, last: dict[str, Any],
+                 reason: str = "") -> None:
         self.attempts = attempts
         self.waiting = waiting
         self.last = last
+        #: A dead letter's reason, as recorded (workers/state/writes.py).
+        self.reason = reason
 
     @property
     def last_failure(self) -> str:
@@ -100,9 +103,9 @@ def read_state(client: redis.Redis, keys: Keys, nid: str) -> NotificationState:
     """One round trip (only on the paths that did not deliver); nothing when Redis is down."""
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.hmget(keys.notification(nid), ["attempts", "waiting"])
+        pipe.hmget(keys.notification(nid), ["attempts", "waiting", "reason"])
         pipe.lrange(keys.notification_log(nid), -1, -1)
-        (attempts, waiting), last = pipe.execute()
+        (attempts, waiting, reason), last = pipe.execute()
     except redis.RedisError:
         return NotificationState(0, "", {})
     try:
@@ -110,7 +113,7 @@ def read_state(client: redis.Redis, keys: Keys, nid: str) -> NotificationState:
     except ValueError:
         entry = {}
     return NotificationState(int(attempts or 0), _text(waiting),
-                             entry if isinstance(entry, dict) else {})
+                             entry if isinstance(entry, dict) else {}, _text(reason))
 
 
 def describe_retry(state: NotificationState, countdown_s: float) -> str:
@@ -131,6 +134,9 @@ def describe_later(state: NotificationState, outcome: Any) -> str:
 
 
 def describe_dead(state: NotificationState, nid: str) -> str:
+    if state.reason:
+        return (f"notification {nid} is a dead letter after {state.attempts} attempt(s): "
+                f"{clean(state.reason)}")
     last = f"; last: {state.last_failure}" if state.last else ""
     return f"notification {nid} is a dead letter after {state.attempts} attempt(s){last}"
 

@@ -37,7 +37,7 @@ The transitions (:data:`TRANSITIONS`): from -> to, the trigger, and the writes.
 - in_flight -> delivered: 2xx. ``attempt_conclude.lua`` (+ ``ordering_finish.lua``).
 - in_flight -> waiting: a retryable failure with attempts and span left
   (``attempt_conclude.lua``, then a countdown or ZADD ``schedule``); or a gate says wait:
-  rate limit, in-flight cap, an ordered destination's open circuit (``queue_waiting``).
+  rate limit, in-flight cap, an ordered destination's open circuit (``writes.queue_waiting``).
 - in_flight -> parked: the circuit gate says park (unordered). ``ParkingLot.park``.
 - in_flight -> dead: a final status, a refused address, attempts or span spent
   (``attempt_conclude.lua`` + the dead letter); or the circuit rule (below).
@@ -63,6 +63,9 @@ that refuses only first attempts) from losing work:
 - time spent waiting on an open circuit does not eat a notification's retry span: once
   it is attempted again, its attempts have the span the retry policy gives
   (``circuit_waited_s`` in the notification hash).
+
+Every write named here is in ``workers/state/writes.py``, a script of ``lua/``, or the
+enqueue (``workers.fastpath``); nothing else changes a notification's state.
 
 The gates (circuit, rate limit, in-flight cap) are small pure functions that return a
 :class:`Decision`; the deliverer acts on it.

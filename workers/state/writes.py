@@ -1,0 +1,71 @@
+"""The writes that change a notification's state, each queued on a caller's pipeline.
+
+With the scripts of ``lua/`` (``attempt_conclude``, ``parking_sweep``, the ordering and
+circuit scripts) and the enqueue (``workers.fastpath``: the task and its watchdog
+entry), these are the writes the table of ``workers/state/notification.py`` names:
+a notification's state changes nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis.client
+
+from workers.metrics_keys import count_wait
+from workers.outcome import Outcome
+from workers.records import dead_record
+from workers.settings import Keys
+
+#: A notification's hash and attempt log expire this long after their last write.
+NOTIFICATION_TTL_S = 3 * 24 * 3600
+#: The waiting reason of a notification held back by its destination's open circuit.
+CIRCUIT_OPEN = "circuit open"
+#: The dead-letter reason kept in the notification's hash (Flower, trace) is this long at most.
+MAX_REASON_CHARS = 300
+
+
+def event_json_text(raw_event: bytes | None) -> str | None:
+    """The event for a dead letter: its JSON, or (a poison entry) its text as a JSON string."""
+    if raw_event is None:
+        return None
+    text = raw_event.decode("utf-8", "replace")
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text[:65536])
+    return text
+
+
+def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
+                  destination: str, first_at: float, why: str) -> None:
+    """Queue on ``pipe`` what marks a notification as waiting (no attempt spent): its
+    state with the reason, its first try's time, and the ``waits`` counter."""
+    nkey = keys.notification(nid)
+    pipe.hset(nkey, mapping={"state": Outcome.WAITING.value, "event": event_id,
+                             "destination": destination, "waiting": why})
+    pipe.hsetnx(nkey, "first_at", first_at)
+    if why == CIRCUIT_OPEN:
+        pipe.hsetnx(nkey, "circuit_since", time.time())
+    pipe.expire(nkey, NOTIFICATION_TTL_S)
+    count_wait(pipe, keys.metric, destination)
+
+
+def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
+                      destination: str, raw_event: bytes | None, attempts: int,
+                      history: list[bytes], reason: str, kind: str) -> None:
+    """Queue on ``pipe`` what makes a notification a dead letter: its state, the
+    ``dead_letters`` counter (``kind``: final, exhausted, circuit, ...) and the record
+    with the event and every attempt (``history``: its log's entries)."""
+    nkey = keys.notification(nid)
+    pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempts,
+                             "event": event_id, "destination": destination,
+                             "reason": reason[:MAX_REASON_CHARS]})
+    pipe.expire(nkey, NOTIFICATION_TTL_S)
+    pipe.hincrby(keys.metric("dead_letters"), f"{destination}|{kind}", 1)
+    pipe.rpush(keys.records, dead_record(
+        notification_id=nid, event_id=event_id, destination=destination,
+        event_json=event_json_text(raw_event),
+        attempts_json=json.dumps([json.loads(h) for h in history]), reason=reason,
+        created_at=time.time()))
