@@ -104,6 +104,22 @@ def test_a_head_behind_the_frontier_waits_and_is_swept_later(
     assert sent == ["late"] and not redis_client.sismember(o.blocked_key, pair)
 
 
+def test_a_dispatch_whose_release_never_ran_is_released_by_the_sweeper(
+        redis_client: redis.Redis, key_prefix: str) -> None:
+    """Seen in the chaos harness: Redis restarted between the consumer's transaction (the
+    entry queued and acknowledged) and its release call; nothing else looked at the pair,
+    so the recording's last event was never sent."""
+    o = ordering(redis_client, key_prefix)
+    dispatched(redis_client, key_prefix, "300-0")
+    add(o, redis_client, "300-0", "orphan")  # the consumer's transaction, then it died
+    sent: list[str] = []
+    assert o.sweep(collect(sent)) == 1 and sent == ["orphan"]
+    # with its head in flight, the pair leaves the set: the sweeper does not re-check it
+    add(o, redis_client, "301-0", "next")
+    assert o.sweep(collect(sent)) == 0 and sent == ["orphan"]
+    assert redis_client.scard(o.blocked_key) == 0
+
+
 def test_completing_a_notification_that_is_not_in_flight_changes_nothing(
         redis_client: redis.Redis, key_prefix: str) -> None:
     o = ordering(redis_client, key_prefix)

@@ -98,11 +98,18 @@ class Ordering:
     # -- the consumer side -----------------------------------------------------------------
     def add(self, pipe: redis.client.Pipeline, destination: str, recording: str,
             entry_id: str, event_id: str, nid: str = "") -> str:
-        """Queue one notification (idempotent: a re-dispatch adds the same member)."""
+        """Queue one notification (idempotent: a re-dispatch adds the same member).
+
+        The pair also goes into the set the sweeper re-checks, in the same transaction:
+        if the release that follows the dispatch never runs (Redis restarted between the
+        two, the consumer died), the sweeper releases its head instead of leaving the
+        recording waiting forever. A release that finds a head in flight takes the pair
+        out again (that head's finish releases the next)."""
         pair = pair_key(destination, recording)
         key = self.queue_key(pair)
         pipe.zadd(key, {make_member(entry_id, event_id, nid): 0})
         pipe.expire(key, self.ttl_s)
+        pipe.sadd(self.blocked_key, pair)
         return pair
 
     def frontier(self, *, max_age_s: float = 0.0) -> str:

@@ -4,7 +4,11 @@
 -- depend on the pair and on the head read here, so they are built from the prefix with
 -- the names workers.settings.Keys gives them (recnotify does not run on Redis Cluster).
 local function release(inflight, blocked, prefix, pair, frontier, now, ttl)
-  if redis.call('HGET', inflight, pair) then return false end
+  if redis.call('HGET', inflight, pair) then
+    -- its finish releases the next: nothing for the sweeper to re-check
+    redis.call('SREM', blocked, pair)
+    return false
+  end
   local head = redis.call('ZRANGE', prefix .. 'ord:q:' .. pair, 0, 0)[1]
   if not head then
     redis.call('SREM', blocked, pair)
