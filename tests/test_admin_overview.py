@@ -53,7 +53,8 @@ def test_page_shows_circuit_parked_rate_last_error_trace_and_paged_dead_letters(
     pub = workers.publisher()
     first = pub.publish("RECORDING_STARTED_EVENT", route="main", params={"UCID": "rec-42"})
     receiver.wait_for(2, lambda r: r.path in ("/down", "/ok"))
-    wait_status(server, "down", circuit="open", parked=1)
+    # the parked notification is also waiting (no attempt spent): the page counts both
+    wait_status(server, "down", circuit="open", parked=1, waiting=1)
     wait_status(server, "ok", success_rate_1h=1.0)
     for i in range(25):
         pub.publish("RECORDING_STARTED_EVENT", route="gone", params={"UCID": f"g-{i}"})
@@ -63,6 +64,7 @@ def test_page_shows_circuit_parked_rate_last_error_trace_and_paged_dead_letters(
     down = page.locator("#dest-table tr.dest-row", has_text="down")
     expect(down.locator(".d-circuit")).to_have_text("open")
     expect(down.locator(".d-parked")).to_have_text("1")
+    expect(down.locator(".d-waiting")).to_have_text("1")
     expect(down.locator(".d-rate")).to_have_text("0% of 1")
     expect(down.locator(".d-error")).to_contain_text("HTTP 503")
     ok = page.locator("#dest-table tr.dest-row", has_text="ok")

@@ -240,3 +240,17 @@ def test_each_attempt_keeps_2_kib_of_the_answer_with_the_destinations_secrets_ma
     # the Redis attempt log stays small: the answer goes to the database only
     log_entry = redis_client.lindex(settings.keys.notification_log(notification_id(E1, "d")), 0)
     assert log_entry is not None and b"echo" not in log_entry
+
+
+def test_a_notification_counts_as_waiting_from_a_failed_attempt_until_it_ends(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    """The admin page's per-destination "waiting" count (issue 15)."""
+    receiver.script("/d", [503, 200])
+    deliverer, settings = make(retry={"max_attempts": 3, "backoff_s": 0.1, "backoff_max_s": 0.1})
+    store_event(redis_client, settings, E1)
+    waiting = settings.keys.waiting("d")
+    nid = notification_id(E1, "d")
+    assert isinstance(deliverer.run(E1, "d"), Retry)
+    assert redis_client.smembers(waiting) == {nid.encode()}
+    assert deliverer.run(E1, "d") is Outcome.DELIVERED
+    assert redis_client.scard(waiting) == 0

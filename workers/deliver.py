@@ -383,7 +383,7 @@ class Deliverer:
         # done: forget the watchdog entry, release the lock (in the same script)
         keys = [nkey, self.keys.notification_log(run.nid), self.keys.records,
                 self.keys.metric("notifications"), self.keys.metric("latency"),
-                self.keys.watchdog, lease.lock_key]
+                self.keys.watchdog, lease.lock_key, self.keys.waiting(dest.name)]
         args = [attempt, outcome.value, event.id, dest.name, run.first_at, json.dumps(entry),
                 attempt_record(notification_id=run.nid, event_id=event.id,
                                destination=dest.name, outcome=outcome.value,
@@ -393,7 +393,8 @@ class Deliverer:
                 round(result.latency_ms, 3),
                 schedule_member(event.id, dest.name) if delivered else "",
                 lease.token if delivered else "",
-                round(max(0.0, time.time() - since), 3) if since is not None else 0]
+                round(max(0.0, time.time() - since), 3) if since is not None else 0,
+                run.nid]
         pipe = self.scripts.pipeline()
         pipe.script("attempt_conclude", keys, args)
         success = finish = -1

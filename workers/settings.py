@@ -129,6 +129,12 @@ class Keys:
         """Ordered pairs whose head waits for the stream frontier."""
         return f"{self.prefix}ord:blocked"
 
+    def waiting(self, destination: str) -> str:
+        """The ids of the destination's notifications now waiting (a retry, a gate, or
+        parked): added by ``state.writes.queue_waiting`` and a retrying conclusion,
+        removed when one is attempted or ends (the admin page's "waiting" count)."""
+        return f"{self.prefix}waiting:{destination}"
+
     def parked_since(self, destination: str) -> str:
         """When each of ``parked(destination)``'s members was parked (score: seconds)."""
         return f"{self.prefix}parked-since:{destination}"

@@ -1,7 +1,8 @@
 """``/api/status`` and ``/api/events?ucid=``: what an operator asks first (issue 15).
 
 Per destination: its circuit state (``closed``, ``half-open``, ``open``), how many
-notifications are parked behind an open circuit, the success rate of the last
+notifications are parked behind an open circuit and how many wait (for a retry, a rate
+limit, the in-flight cap, or parked: ``Keys.waiting``), the success rate of the last
 hour's attempts and the last error. Redis is read in one pipelined round trip
 for all destinations; the attempts come from the records (at most
 :data:`RATE_WINDOW_ROWS` per destination).
@@ -29,6 +30,7 @@ STATUS_ROW = {"type": "object", "required": ["destination", "circuit", "parked"]
     "destination": {"type": "string"},
     "circuit": {"enum": ["closed", "half-open", "open"]},
     "parked": {"type": "integer"},
+    "waiting": {"type": "integer"},
     "attempts_1h": {"type": "integer"},
     "success_rate_1h": {"type": ["number", "null"]},
     "last_error": {"type": ["object", "null"]},
@@ -45,9 +47,10 @@ def _circuit(raw: Any) -> str:
     return CIRCUIT_NAMES.get(text, text if text in CIRCUIT_NAMES.values() else "closed")
 
 
-def _circuits_and_parked(state: AdminState, names: list[str]) -> list[tuple[str, int]]:
-    """Two pipelined round trips for every destination: key types and parked counts, then
-    the breakers' states (a hash with ``state``, or a plain string)."""
+def _circuits_and_parked(state: AdminState, names: list[str]
+                         ) -> list[tuple[str, int, int]]:
+    """Two pipelined round trips for every destination: key types, parked and waiting
+    counts, then the breakers' states (a hash with ``state``, or a plain string)."""
     if not names:
         return []
     keys = state.settings.keys
@@ -55,8 +58,10 @@ def _circuits_and_parked(state: AdminState, names: list[str]) -> list[tuple[str,
     for name in names:
         pipe.type(keys.circuit(name))
         pipe.zcard(keys.parked(name))
+        pipe.scard(keys.waiting(name))
     raw = pipe.execute()
-    kinds, parked = [_text(k) for k in raw[0::2]], [int(n) for n in raw[1::2]]
+    kinds, parked = [_text(k) for k in raw[0::3]], [int(n) for n in raw[1::3]]
+    waiting = [int(n) for n in raw[2::3]]
     read = state.redis.pipeline(transaction=False)
     for name, kind in zip(names, kinds, strict=True):
         if kind == "hash":
@@ -65,7 +70,8 @@ def _circuits_and_parked(state: AdminState, names: list[str]) -> list[tuple[str,
             read.get(keys.circuit(name))
         else:
             read.echo("closed")
-    return [(_circuit(v), n) for v, n in zip(read.execute(), parked, strict=True)]
+    return [(_circuit(v), n, w)
+            for v, n, w in zip(read.execute(), parked, waiting, strict=True)]
 
 
 def _last_error(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -85,12 +91,13 @@ def status(state: State, _caller: Caller) -> list[dict[str, Any]]:
     names = [d.name for d in state.store.list_destinations()]
     since = time.time() - RATE_WINDOW_S
     out = []
-    for name, (circuit, parked) in zip(names, _circuits_and_parked(state, names), strict=True):
+    for name, (circuit, parked, waiting) in zip(names, _circuits_and_parked(state, names),
+                                                strict=True):
         recent = state.store.list_attempts(destination=name, limit=RATE_WINDOW_ROWS)
         hour = [r for r in recent if (r.get("at") or 0) >= since]
         delivered = sum(1 for r in hour if r.get("outcome") == "delivered")
         out.append({
-            "destination": name, "circuit": circuit, "parked": parked,
+            "destination": name, "circuit": circuit, "parked": parked, "waiting": waiting,
             "attempts_1h": len(hour),
             "success_rate_1h": round(delivered / len(hour), 4) if hour else None,
             "last_error": _last_error(recent),

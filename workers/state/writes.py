@@ -49,6 +49,8 @@ def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id
     if why == CIRCUIT_OPEN:
         pipe.hsetnx(nkey, "circuit_since", time.time())
     pipe.expire(nkey, NOTIFICATION_TTL_S)
+    pipe.sadd(keys.waiting(destination), nid)
+    pipe.expire(keys.waiting(destination), NOTIFICATION_TTL_S)
     count_wait(pipe, keys.metric, destination)
 
 
@@ -63,6 +65,7 @@ def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, even
                              "event": event_id, "destination": destination,
                              "reason": reason[:MAX_REASON_CHARS]})
     pipe.expire(nkey, NOTIFICATION_TTL_S)
+    pipe.srem(keys.waiting(destination), nid)
     pipe.hincrby(keys.metric("dead_letters"), f"{destination}|{kind}", 1)
     pipe.rpush(keys.records, dead_record(
         notification_id=nid, event_id=event_id, destination=destination,

@@ -110,6 +110,7 @@ async function loadDestinations() {
       el("td", {}, d.scope), el("td", {}, events), el("td", { className: "url" }, d.url),
       el("td", {}, d.enabled ? "yes" : "no"),
       el("td", { className: "d-circuit circuit-" + (st.circuit || "closed") }, st.circuit || "closed"),
+      el("td", { className: "d-waiting" }, st.waiting ?? 0),
       el("td", { className: "d-parked" }, st.parked ?? 0),
       el("td", { className: "d-rate" }, rate),
       el("td", { className: "d-outcome " + (a ? a.outcome : "") }, outcome),

@@ -3,11 +3,12 @@
 -- record, the counters (workers/metrics_keys.py), and when it is delivered, the watchdog
 -- entry's removal and the lock's release.
 -- KEYS: notification hash, its log, records list, metric notifications, metric latency,
---       watchdog, lock.
+--       watchdog, lock, the destination's waiting set (workers.settings.Keys.waiting).
 -- ARGV: attempts, state, event id, destination, first_at, log entry, record, ttl_s,
 --       latency bucket ('' without an answer), latency ms, schedule member ('' to keep it),
 --       lock token ('' to keep the lock), seconds it waited on an open circuit since its
---       last attempt (added to 'circuit_waited_s': such waits do not eat its retry span).
+--       last attempt (added to 'circuit_waited_s': such waits do not eat its retry span),
+--       the notification id.
 -- Returns 1 when it released the lock.
 redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[2], 'event', ARGV[3],
            'destination', ARGV[4])
@@ -19,6 +20,13 @@ redis.call('RPUSH', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('RPUSH', KEYS[3], ARGV[7])
+-- waiting for its next attempt (a retry), or not waiting any more
+if ARGV[2] == 'retrying' then
+  redis.call('SADD', KEYS[8], ARGV[14])
+  redis.call('EXPIRE', KEYS[8], ARGV[8])
+else
+  redis.call('SREM', KEYS[8], ARGV[14])
+end
 -- counters (workers/metrics_keys.py): every attempt; a retry; a notification delivered
 -- (a dead one is counted once, by its reason, where it becomes a dead letter)
 redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|attempts', 1)
