@@ -16,7 +16,6 @@ child dies with it (PR_SET_PDEATHSIG on Linux).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
@@ -41,7 +40,13 @@ from producer.discovery import (
     write_run_file,
 )
 from producer.redis_url import redact
-from workers.embedded import DEFAULT_PORT, EmbeddedRedis, child_preexec, redis_answers
+from workers.embedded import (
+    DEFAULT_PORT,
+    EmbeddedRedis,
+    child_preexec,
+    hold_pid_lock,
+    redis_answers,
+)
 from workers.errors import ConfigError
 from workers.secret_key import ensure_key_file, read_or_create_private
 from workers.settings import Settings
@@ -114,21 +119,9 @@ def refuse_sharing_a_running_service(settings: Settings) -> None:
 
 def lock_data_dir(data_dir: Path) -> object:
     """Hold ``run.lock`` in the data dir for the life of this process, or a ConfigError."""
-    handle = open(data_dir / "run.lock", "a+", encoding="utf-8")  # noqa: SIM115 - kept open
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise ConfigError(
-            f"`recnotify run` is already running for data dir {data_dir} (pid {holder}): "
-            "use that one, stop it first, or give another --data-dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
+    return hold_pid_lock(data_dir / "run.lock", lambda holder: (
+        f"`recnotify run` is already running for data dir {data_dir} (pid {holder or '?'}): "
+        "use that one, stop it first, or give another --data-dir"))
 
 
 @click.command()

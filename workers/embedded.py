@@ -171,6 +171,27 @@ def _stop_pid(pid: int, timeout_s: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+
+def hold_pid_lock(path: Path, busy: Callable[[str], str]) -> IO[str]:
+    """An exclusive lock on ``path`` holding this process's pid, kept while the returned
+    file stays open; when another process holds it, a ConfigError with ``busy(its pid)``
+    (the pid text may be empty)."""
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - the caller keeps it open
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        raise ConfigError(busy(holder)) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
 @dataclass
 class EmbeddedRedis:
     """A Redis-compatible server child process with AOF persistence in ``data_dir``.
@@ -200,23 +221,10 @@ class EmbeddedRedis:
         return self.data_dir / "redis.lock"
 
     def _take_lock(self) -> None:
-        handle = open(self.lockfile, "a+", encoding="utf-8")  # noqa: SIM115 - held until stop
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            raise ConfigError(
-                f"the embedded Redis of {self.data_dir} is already running (pid {holder}): "
-                "stop that `recnotify run`, or use another --data-dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock = handle
+        self._lock = hold_pid_lock(self.lockfile, lambda holder: (
+            f"the embedded Redis of {self.data_dir} is already running (pid "
+            f"{holder or 'another process'}): stop that `recnotify run`, or use another "
+            "--data-dir"))
 
     def _stop_orphan(self) -> None:
         """Stop a server a killed parent left running on this directory's AOF files."""
