@@ -277,12 +277,15 @@ class Deliverer:
         if admission is None:
             admission = self.circuit.admit(dest.name, dest.circuit.reset_s)
             run.lease.probe = admission.verdict is Admitted.PROBE
+        failed_at = admission.probe_failed_at
         decision = circuit_gate(
             open_=not admission.allowed, ordered=dest.ordered, now_s=time.time(),
             deadline_s=run.first_at + span_s(dest), waiting_since_s=given.circuit_since,
-            probe_failed_at_s=admission.probe_failed_at, wait_s=admission.wait_s,
+            probe_failed_at_s=failed_at, wait_s=admission.wait_s,
             reset_s=dest.circuit.reset_s,
-            why_dead=dead_reason(dest, admission.probe_failed_at or 0.0, admission.probe_error))
+            # the reason is only ever read for a failed probe: no formatting per delivery
+            why_dead=dead_reason(dest, failed_at, admission.probe_error)
+            if failed_at is not None else "")
         if decision.goes:
             decision = rate_gate(self.limits.take_token(dest.name, dest.rate_limit_per_s))
             if not decision.goes:
