@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,3 +170,29 @@ def test_run_keeps_its_generated_key_and_flower_login_private_and_stable(
     assert flower_credentials(tmp_path) == login and login.startswith("admin:")
     for name in ("secret.key", "flower.auth"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("command", [["trace", "00000000-0000-0000-0000-000000000001"],
+                                     ["dead-letters", "purge", "--yes"],
+                                     ["worker", "--processes", "1"], ["worker"]])
+def test_a_command_against_a_stopped_redis_is_one_line_not_a_traceback(
+        command: list[str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+           "RECNOTIFY_DATA_DIR": str(tmp_path / "data"),
+           "RECNOTIFY_REDIS_URL": "redis://:pw@127.0.0.1:1/0"}
+    base = [sys.executable, "-m", "workers"]
+    subprocess.run([*base, "db", "upgrade"], env=env, cwd=tmp_path, check=True,
+                   capture_output=True, timeout=60)
+    done = subprocess.run([*base, *command], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = [line for line in done.stderr.strip().splitlines()
+             if "SecurityWarning" not in line]
+    assert lines == [
+        "error: Redis at redis://:***@127.0.0.1:1/0 does not answer (Error 111 connecting "
+        "to 127.0.0.1:1. Connection refused.): start it (`recnotify run` starts one), or "
+        "point --redis-url / RECNOTIFY_REDIS_URL at the service's Redis"], done.stderr[-2000:]

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+import redis
 
 from producer.errors import RecnotifyError
+from producer.redis_url import client_from_url, redact
 from workers import __version__
 from workers.env import unknown_variables
+from workers.errors import ConfigError
 from workers.logs import setup_logging
 from workers.settings import DEFAULT_DATA_DIR_TEXT, Settings
 
@@ -28,7 +31,40 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.find_object(Settings) or Settings.from_env()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class RecnotifyGroup(click.Group):
+    """The one error path of every command: a recnotify error, or a Redis that does not
+    answer, is one line naming what is wrong and how to fix it, exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecnotifyError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            click.echo(f"error: {redis_down(ctx.obj, exc)}", err=True)
+            sys.exit(1)
+
+
+def redis_down(settings: Any, exc: BaseException) -> str:
+    url = redact(settings.redis_url) if isinstance(settings, Settings) else "the configured URL"
+    return (f"Redis at {url} does not answer ({exc}): start it (`recnotify run` starts one), "
+            "or point --redis-url / RECNOTIFY_REDIS_URL at the service's Redis")
+
+
+def require_redis(settings: Settings) -> None:
+    """A ConfigError (one line) unless the service's Redis answers now."""
+    client = client_from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise ConfigError(redis_down(settings, exc)) from None
+    finally:
+        client.close()
+
+
+@click.group(cls=RecnotifyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="recnotify")
 @click.option(
     "--redis-url",
@@ -226,6 +262,8 @@ def worker(ctx: click.Context, concurrency: int, processes: int | None,
 
     settings = _settings(ctx)
     settings.require_database()
+    # Celery would log an "Unrecoverable error" traceback and exit 0
+    require_redis(settings)
     count = processes or available_cpus()
     if count > 1:
         _run_processes(settings, count, concurrency, node_name or settings.node_name)
