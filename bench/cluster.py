@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 from tests.helpers import WorkerFactory
-from workers.signing import generate_secret
+from workers.http.signing import generate_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -46,7 +46,7 @@ from bench.cluster import ROOT, Cluster, ReceiverClient, children
 from bench.receiver import capacity_per_s
 from bench.run import burst, per_s
 from producer.events import validate_event
-from workers.service import available_cpus
+from workers.taskqueue.service import available_cpus
 
 
 def process_tree(pid: int) -> list[int]:

@@ -48,13 +48,13 @@ from producer import Publisher
 from producer.errors import PublishError
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.embedded import EmbeddedRedis
-from workers.request import notification_id
-from workers.settings import (
+from workers.config.settings import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_MAX_COUNTDOWN_S,
     DEFAULT_VISIBILITY_TIMEOUT_S,
 )
+from workers.http.request import notification_id
+from workers.ops.embedded import EmbeddedRedis
 
 PREFIX = "lat:"
 BOUND_S = 120.0

@@ -17,7 +17,7 @@ from pyinstrument import Profiler
 
 from bench.cluster import Cluster
 from producer.events import validate_event
-from workers.runtime import Runtime
+from workers.taskqueue.runtime import Runtime
 
 
 def main() -> None:

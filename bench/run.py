@@ -31,7 +31,7 @@ from bench.ordered import report as ordered_report
 from bench.receiver import capacity_per_s
 from producer.events import validate_event
 from workers.destinations import parse_destination
-from workers.routing import RoutingIndex
+from workers.destinations.routing import RoutingIndex
 
 SIZES: dict[str, dict[str, int]] = {
     "quick": {"naive_fast": 200, "naive_slow": 40, "fast": 600, "slow": 600, "latency_s": 3,
@@ -170,9 +170,9 @@ class Recnotify:
 
 def enqueue_call_s(cluster: Cluster) -> float:
     """The fan-out enqueue call alone (make_enqueue, 1,000 tasks), in this process."""
-    from workers.app import create_app
-    from workers.service import make_enqueue
-    from workers.settings import Settings
+    from workers.config.settings import Settings
+    from workers.taskqueue.app import create_app
+    from workers.taskqueue.enqueue import make_enqueue
 
     settings = Settings.from_env({}, redis_url=cluster.redis_url,
                                  key_prefix=cluster.prefix("enq"), secret_key="x")

@@ -31,7 +31,7 @@ from pathlib import Path
 import redis
 
 from bench.cluster import Cluster, ReceiverClient
-from workers.embedded import EmbeddedRedis
+from workers.ops.embedded import EmbeddedRedis
 
 DESTINATIONS = 3
 CLK_TCK = os.sysconf("SC_CLK_TCK")

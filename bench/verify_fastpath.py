@@ -1,4 +1,4 @@
-"""Check the one-round-trip fan-out (workers.fastpath) against Celery itself.
+"""Check the one-round-trip fan-out (workers.taskqueue.enqueue) against Celery itself.
 
 1. The message and the ``task-sent`` event it writes have exactly the shape Celery's
    ``apply_async`` writes (same keys, same constant values; ids and times differ).
@@ -24,8 +24,8 @@ import redis
 
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.app import DELIVER_TASK, create_app
-from workers.fastpath import task_batch
+from workers.taskqueue.app import create_app
+from workers.taskqueue.enqueue import DELIVER_TASK, task_batch
 
 VOLATILE = {"id", "root_id", "correlation_id", "delivery_tag", "reply_to", "uuid", "timestamp",
             "clock", "pid", "hostname", "origin", "utcoffset"}
@@ -83,7 +83,7 @@ def run_on_real_worker(factory: WorkerFactory, receiver: Receiver) -> None:
     pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     pubsub.psubscribe(f"{factory.key_prefix}/*")
     pubsub.get_message(timeout=1)
-    # the consumer fans this event out through make_enqueue -> workers.fastpath
+    # the consumer fans this event out through make_enqueue -> workers.taskqueue.enqueue
     factory.publisher().publish("RECORDING_STARTED_EVENT", route="r",
                                            params={"UCID": "u-1"})
     receiver.wait_for(1, timeout_s=30)

@@ -36,14 +36,14 @@ from pathlib import Path
 from producer import Publisher
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.embedded import EmbeddedRedis
-from workers.request import notification_id
-from workers.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S
-from workers.settings import (
+from workers.config.settings import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_MAX_COUNTDOWN_S,
     DEFAULT_VISIBILITY_TIMEOUT_S,
 )
+from workers.http.request import notification_id
+from workers.ops.embedded import EmbeddedRedis
+from workers.state.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S
 
 PREFIX = "wdb:"
 DEFAULT_ENV = {"RECNOTIFY_VISIBILITY_TIMEOUT_S": str(DEFAULT_VISIBILITY_TIMEOUT_S),

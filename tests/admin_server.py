@@ -11,7 +11,7 @@ from typing import Any
 import requests
 
 from tests.helpers import ROOT, WorkerFactory, stop_process
-from workers.embedded import free_port
+from workers.ops.embedded import free_port
 
 TOKEN = "admin-token-for-tests-0123456789"
 

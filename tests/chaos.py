@@ -74,9 +74,9 @@ from producer import Publisher
 from producer.errors import PublishError
 from tests.helpers import WorkerFactory
 from tests.receiver import Received, Receiver
-from workers.backoff import RetryPolicy, max_span_s
-from workers.embedded import EmbeddedRedis
-from workers.request import notification_id
+from workers.destinations.backoff import RetryPolicy, max_span_s
+from workers.http.request import notification_id
+from workers.ops.embedded import EmbeddedRedis
 
 PREFIX = "chaos:"
 LIFECYCLE = ["RECORDING_STARTED_EVENT", "SEGMENT_STARTED_EVENT", "RECORDING_PAUSED_EVENT",

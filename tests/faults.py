@@ -51,8 +51,8 @@ from producer import Publisher
 from producer.errors import PublishError
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.embedded import EmbeddedRedis, free_port
-from workers.request import notification_id
+from workers.http.request import notification_id
+from workers.ops.embedded import EmbeddedRedis, free_port
 
 PREFIX = "faults:"
 HEALTHY_RETRY = {"max_attempts": 8, "backoff_s": 0.2, "backoff_max_s": 2}

@@ -14,9 +14,9 @@ from typing import Any
 import redis
 
 from producer import Publisher
+from workers.config.settings import Settings
 from workers.destinations import load_file
-from workers.settings import Settings
-from workers.store import Store
+from workers.store.database import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET_KEY = "test-secret-key-0123456789"

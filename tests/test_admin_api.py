@@ -14,7 +14,7 @@ import requests
 from tests.admin_server import AdminServer
 from tests.helpers import ROOT, WorkerFactory
 from tests.receiver import Receiver
-from workers.signing import generate_secret
+from workers.http.signing import generate_secret
 
 
 def dest_body(name: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tests.admin_server import AdminServer
 from tests.browser import admin_tab, browser, screenshot, sign_in
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.signing import generate_secret
+from workers.http.signing import generate_secret
 
 __all__ = ["browser"]  # the fixture, re-exported for pytest
 

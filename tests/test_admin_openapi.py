@@ -63,7 +63,7 @@ def test_document_has_real_bodies_errors_and_bearer_auth(admin: AdminServer) -> 
 
 def test_documented_destination_shapes_accept_what_the_api_returns(
         admin: AdminServer, receiver: Receiver) -> None:
-    from workers.destination_schema import DestinationIn, DestinationOut
+    from workers.destinations.schema import DestinationIn, DestinationOut
 
     body = {"name": "full", "events": ["RECORDING_STARTED_EVENT"], "scope": "route:r",
             "url": "https://u:p@10.0.0.5:8443/x", "params": "ucid=%UCID%", "method": "POST",

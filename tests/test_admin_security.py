@@ -19,7 +19,7 @@ from tests.admin_server import AdminServer
 from tests.browser import browser, screenshot, sign_in
 from tests.helpers import ROOT, WorkerFactory, fast_retry
 from tests.receiver import Receiver
-from workers.signing import generate_secret
+from workers.http.signing import generate_secret
 
 __all__ = ["browser"]  # the fixture, re-exported for pytest
 
@@ -342,7 +342,7 @@ def test_a_missing_schema_refuses_to_start_and_a_lost_one_names_db_upgrade(
 
 
 def test_a_database_that_is_down_is_503_with_its_message(workers: WorkerFactory) -> None:
-    from workers.embedded import free_port
+    from workers.ops.embedded import free_port
 
     down = f"postgresql+psycopg://recnotify:pw-s3cret@127.0.0.1:{free_port()}/recnotify"
     server = AdminServer(workers, env={"RECNOTIFY_DATABASE_URL": down}, healthy=False)

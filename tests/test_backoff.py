@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from workers.backoff import (
+from workers.destinations.backoff import (
     STANDARD_SCHEDULE_S,
     RetryPolicy,
     compute_backoff_s,

@@ -1,4 +1,4 @@
-"""The Celery/kombu changes in workers.celery_tuning, each on its own."""
+"""The Celery/kombu changes in workers.taskqueue.tuning, each on its own."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import redis
 from kombu import Connection
 
-from workers import celery_tuning
-from workers.celery_tuning import EVENT_FLUSH_S, BatchedEventsConsumer
+from workers.taskqueue import tuning as celery_tuning
+from workers.taskqueue.tuning import EVENT_FLUSH_S, BatchedEventsConsumer
 
 
 def test_a_kombu_channel_reuses_one_redis_client_per_pool(redis_url: str, key_prefix: str) -> None:

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from workers.circuit import CircuitBreaker, Verdict
-from workers.settings import Keys
+from workers.config.settings import Keys
+from workers.state.circuit import CircuitBreaker, Verdict
 
 
 def breaker(client: redis.Redis, prefix: str) -> CircuitBreaker:

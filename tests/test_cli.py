@@ -12,12 +12,12 @@ import redis
 from click.testing import CliRunner
 
 from tests.helpers import TEST_SECRET_KEY
-from workers.cli import main
-from workers.cli_run import resolve_redis
-from workers.embedded import free_port, redis_answers
+from workers.cli.main import main
+from workers.cli.run import resolve_redis
+from workers.config.settings import Settings
 from workers.errors import ConfigError
-from workers.settings import Settings
-from workers.signing import generate_secret
+from workers.http.signing import generate_secret
+from workers.ops.embedded import free_port, redis_answers
 
 
 @pytest.fixture
@@ -161,8 +161,8 @@ def test_run_keeps_its_generated_key_and_flower_login_private_and_stable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import stat
 
-    from workers.cli_run import flower_credentials
-    from workers.secret_key import ensure_key_file
+    from workers.cli.run import flower_credentials
+    from workers.config.secret_key import ensure_key_file
 
     monkeypatch.delenv("RECNOTIFY_FLOWER_AUTH", raising=False)
     key, login = ensure_key_file(tmp_path), flower_credentials(tmp_path)

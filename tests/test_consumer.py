@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from producer import Publisher
-from workers.config import ConfigCache
-from workers.consumer import StreamConsumer, entry_event_id
+from workers.config.settings import Settings
 from workers.destinations import parse_destination
-from workers.settings import Settings
+from workers.destinations.cache import ConfigCache
+from workers.stream.consumer import StreamConsumer, entry_event_id
 
 
 class FakeSource:

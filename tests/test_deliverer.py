@@ -15,15 +15,15 @@ import redis
 from producer.events import validate_event
 from tests.receiver import Receiver
 from tests.test_parking import Source
-from workers.circuit import CircuitBreaker
-from workers.config import ConfigCache
-from workers.deliver import Deliverer, Retry
-from workers.netsafety import AddressRules
-from workers.outcome import Outcome
-from workers.request import notification_id
-from workers.schedule import WATCHDOG_S, schedule_member
-from workers.settings import Settings
-from workers.transport import Transport
+from workers.config.settings import Settings
+from workers.delivery.deliverer import Deliverer, Retry
+from workers.destinations.cache import ConfigCache
+from workers.http.netsafety import AddressRules
+from workers.http.outcome import Outcome
+from workers.http.request import notification_id
+from workers.http.transport import Transport
+from workers.state.circuit import CircuitBreaker
+from workers.state.schedule import WATCHDOG_S, schedule_member
 
 
 class Store:
@@ -151,7 +151,7 @@ def test_a_first_attempt_refused_as_the_probe_buries_nothing_a_refused_retry_doe
         make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
     """A receiver that refuses first attempts and accepts retries is not a dead one: a fresh
     notification's refused probe re-opens the circuit but condemns nothing parked."""
-    from workers.parking import ParkingLot
+    from workers.state.parking import ParkingLot
 
     receiver.script("/d", [503, 503])
     deliverer, settings = make(retry={"max_attempts": 5, "backoff_s": 0.1, "backoff_max_s": 0.1},

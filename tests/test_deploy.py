@@ -27,11 +27,12 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from workers.app import DELIVER_TASK, create_app
-from workers.cli import main as recnotify_cli
-from workers.destination_rules import MAX_TIMEOUT_S
-from workers.embedded import find_redis_server, free_port
-from workers.settings import Settings
+from workers.cli.main import main as recnotify_cli
+from workers.config.settings import Settings
+from workers.destinations.rules import MAX_TIMEOUT_S
+from workers.ops.embedded import find_redis_server, free_port
+from workers.taskqueue.app import create_app
+from workers.taskqueue.enqueue import DELIVER_TASK
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S = DEPLOY / "k8s"

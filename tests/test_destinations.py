@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from producer.events import EVENT_TYPES
-from workers.backoff import RetryPolicy
 from workers.destinations import (
     MASK,
     PRESETS,
@@ -22,7 +21,8 @@ from workers.destinations import (
     parse_destination,
     split_secrets,
 )
-from workers.signing import generate_secret
+from workers.destinations.backoff import RetryPolicy
+from workers.http.signing import generate_secret
 
 STARTED = "RECORDING_STARTED_EVENT"
 ENDED = "RECORDING_ENDED_EVENT"

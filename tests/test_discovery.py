@@ -25,11 +25,11 @@ from producer.discovery import (
     write_run_file,
 )
 from tests.helpers import ROOT, TEST_SECRET_KEY, WorkerFactory, stop_process
-from workers.cli import main
-from workers.embedded import free_port
-from workers.service import available_cpus
-from workers.settings import Settings
-from workers.signing import generate_secret
+from workers.cli.main import main
+from workers.config.settings import Settings
+from workers.http.signing import generate_secret
+from workers.ops.embedded import free_port
+from workers.taskqueue.service import available_cpus
 
 
 def _dead_pid() -> int:
@@ -416,7 +416,7 @@ def test_available_cpus_follows_the_affinity_mask() -> None:
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("no sched_setaffinity on this platform")
     script = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-              "from workers.service import available_cpus; print(available_cpus())")
+              "from workers.taskqueue.service import available_cpus; print(available_cpus())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert out.strip() == "1"

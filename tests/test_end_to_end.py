@@ -11,8 +11,8 @@ import pytest
 
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.request import notification_id
-from workers.signing import generate_secret, verify
+from workers.http.request import notification_id
+from workers.http.signing import generate_secret, verify
 
 pytestmark = pytest.mark.slow
 
@@ -268,9 +268,9 @@ def test_dead_letter_after_exhausted_retries_is_replayed_with_the_same_id(
     first_id = receiver.received()[0].header("webhook-id")
     # When the receiver recovers and the dead letter is replayed
     receiver.script("/down", [200])
-    from workers.app import create_app
-    from workers.replay import replay_dead_letters
-    from workers.service import make_enqueue
+    from workers.ops.replay import replay_dead_letters
+    from workers.taskqueue.app import create_app
+    from workers.taskqueue.enqueue import make_enqueue
 
     count = replay_dead_letters(
         workers.settings, workers.store, workers.redis, make_enqueue(create_app(workers.settings))

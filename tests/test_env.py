@@ -1,4 +1,4 @@
-"""The environment at the edge (workers/env.py): typed, bounded, one line per mistake,
+"""The environment at the edge (workers/config/env.py): typed, bounded, one line per mistake,
 a warning for a misspelt variable, and every variable documented."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import ROOT
-from workers.env import KNOWN, EnvSettings, read_env, unknown_variables
+from workers.config.env import KNOWN, EnvSettings, read_env, unknown_variables
+from workers.config.settings import Settings
 from workers.errors import ConfigError
-from workers.settings import Settings
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [

@@ -21,9 +21,9 @@ import redis
 
 from tests.helpers import ROOT, WorkerFactory
 from tests.receiver import Receiver
-from workers.app import create_app
-from workers.embedded import EmbeddedRedis
-from workers.request import notification_id
+from workers.http.request import notification_id
+from workers.ops.embedded import EmbeddedRedis
+from workers.taskqueue.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_open_circuit_parks_notifications_without_spending_their_attempts(
                                    "flaky|waits") is not None, what="a parked notification")
     assert len(receiver.received()) == 2
     # ... and `recnotify trace` shows a parked one as pending, with why (SPEC 6)
-    from workers.tracing import trace_event
+    from workers.ops.tracing import trace_event
 
     parked = [n for eid in later for n in trace_event(workers.settings, eid)["notifications"]
               if n.get("waiting")]

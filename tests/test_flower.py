@@ -18,8 +18,8 @@ import requests
 
 from tests.helpers import ROOT, WorkerFactory, stop_process
 from tests.receiver import Receiver
-from workers.embedded import free_port
-from workers.signing import generate_secret
+from workers.http.signing import generate_secret
+from workers.ops.embedded import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ def test_a_dead_letter_is_a_failed_task_with_its_reason_and_a_retry_is_a_retry(
     assert flaky_info["state"] == "SUCCESS" and flaky_info["retries"] == 1, flaky_info
     assert "attempt 1 failed: HTTP 503; next attempt in" in flaky_info["exception"], flaky_info
     # the dead letter is an expected failure (``throws``): Celery logs it at INFO, which
-    # workers/logs.py keeps quiet; never an ERROR line with a traceback
+    # workers/config/logs.py keeps quiet; never an ERROR line with a traceback
     log = (workers.tmp_path / "worker-flower-d.log").read_text()
     assert "raised unexpected" not in log and "Traceback" not in log, log[-3000:]
 
@@ -246,7 +246,8 @@ def test_importing_the_app_module_builds_no_celery_app() -> None:
 
     from tests.helpers import ROOT
 
-    code = ("import celery, workers.app, workers.tasks, workers.service; "
+    code = ("import celery, workers.taskqueue.app, workers.taskqueue.tasks, "
+            "workers.taskqueue.service; "
             "print(celery.current_app.main)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)

@@ -3,7 +3,7 @@
 At least 10,000 generated events, valid and invalid (random types, parameter
 names and values: non-ASCII, control characters, lone surrogates, ints, bools,
 floats, lists, nested objects), go through ``producer.events.validate_event``
-(or ``parse_event_json`` from raw JSON) and ``workers.templates.render_url``
+(or ``parse_event_json`` from raw JSON) and ``workers.http.templates.render_url``
 with a template that uses every placeholder of the event's type. Each one is
 either refused with a ValueError or rendered into a URL whose query, parsed by
 ``parse_qs``, gives back exactly the values the event was given.
@@ -29,7 +29,7 @@ from producer.events import (
     parse_event_json,
     validate_event,
 )
-from workers.templates import render_url
+from workers.http.templates import render_url
 
 BASE = "https://10.0.0.5:8443/Face/eventNotify?fixed=1"
 ALL_NAMES = sorted(set(COMMON_PARAMS) | {n for names in TYPE_PARAMS.values() for n in names})

@@ -29,13 +29,13 @@ from tests.admin_server import AdminServer
 from tests.helpers import TEST_SECRET_KEY, WorkerFactory, fast_retry
 from tests.receiver import Receiver
 from tests.test_consumer import Captured, make
-from workers.attempt import send_once
-from workers.cli import main
+from workers.cli.main import main
+from workers.config.settings import Settings
+from workers.delivery.attempt import send_once
 from workers.destinations import InvalidDestination, load_file, parse_destination
-from workers.netsafety import AddressRules, check_address, parse_cidrs
-from workers.request import build_request
-from workers.settings import Settings
-from workers.transport import Transport
+from workers.http.netsafety import AddressRules, check_address, parse_cidrs
+from workers.http.request import build_request
+from workers.http.transport import Transport
 
 GLOBAL = {"name": "g", "events": "all", "scope": "global", "url": "http://127.0.0.1:9/x"}
 OVERFLOWING = ["9999-12-31T23:59:59.000-14:00", "0001-01-01T00:00:00.000+14:00"]

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from workers.limits import Limits, slots_key
+from workers.state.limits import Limits, slots_key
 
 
 def test_in_flight_cap_admits_at_most_the_limit_across_clients(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from workers.logs import JsonFormatter, NotificationFields
+from workers.config.logs import JsonFormatter, NotificationFields
 
 
 def render(logger_name: str, msg: str, *args: object) -> dict[str, object]:
@@ -30,7 +30,7 @@ def test_other_lines_have_no_notification_fields() -> None:
     assert "notification_id" not in out and "destination" not in out
 
 
-@pytest.mark.parametrize("path", ["workers/deliver.py"])
+@pytest.mark.parametrize("path", ["workers/delivery/deliverer.py"])
 def test_every_deliver_log_line_about_a_notification_follows_the_convention(path: str) -> None:
     import re
     from pathlib import Path
@@ -50,7 +50,7 @@ def test_a_real_workers_json_lines_about_a_notification_carry_every_field(
     import time
     import uuid
 
-    from workers.request import notification_id
+    from workers.http.request import notification_id
 
     receiver.script("/logs", [503, 200])
     workers.configure("destinations:\n  - name: crm\n    events: all\n    scope: global\n"

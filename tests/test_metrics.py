@@ -20,10 +20,10 @@ from tests.admin_server import AdminServer
 from tests.helpers import WorkerFactory, fast_retry
 from tests.receiver import Receiver
 from workers import __version__
+from workers.config.settings import Settings
 from workers.destinations import load_file
-from workers.metrics import make_registry
-from workers.settings import Settings
-from workers.store import Store
+from workers.ops.metrics import make_registry
+from workers.store.database import Store
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from ipaddress import ip_network
 
 import pytest
 
-from workers.netsafety import BUILTIN_DENY, AddressRules, check_address, parse_cidrs
+from workers.http.netsafety import BUILTIN_DENY, AddressRules, check_address, parse_cidrs
 
 NO_RULES = AddressRules()
 

@@ -134,9 +134,9 @@ def hold_a_recording(workers: WorkerFactory, receiver: Receiver, ucid: str) -> N
 def test_hold_keeps_later_notifications_until_the_dead_letter_is_replayed(
         workers: WorkerFactory, receiver: Receiver) -> None:
     hold_a_recording(workers, receiver, "held-call")
-    from workers.app import create_app
-    from workers.replay import replay_dead_letters
-    from workers.service import make_enqueue
+    from workers.ops.replay import replay_dead_letters
+    from workers.taskqueue.app import create_app
+    from workers.taskqueue.enqueue import make_enqueue
 
     replay_dead_letters(workers.settings, workers.store, workers.redis,
                         make_enqueue(create_app(workers.settings)))
@@ -150,9 +150,9 @@ def test_hold_continues_in_order_once_the_dead_letter_is_purged(
         workers: WorkerFactory, receiver: Receiver) -> None:
     hold_a_recording(workers, receiver, "purged-call")
     # When the dead letter is purged instead of replayed
-    from workers.app import create_app
-    from workers.replay import purge_dead_letters
-    from workers.service import make_enqueue
+    from workers.ops.replay import purge_dead_letters
+    from workers.taskqueue.app import create_app
+    from workers.taskqueue.enqueue import make_enqueue
 
     assert purge_dead_letters(workers.settings, workers.store, workers.redis,
                               make_enqueue(create_app(workers.settings))) == 1
@@ -169,7 +169,7 @@ def test_after_an_upgrade_brings_a_script_redis_does_not_know_the_next_head_stil
     """Regression: Redis knew the ordering scripts but not (yet) the delivery's own; the
     finish queued behind it ran before the state was written and released nothing. Then
     Redis forgets every script (as after a restart) while the recording goes on."""
-    from workers.embedded import EmbeddedRedis
+    from workers.ops.embedded import EmbeddedRedis
     from workers.state.scripts import sources
 
     server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()

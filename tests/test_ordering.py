@@ -6,7 +6,8 @@ import contextlib
 
 import redis
 
-from workers.ordering import (
+from workers.http.request import notification_id
+from workers.state.ordering import (
     FRONTIER_OPEN,
     EnqueueMany,
     Ordering,
@@ -14,7 +15,6 @@ from workers.ordering import (
     make_member,
     pad_entry_id,
 )
-from workers.request import notification_id
 
 
 def collect(sent: list[str]) -> EnqueueMany:

@@ -9,13 +9,13 @@ from typing import Any
 
 import redis
 
-from workers.circuit import CircuitBreaker
-from workers.config import ConfigCache
+from workers.config.settings import Keys
 from workers.destinations import parse_destination
-from workers.parking import ParkingLot
-from workers.request import notification_id
-from workers.schedule import schedule_member
-from workers.settings import Keys
+from workers.destinations.cache import ConfigCache
+from workers.http.request import notification_id
+from workers.state.circuit import CircuitBreaker
+from workers.state.parking import ParkingLot
+from workers.state.schedule import schedule_member
 
 
 class Source:

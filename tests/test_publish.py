@@ -11,7 +11,7 @@ import redis
 
 from producer import InvalidEvent, Publisher, PublishError
 from producer.constants import events_key
-from workers.embedded import EmbeddedRedis, free_port
+from workers.ops.embedded import EmbeddedRedis, free_port
 
 
 def test_publish_writes_one_stream_entry_with_the_event_json(redis_url: str, key_prefix: str,

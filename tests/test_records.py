@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from workers.records import Flusher, attempt_record, dead_record
+from workers.state.records import Flusher, attempt_record, dead_record
 
 
 class Sink:

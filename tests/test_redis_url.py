@@ -28,9 +28,10 @@ from producer.redis_url import (
     parse_sentinel_url,
     redact,
 )
-from workers.app import DELIVER_TASK, create_app
-from workers.embedded import find_redis_server, free_port
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.ops.embedded import find_redis_server, free_port
+from workers.taskqueue.app import create_app
+from workers.taskqueue.enqueue import DELIVER_TASK
 
 MASTER = "rnmaster"
 

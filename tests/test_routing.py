@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producer.events import EVENT_TYPES, Event
-from workers.routing import RoutingIndex, matches
+from workers.destinations.routing import RoutingIndex, matches
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.request import notification_id
+from workers.http.request import notification_id
 
 pytestmark = pytest.mark.slow
 

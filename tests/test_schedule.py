@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from workers.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S, Schedule, schedule_member
-from workers.settings import Keys
+from workers.config.settings import Keys
+from workers.state.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S, Schedule, schedule_member
 
 
 class Recorder:

@@ -29,8 +29,8 @@ from producer.errors import InvalidEvent
 from tests.helpers import ROOT, TEST_SECRET_KEY, WorkerFactory, fast_retry
 from tests.receiver import Receiver
 from workers.destinations import InvalidDestination, load_file
-from workers.signing import generate_secret, verify
-from workers.store import Store
+from workers.http.signing import generate_secret, verify
+from workers.store.database import Store
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from workers.signing import generate_secret, sign, validate_secret, verify
+from workers.http.signing import generate_secret, sign, validate_secret, verify
 
 MSG_ID = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
 TIMESTAMP = 1_700_000_000

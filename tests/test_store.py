@@ -12,9 +12,8 @@ from sqlalchemy import create_engine, text
 
 from workers.destinations import Destination, parse_destination
 from workers.errors import ConfigError, DestinationExists, DestinationNotFound, StoreError
-from workers.migrations import upgrade
-from workers.signing import generate_secret
-from workers.store import Store
+from workers.http.signing import generate_secret
+from workers.store.database import Store
 
 KEY = "test-secret-key-0123456789"
 SECRET = generate_secret()
@@ -86,7 +85,7 @@ def raw_rows(store: Store) -> str:
 
 def test_migrations_are_idempotent_and_start_at_version_zero(store: Store) -> None:
     store.upgrade()
-    upgrade(store.database_url)
+    store.upgrade()
     assert store.version() == 0
     assert store.list_destinations() == []
     store.ping()

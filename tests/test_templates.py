@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.errors import DeliveryError
-from workers.templates import (
+from workers.http.templates import (
     MAX_URL_BYTES,
     build_url,
     placeholders,

@@ -29,10 +29,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.helpers import WorkerFactory, fast_retry
 from tests.receiver import Receiver
 from tests.test_transport import CountingResolver, destination, request_for
-from workers.deliver import describe
+from workers.delivery.deliverer import describe
 from workers.errors import DeliveryError
-from workers.netsafety import AddressRules
-from workers.transport import MIN_TLS_VERSION, TlsConfig, Transport, tls_context
+from workers.http.netsafety import AddressRules
+from workers.http.transport import MIN_TLS_VERSION, TlsConfig, Transport, tls_context
 
 OPEN = AddressRules()
 

@@ -20,9 +20,9 @@ from producer.events import validate_event
 from tests.receiver import Receiver
 from workers.destinations import Destination, load_file
 from workers.errors import DeliveryError, RefusedAddress
-from workers.netsafety import AddressRules, parse_cidrs
-from workers.request import OutboundRequest, build_request
-from workers.transport import Transport
+from workers.http.netsafety import AddressRules, parse_cidrs
+from workers.http.request import OutboundRequest, build_request
+from workers.http.transport import Transport
 
 OPEN = AddressRules()
 

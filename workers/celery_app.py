@@ -15,8 +15,8 @@ from typing import Any
 
 from celery.signals import worker_init
 
-from workers.app import create_app
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.taskqueue.app import create_app
 
 app = create_app(Settings.from_env())
 

@@ -28,13 +28,13 @@ from hypothesis.stateful import (
 )
 
 from tests.test_parking import Source, dest
-from workers.circuit import CircuitBreaker, Verdict
-from workers.config import ConfigCache
-from workers.ordering import Ordering, finish_ordered, make_member
-from workers.parking import ParkingLot
-from workers.request import notification_id
-from workers.schedule import schedule_member
-from workers.settings import Keys
+from workers.config.settings import Keys
+from workers.destinations.cache import ConfigCache
+from workers.http.request import notification_id
+from workers.state.circuit import CircuitBreaker, Verdict
+from workers.state.ordering import Ordering, finish_ordered, make_member
+from workers.state.parking import ParkingLot
+from workers.state.schedule import schedule_member
 
 RESET_S = 0.25
 MODEL_SETTINGS = settings(max_examples=12, stateful_step_count=25, deadline=None,

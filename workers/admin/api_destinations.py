@@ -5,7 +5,7 @@ as ``recnotify destinations import`` (same messages); secrets come back masked,
 and a missing or masked secret on update keeps the stored one. ``PUT``
 replaces the whole destination (fields not sent go back to their defaults);
 ``PATCH`` merges (RFC 7396: fields not sent stay as they are). The pydantic
-models of :mod:`workers.destination_schema` document the bodies.
+models of :mod:`workers.destinations.schema` document the bodies.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from workers.admin.auth import Actor, require_token
 from workers.admin.bodies import merge_patch, optional_object, required_object
 from workers.admin.errors import ApiError
 from workers.admin.openapi import body_doc, errors_doc, ok_doc
+from workers.admin.sample import send_test
 from workers.admin.state import AdminState, get_state
-from workers.admin.test_send import send_test
-from workers.destination_schema import DestinationIn, DestinationOut, DestinationPatch
 from workers.destinations import PRESETS, Destination, parse_destination
+from workers.destinations.schema import DestinationIn, DestinationOut, DestinationPatch
 from workers.errors import DestinationExists, FieldError
 
 router = APIRouter(prefix="/api", tags=["destinations"])

@@ -11,8 +11,8 @@ from workers.admin.api_destinations import Caller, State, audit
 from workers.admin.bodies import optional_object
 from workers.admin.errors import ApiError
 from workers.admin.openapi import body_doc, errors_doc, ok_doc
-from workers.replay import purge_dead_letters, replay_dead_letters
-from workers.tracing import trace_event
+from workers.ops.replay import purge_dead_letters, replay_dead_letters
+from workers.ops.tracing import trace_event
 
 router = APIRouter(prefix="/api", tags=["records"])
 

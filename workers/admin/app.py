@@ -23,9 +23,9 @@ from workers.admin.errors import install_error_handlers
 from workers.admin.guard import Guard
 from workers.admin.openapi import install_openapi
 from workers.admin.state import AdminState
+from workers.config.settings import Settings
 from workers.errors import RecnotifyError
-from workers.metrics import make_registry
-from workers.settings import Settings
+from workers.ops.metrics import make_registry
 
 DESCRIPTION = """Configure where recording events are sent, test a destination, follow
 delivery attempts and replay dead letters.

@@ -2,7 +2,7 @@
 
 With a token configured every ``/api`` call must carry ``Authorization: Bearer
 TOKEN`` (compared in constant time). Without one the service only runs on a
-loopback address (see :mod:`workers.cli_admin`) and the API is open; the audit
+loopback address (see :mod:`workers.cli.admin`) and the API is open; the audit
 log then names the actor ``open``.
 
 The audit log's ``remote_addr`` is the peer's address; ``X-Forwarded-For`` is

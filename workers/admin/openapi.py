@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from workers.destination_schema import ErrorBody
+from workers.destinations.schema import ErrorBody
 
 __all__ = ["body_doc", "errors_doc", "install_openapi", "ok_doc"]
 

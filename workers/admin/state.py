@@ -1,6 +1,6 @@
 """What the admin service's routes share: settings, store, Redis, transport, enqueue.
 
-Built once at app start from :class:`~workers.settings.Settings`; the expensive
+Built once at app start from :class:`~workers.config.settings.Settings`; the expensive
 parts (the Celery app used to enqueue replays, the HTTP transport of test
 notifications) are made on first use.
 """
@@ -8,7 +8,6 @@ notifications) are made on first use.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -16,12 +15,11 @@ import redis
 from fastapi import Request
 
 from workers.admin.auth import Networks
-from workers.netsafety import AddressRules, parse_cidrs
-from workers.settings import Settings
-from workers.store import Store
-from workers.transport import Transport
-
-Enqueue = Callable[[Sequence[tuple[str, str]]], None]
+from workers.config.settings import Settings
+from workers.http.netsafety import AddressRules, parse_cidrs
+from workers.http.transport import Transport
+from workers.state.notification import EnqueueMany
+from workers.store.database import Store
 
 
 @dataclass
@@ -54,15 +52,15 @@ class AdminState:
         )
 
     @property
-    def enqueue(self) -> Enqueue:
+    def enqueue(self) -> EnqueueMany:
         """Enqueue ``recnotify.deliver`` tasks (the Celery app is made on first use)."""
         with self._lock:
             return self._enqueue
 
     @cached_property
-    def _enqueue(self) -> Enqueue:
-        from workers.app import create_app
-        from workers.service import make_enqueue
+    def _enqueue(self) -> EnqueueMany:
+        from workers.taskqueue.app import create_app
+        from workers.taskqueue.enqueue import make_enqueue
 
         return make_enqueue(create_app(self.settings))
 

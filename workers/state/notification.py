@@ -1,7 +1,7 @@
 """The notification state machine: its states, the allowed transitions, and the gates.
 
 Every notification (one event x one matching destination, SPEC 6) is in exactly one
-of these states. Where each state lives in Redis (names from ``workers.settings.Keys``;
+of these states. Where each state lives in Redis (names from ``workers.config.settings.Keys``;
 ``n`` is the notification hash, whose ``state`` field holds the value below where
 one is written):
 
@@ -9,7 +9,7 @@ one is written):
 state         where it lives
 ============  =============================================================================
 queued        a task message in the broker queue (or reserved with a countdown), plus a
-              watchdog entry in ``schedule`` (workers/schedule.py); ``n.state`` absent,
+              watchdog entry in ``schedule`` (workers/state/schedule.py); ``n.state`` absent,
               ``retrying`` or ``waiting``
 in_flight     ``lock:<nid>`` held by one task run (expires by itself)
 waiting       a due time: a short one as the task's countdown, a long one in ``schedule``;
@@ -65,7 +65,7 @@ that refuses only first attempts) from losing work:
   (``circuit_waited_s`` in the notification hash).
 
 Every write named here is in ``workers/state/writes.py``, a script of ``lua/``, or the
-enqueue (``workers.fastpath``); nothing else changes a notification's state.
+enqueue (``workers.taskqueue.enqueue``); nothing else changes a notification's state.
 
 The gates (circuit, rate limit, in-flight cap) are small pure functions that return a
 :class:`Decision`; the deliverer acts on it.
@@ -73,7 +73,7 @@ The gates (circuit, rate limit, in-flight cap) are small pure functions that ret
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -185,3 +185,9 @@ def watchdog_copies(armed_at_s: Sequence[float], tail_enqueued_at_s: float | Non
     if tail_enqueued_at_s is None:
         return [True] * len(armed_at_s)
     return [tail_enqueued_at_s > armed for armed in armed_at_s]
+
+
+#: How a transition to *queued* is carried out: enqueue one delivery task per
+#: (event id, destination name) pair, all in one call (the task queue supplies it:
+#: :func:`workers.taskqueue.enqueue.make_enqueue`).
+EnqueueMany = Callable[[Sequence[tuple[str, str]]], None]

@@ -3,7 +3,7 @@
 Every script lives in its own ``.lua`` file, named for what it does. A line
 ``-- include: NAME`` is replaced by the text of ``lua/_NAME.lua`` (shared
 preludes such as Redis' clock). Scripts get their key names through ``KEYS[]``,
-built by :class:`workers.settings.Keys` (the ordering scripts also derive the
+built by :class:`workers.config.settings.Keys` (the ordering scripts also derive the
 per-recording keys of a pair from the prefix; they are documented there).
 
 NOSCRIPT, in one place: :class:`Scripts` loads every script when it is built

@@ -1,7 +1,7 @@
 """The writes that change a notification's state, each queued on a caller's pipeline.
 
 With the scripts of ``lua/`` (``attempt_conclude``, ``parking_sweep``, the ordering and
-circuit scripts) and the enqueue (``workers.fastpath``: the task and its watchdog
+circuit scripts) and the enqueue (``workers.taskqueue.enqueue``: the task and its watchdog
 entry), these are the writes the table of ``workers/state/notification.py`` names:
 a notification's state changes nowhere else.
 """
@@ -13,10 +13,10 @@ import time
 
 import redis.client
 
-from workers.metrics_keys import count_wait
-from workers.outcome import Outcome
-from workers.records import dead_record
-from workers.settings import Keys
+from workers.config.settings import Keys
+from workers.http.outcome import Outcome
+from workers.state.counters import count_wait
+from workers.state.records import dead_record
 
 #: A notification's hash and attempt log expire this long after their last write.
 NOTIFICATION_TTL_S = 3 * 24 * 3600

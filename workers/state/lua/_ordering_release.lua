@@ -2,7 +2,7 @@
 -- sequence number. The in-flight hash and the blocked set come as KEYS; a pair's queue
 -- (ord:q:PAIR), sequence counter (ord:seq:PAIR) and its head's notification hash (n:NID)
 -- depend on the pair and on the head read here, so they are built from the prefix with
--- the names workers.settings.Keys gives them (recnotify does not run on Redis Cluster).
+-- the names workers.config.settings.Keys gives them (recnotify does not run on Redis Cluster).
 local function release(inflight, blocked, prefix, pair, frontier, now, ttl)
   if redis.call('HGET', inflight, pair) then
     -- its finish releases the next: nothing for the sweeper to re-check

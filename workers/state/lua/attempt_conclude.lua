@@ -1,9 +1,9 @@
 -- An attempt's outcome, in one call (state transition in flight -> delivered / retrying /
 -- dead; workers/state/notification.py): the notification's state and log, the attempt
--- record, the counters (workers/metrics_keys.py), and when it is delivered, the watchdog
+-- record, the counters (workers/state/counters.py), and when it is delivered, the watchdog
 -- entry's removal and the lock's release.
 -- KEYS: notification hash, its log, records list, metric notifications, metric latency,
---       watchdog, lock, the destination's waiting set (workers.settings.Keys.waiting).
+--       watchdog, lock, the destination's waiting set (workers.config.settings.Keys.waiting).
 -- ARGV: attempts, state, event id, destination, first_at, log entry, record, ttl_s,
 --       latency bucket ('' without an answer), latency ms, schedule member ('' to keep it),
 --       lock token ('' to keep the lock), seconds it waited on an open circuit since its
@@ -27,7 +27,7 @@ if ARGV[2] == 'retrying' then
 else
   redis.call('SREM', KEYS[8], ARGV[14])
 end
--- counters (workers/metrics_keys.py): every attempt; a retry; a notification delivered
+-- counters (workers/state/counters.py): every attempt; a retry; a notification delivered
 -- (a dead one is counted once, by its reason, where it becomes a dead letter)
 redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|attempts', 1)
 if ARGV[2] == 'retrying' then redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|retries', 1) end

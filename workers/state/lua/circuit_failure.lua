@@ -2,7 +2,7 @@
 -- ARGV[2] ttl s, ARGV[3] destination, ARGV[4] 1 when this attempt was the probe,
 -- ARGV[5] the failure (secret-free, for the dead-letter reason), ARGV[6] 1 when a failed
 -- probe counts against the parked notifications: the probe had been attempted before, so
--- its failure is not just a receiver refusing a first attempt (workers/parking.py).
+-- its failure is not just a receiver refusing a first attempt (workers/state/parking.py).
 -- Returns 1 when this failure opened the circuit, 2 when a failed probe re-opened it.
 -- include: now
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)

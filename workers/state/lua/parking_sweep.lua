@@ -1,4 +1,4 @@
--- Sweep one destination's parked notifications (workers/parking.py).
+-- Sweep one destination's parked notifications (workers/state/parking.py).
 -- KEYS: parked zset (score: the notification's deadline), parked-since zset (score: when
 --       it was parked), parked index, circuit hash, schedule zset, circuits-open set.
 -- ARGV: destination, reset_s, batch, lease_s, release_all (1: gone or disabled).

@@ -1,0 +1,1 @@
+"""The ``recnotify`` command line (entry point: :func:`workers.cli.main.main`)."""

@@ -1,0 +1,312 @@
+"""Typed settings, read from the environment once at the edge (CLI / app start).
+
+Every Redis key recnotify uses is named here, under one configurable prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from producer.constants import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_PUBLISH_TIMEOUT_S,
+    DEFAULT_REDIS_URL,
+    events_key,
+)
+from producer.discovery import RunInfo, cwd_data_dir, find_running
+from workers.config.env import (
+    DEFAULT_CLAIM_IDLE_S,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_COUNTDOWN_S,
+    DEFAULT_RECORD_RETENTION_DAYS,
+    DEFAULT_STREAM_RETENTION_S,
+    DEFAULT_VISIBILITY_TIMEOUT_S,
+    read_env,
+)
+from workers.config.secret_key import read_key_file
+from workers.errors import ConfigError
+
+#: The data dir when none is given (SPEC 7): ./.recnotify, unless a live `recnotify run`
+#: found through its per-user pointer names another (producer/discovery.py). For help texts.
+DEFAULT_DATA_DIR_TEXT = ("./.recnotify, or the data dir of the running `recnotify run` "
+                         "(its per-user pointer)")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Redis key names (all under ``prefix``)."""
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        return events_key(self.prefix)
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}workers"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}ev:{event_id}"
+
+    def notification(self, nid: str) -> str:
+        return f"{self.prefix}n:{nid}"
+
+    def notification_log(self, nid: str) -> str:
+        """Every attempt of one notification, oldest first (JSON entries)."""
+        return f"{self.prefix}n:{nid}:log"
+
+    def lock(self, nid: str) -> str:
+        return f"{self.prefix}lock:{nid}"
+
+    def ucid(self, ucid: str) -> str:
+        return f"{self.prefix}ucid:{ucid}"
+
+    @property
+    def schedule(self) -> str:
+        return f"{self.prefix}schedule"
+
+    @property
+    def watchdog(self) -> str:
+        """Every queued notification, scored by when it must have been seen again."""
+        return f"{self.prefix}watchdog"
+
+    @property
+    def records(self) -> str:
+        return f"{self.prefix}records"
+
+    @property
+    def config_version(self) -> str:
+        return f"{self.prefix}config:version"
+
+    def heartbeat(self, node: str) -> str:
+        return f"{self.prefix}hb:{node}"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.prefix}hb:"
+
+    @property
+    def deliver_queue(self) -> str:
+        return f"{self.prefix}deliver"
+
+    def metric(self, name: str) -> str:
+        """Metric hashes shared by all workers (field ``destination|label``), see metrics.py."""
+        return f"{self.prefix}metrics:{name}"
+
+    def inflight_slots(self, destination: str) -> str:
+        """``max_in_flight``: a sorted set of slot tokens scored by expiry."""
+        return f"{self.prefix}inflight:{destination}"
+
+    def rate_bucket(self, destination: str) -> str:
+        """``rate_limit_per_s``: the token bucket's hash."""
+        return f"{self.prefix}rate:{destination}"
+
+    def circuit(self, destination: str) -> str:
+        return f"{self.prefix}circuit:{destination}"
+
+    def parked(self, destination: str) -> str:
+        """Notifications parked while the destination's circuit is open (state/parking.py)."""
+        return f"{self.prefix}parked:{destination}"
+
+    def ord_queue(self, pair: str) -> str:
+        """An ordered (destination, recording) pair's waiting notifications (stream order).
+        ``workers/state/lua/_ordering_release.lua`` builds the same name from the prefix."""
+        return f"{self.prefix}ord:q:{pair}"
+
+    @property
+    def ord_inflight(self) -> str:
+        """Each ordered pair's released head (``member@released_at``, or ``@held``)."""
+        return f"{self.prefix}ord:inflight"
+
+    @property
+    def ord_blocked(self) -> str:
+        """Ordered pairs whose head waits for the stream frontier."""
+        return f"{self.prefix}ord:blocked"
+
+    def waiting(self, destination: str) -> str:
+        """The ids of the destination's notifications now waiting (a retry, a gate, or
+        parked): added by ``state.writes.queue_waiting`` and a retrying conclusion,
+        removed when one is attempted or ends (the admin page's "waiting" count)."""
+        return f"{self.prefix}waiting:{destination}"
+
+    def parked_since(self, destination: str) -> str:
+        """When each of ``parked(destination)``'s members was parked (score: seconds)."""
+        return f"{self.prefix}parked-since:{destination}"
+
+    @property
+    def parked_index(self) -> str:
+        """The destinations that have parked notifications."""
+        return f"{self.prefix}parked-index"
+
+    @property
+    def circuits_open(self) -> str:
+        """The destinations whose circuit is open or half-open (kept by state/circuit.py)."""
+        return f"{self.prefix}circuits-open"
+
+
+def _env(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a recnotify process needs to know, with units in the names."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_url_explicit: bool = False
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=cwd_data_dir)
+    #: the pid of the ``recnotify run`` whose run file gave the Redis URL (None: configured)
+    discovered_from_pid: int | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    stream_retention_s: float = DEFAULT_STREAM_RETENTION_S
+    record_retention_days: float = DEFAULT_RECORD_RETENTION_DAYS
+    publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S
+    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    max_countdown_s: float = DEFAULT_MAX_COUNTDOWN_S
+    claim_idle_s: float = DEFAULT_CLAIM_IDLE_S
+    concurrency: int = DEFAULT_CONCURRENCY
+    allow_cidrs: str = ""
+    deny_cidrs: str = ""
+    log_format: str = "text"
+    log_level: str = "INFO"
+    node_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, discover: bool = True,
+                 **overrides: Any) -> Settings:
+        """Settings from ``env`` (default: the process environment), then ``overrides``.
+
+        The data dir is ``data_dir`` / ``RECNOTIFY_DATA_DIR``, else ``./.recnotify``. With
+        ``discover``, a live ``recnotify run`` (:func:`producer.discovery.find_running`:
+        the given data dir's run file; with none given, ``./.recnotify``'s, else the
+        per-user pointer) gives the data dir when none is given, and the Redis URL, key
+        prefix and database URL that are not configured explicitly.
+        """
+        env = os.environ if env is None else env
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        given_dir = overrides.get("data_dir") or _env(env, "RECNOTIFY_DATA_DIR", "")
+        explicit_dir = Path(given_dir).expanduser() if given_dir else None
+        running = find_running(explicit_dir) if discover else None
+        if explicit_dir is not None:
+            data_dir = explicit_dir
+        elif running is not None:
+            data_dir = Path(running.data_dir)
+        else:
+            try:
+                data_dir = cwd_data_dir()
+            except OSError:
+                raise ConfigError(
+                    "the current directory no longer exists, so the default data dir "
+                    "./.recnotify cannot be used: cd to an existing directory, or give "
+                    "--data-dir / RECNOTIFY_DATA_DIR") from None
+        overrides["data_dir"] = data_dir
+        typed = read_env(env)
+        settings = cls(
+            redis_url=typed.REDIS_URL or DEFAULT_REDIS_URL,
+            redis_url_explicit=bool(typed.REDIS_URL),
+            key_prefix=env.get("RECNOTIFY_KEY_PREFIX", DEFAULT_KEY_PREFIX),
+            database_url=typed.DATABASE_URL or None,
+            data_dir=data_dir,
+            secret_key=typed.SECRET_KEY or read_key_file(data_dir),
+            stream_retention_s=typed.STREAM_RETENTION_S,
+            record_retention_days=typed.RECORD_RETENTION_DAYS,
+            publish_timeout_s=typed.PUBLISH_TIMEOUT_S,
+            concurrency=typed.CONCURRENCY,
+            visibility_timeout_s=typed.VISIBILITY_TIMEOUT_S,
+            max_countdown_s=typed.MAX_COUNTDOWN_S,
+            claim_idle_s=typed.CLAIM_IDLE_S,
+            allow_cidrs=typed.ALLOW_CIDRS,
+            deny_cidrs=typed.DENY_CIDRS,
+        )
+        if "redis_url" in overrides:
+            overrides.setdefault("redis_url_explicit", True)
+        settings = replace(settings, **overrides)
+        if running is not None:
+            settings = settings._with_running_service(
+                running, prefix_given="RECNOTIFY_KEY_PREFIX" in env or "key_prefix" in overrides)
+        return settings
+
+    def _with_running_service(self, running: RunInfo, *, prefix_given: bool) -> Settings:
+        """What ``running`` serves, for each of Redis URL, key prefix, database URL not given."""
+        return replace(
+            self,
+            redis_url=self.redis_url if self.redis_url_explicit else running.redis_url,
+            key_prefix=self.key_prefix if prefix_given else running.key_prefix,
+            database_url=self.database_url or running.database_url,
+            discovered_from_pid=running.pid,
+        )
+
+    def require_database(self) -> None:
+        """A ConfigError saying where it looked unless the database exists with its schema.
+
+        A command that reads the configuration never creates an empty database: a
+        SQLite file is opened only if it exists, and a database without the recnotify
+        tables is refused. An unreachable server is left to the store's own error.
+        """
+        from sqlalchemy import create_engine, inspect
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        url = make_url(self.effective_database_url)
+        shown = url.render_as_string(hide_password=True)
+        fix = (f"start the service with `recnotify run` (it creates it), or create it with "
+               f"`recnotify db upgrade`; or point --data-dir / RECNOTIFY_DATA_DIR (now "
+               f"{self.data_dir}) or RECNOTIFY_DATABASE_URL at the service's database")
+        if url.get_backend_name() == "sqlite":
+            db = url.database or ""
+            if db in ("", ":memory:") or db.startswith("file:"):
+                return
+            if not Path(db).expanduser().is_file():
+                raise ConfigError(f"no recnotify database at {Path(db).expanduser()}: {fix}")
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                has_schema = inspect(conn).has_table("destinations")
+        except SQLAlchemyError:
+            return
+        finally:
+            engine.dispose()
+        if not has_schema:
+            raise ConfigError(f"the database {shown} has no recnotify tables: {fix}")
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
+
+    @property
+    def effective_database_url(self) -> str:
+        """``RECNOTIFY_DATABASE_URL``, else the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'recnotify.db').resolve()}"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that gives a child process these settings."""
+        env = {
+            "RECNOTIFY_REDIS_URL": self.redis_url,
+            "RECNOTIFY_KEY_PREFIX": self.key_prefix,
+            "RECNOTIFY_DATABASE_URL": self.effective_database_url,
+            "RECNOTIFY_DATA_DIR": str(self.data_dir),
+            "RECNOTIFY_STREAM_RETENTION_S": str(self.stream_retention_s),
+            "RECNOTIFY_RECORD_RETENTION_DAYS": str(self.record_retention_days),
+            "RECNOTIFY_CONCURRENCY": str(self.concurrency),
+            "RECNOTIFY_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
+            "RECNOTIFY_MAX_COUNTDOWN_S": str(self.max_countdown_s),
+            "RECNOTIFY_CLAIM_IDLE_S": str(self.claim_idle_s),
+            "RECNOTIFY_ALLOW_CIDRS": self.allow_cidrs,
+            "RECNOTIFY_DENY_CIDRS": self.deny_cidrs,
+            "RECNOTIFY_LOG_FORMAT": self.log_format,
+            "RECNOTIFY_LOG_LEVEL": self.log_level,
+        }
+        if self.secret_key:
+            env["RECNOTIFY_SECRET_KEY"] = self.secret_key
+        return env

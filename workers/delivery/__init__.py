@@ -1,0 +1,1 @@
+"""Delivering one notification: the deliverer, its run context and its gates' effects."""

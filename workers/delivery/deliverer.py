@@ -1,0 +1,486 @@
+"""One notification attempt, end to end: load, render, send, classify, record, retry.
+
+Runs inside the ``recnotify.deliver`` Celery task. The task carries only ids
+(event id, destination name): the event comes from Redis, the destination (and
+its secrets) from the worker's in-memory configuration, so nothing secret is in
+a message, a log line or Flower.
+
+Duplicates (a task redelivered after a crash, a stream entry read twice) are
+harmless: a notification already delivered or dead is skipped, and a per-
+notification lock keeps two copies from sending at the same moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis
+from celery import current_task
+
+from producer.events import Event, load_stored_event
+from workers.config.logs import add_log_context, log_context
+from workers.config.settings import Settings
+from workers.delivery.attempt import (
+    LOCK_MARGIN_S,
+    REDIS_DOWN,
+    REDIS_OUTAGE_RETRY_S,
+    REDIS_OUTAGE_WAIT_S,
+    AttemptResult,
+    Chore,
+    Given,
+    Lease,
+    Retry,
+    Run,
+    describe,
+    destination_rules,
+    jitter,
+    send_once,
+)
+from workers.destinations.backoff import compute_backoff_s
+from workers.destinations.cache import ConfigCache
+from workers.destinations.model import Destination, span_s
+from workers.errors import DeliveryError
+from workers.http.netsafety import AddressRules
+from workers.http.outcome import Outcome, is_delivered
+from workers.http.request import build_request, notification_id
+from workers.http.transport import Transport
+from workers.state.circuit import CircuitBreaker
+from workers.state.circuit import Verdict as Admitted
+from workers.state.counters import bucket_for
+from workers.state.limits import SLOT_RETRY_S, Limits
+from workers.state.notification import (
+    Decision,
+    EnqueueMany,
+    Verdict,
+    circuit_gate,
+    rate_gate,
+    slot_gate,
+)
+from workers.state.ordering import Ordering, after_finish, finish_ordered, queue_finish
+from workers.state.parking import ParkingLot, dead_reason
+from workers.state.records import attempt_record
+from workers.state.schedule import Schedule, schedule_member
+from workers.state.scripts import Batch, Scripts
+from workers.state.writes import NOTIFICATION_TTL_S, queue_dead_letter, queue_waiting
+
+__all__ = ["AttemptResult", "Deliverer", "Retry", "describe", "destination_rules"]
+
+log = logging.getLogger("recnotify.deliver")
+
+
+class Deliverer:
+    """Everything a delivery needs, built once per worker process.
+
+    One run (:meth:`run`) takes the notification through the state machine of
+    ``workers/state/notification.py``: queued -> in flight, then the gates decide
+    (go, wait, park, dead: :meth:`_act`), and an attempt's outcome moves it to
+    delivered, waiting (retry) or dead (:meth:`_conclude`). The run's context is one
+    :class:`~workers.delivery.attempt.Run`; what it holds (lock, probe lease) is its
+    :class:`~workers.delivery.attempt.Lease`, given back in ``finally`` (:meth:`_let_go`).
+    """
+
+    def __init__(self, settings: Settings, client: redis.Redis, config: ConfigCache,
+                 transport: Transport, global_rules: AddressRules, store: Any,
+                 ordering: Ordering | None = None) -> None:
+        self.settings = settings
+        self.keys = settings.keys
+        self.redis = client
+        self.config = config
+        self.transport = transport
+        self.global_rules = global_rules
+        self.store = store
+        self.schedule = Schedule(client, self.keys)
+        self.watchdog_s = self.schedule.watchdog_s
+        self.circuit = CircuitBreaker(client, self.keys)
+        self.parking = ParkingLot(client, self.keys)
+        self.ordering = ordering
+        self.limits = Limits(client, self.keys.prefix)
+        self.scripts = Scripts.of(client)
+
+    # -- the task body -------------------------------------------------------------------
+    def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
+            ) -> Outcome | Retry | None:
+        """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
+
+        With ``enqueue``, an ordered destination's next notification of the same
+        recording is released and enqueued when this one has ended (workers.state.ordering).
+        """
+        nid = notification_id(event_id, destination)
+        with log_context(event_id=event_id, notification_id=nid, destination=destination,
+                         node=self.settings.node_name, task_id=_task_id()):
+            return self._run_logged(event_id, destination, nid, enqueue)
+
+    def _run_logged(self, event_id: str, destination: str, nid: str,
+                    enqueue: EnqueueMany | None) -> Outcome | Retry | None:
+        run = Run(event_id, destination, nid, Lease(self.keys.lock(nid), uuid.uuid4().hex),
+                  enqueue=enqueue)
+        try:
+            result = self._run(run)
+            if Chore.WATCHDOG not in run.done:
+                self._watch(run, result)
+            if enqueue is not None and Chore.ORDER not in run.done:
+                self._finish_ordered(run, enqueue)
+            return result
+        except REDIS_DOWN as exc:
+            # Not the notification's fault: no attempt spent, try again shortly. Re-queueing
+            # needs the broker (a failed re-queue would drop the task), so wait for Redis
+            # first; the whole service is stalled meanwhile anyway.
+            log.error("Redis unavailable while handling notification of event %s to %s (%s); "
+                      "re-queued once it answers", event_id, destination, type(exc).__name__)
+            self._wait_for_redis(REDIS_OUTAGE_WAIT_S)
+            return Retry(REDIS_OUTAGE_RETRY_S)
+
+    def _watch(self, run: Run, result: Outcome | Retry | None) -> None:
+        """Keep the notification's watchdog entry in step (see workers/state/schedule.py)."""
+        if isinstance(result, Retry):
+            self.schedule.watch([(run.event_id, run.destination)],
+                                time.time() + result.countdown_s + self.watchdog_s)
+        elif result in (Outcome.DELIVERED, Outcome.DEAD, None):
+            self.schedule.forget(run.event_id, run.destination)
+        # RETRYING / WAITING past max_countdown_s: Schedule.add took it off the watchdog
+
+    def _finish_ordered(self, run: Run, enqueue: EnqueueMany) -> None:
+        """Every run for an ordered destination ends here (duplicates too: idempotent),
+        unless its delivery already finished it on its last pipeline (_conclude)."""
+        dest = self.config.get(run.destination)
+        if dest is None or not dest.ordered or self.ordering is None:
+            return
+        with contextlib.suppress(*REDIS_DOWN):  # else the stale-head resend covers it
+            finish_ordered(self.ordering, run.event_id, run.destination,
+                           hold_dead=dest.on_dead_letter == "hold", enqueue=enqueue)
+
+    def _wait_for_redis(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        delay = 0.2
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                if self.redis.ping():
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _run(self, run: Run) -> Outcome | Retry | None:
+        """queued -> in flight: one round trip reads the event and the state, takes the
+        lock, re-arms the watchdog and asks the circuit."""
+        lease = run.lease
+        known = self.config.get(run.destination)
+        lock_ms = int(((known.timeout_s if known else 60.0) + LOCK_MARGIN_S) * 1000)
+        pipe = self.scripts.pipeline()
+        pipe.get(self.keys.event(run.event_id))
+        pipe.hgetall(self.keys.notification(run.nid))
+        pipe.set(lease.lock_key, lease.token, nx=True, px=lock_ms)
+        # started: if this run dies, a copy goes once its lock has expired
+        self.schedule.rearm(pipe, run.event_id, run.destination,
+                            time.time() + lock_ms / 1000 + 5)
+        admit_at = -1
+        if known is not None and known.enabled:
+            admit_at = self.circuit.queue_admit(pipe, run.destination, known.circuit.reset_s)
+        replies = pipe.execute()
+        run.raw_event, state, locked = replies[:3]
+        lease.lock = bool(locked)
+        admission = self.circuit.admission(replies[admit_at]) if admit_at >= 0 else None
+        lease.probe = admission is not None and admission.verdict is Admitted.PROBE
+        try:
+            if state.get(b"state") in (b"delivered", b"dead"):
+                log.info("notification %s to %s already %s; duplicate skipped", run.nid,
+                         run.destination, state[b"state"].decode())
+                return None
+            if not locked:
+                # Another copy holds the lock: it is sending now, or its worker died mid-
+                # attempt (the lock then expires). Look again later instead of dropping this.
+                wait_s = max(0.5, min(self.redis.pttl(lease.lock_key) / 1000,
+                                      self.settings.max_countdown_s))
+                log.info("notification %s to %s is locked by another copy; looking again in "
+                         "%.1f s", run.nid, run.destination, wait_s)
+                return Retry(jitter(wait_s))
+            run.attempt = int(state.get(b"attempts", 0)) + 1
+            add_log_context(attempt=run.attempt)
+            run.first_at = float(state.get(b"first_at", 0)) or time.time()
+            since = _float(state.get(b"circuit_since"))
+            waited_s = (_float(state.get(b"circuit_waited_s")) or 0.0) + (
+                max(0.0, time.time() - since) if since is not None else 0.0)
+            run.given = Given(known, admission, state.get(b"seq"), since, waited_s)
+            try:
+                return self._attempt(run, run.given)
+            except REDIS_DOWN:
+                raise
+            except Exception as exc:
+                log.exception("notification %s to %s: unexpected error, dead-lettered",
+                              run.nid, run.destination)
+                return self._finish_dead(run, f"internal error: {type(exc).__name__}: {exc}",
+                                         kind="internal")
+        finally:
+            self._let_go(run)
+
+    def _let_go(self, run: Run) -> None:
+        """Whatever the run still holds: the circuit's news, the probe lease, the lock."""
+        lease = run.lease
+        with contextlib.suppress(*REDIS_DOWN):  # else the lease / lock expires by itself
+            if lease.success_due:
+                lease.success_due = False
+                self.circuit.record_success(run.destination)
+            if lease.probe:
+                lease.probe = False
+                self.circuit.release_probe(run.destination)
+        if lease.lock:
+            with contextlib.suppress(*REDIS_DOWN):
+                self.scripts.run("lock_release", [lease.lock_key], [lease.token])
+            lease.lock = False
+
+    def _queue_unlock(self, pipe: Batch, run: Run) -> None:
+        """Queue the lock's release on ``pipe`` (given back once the pipeline has run)."""
+        pipe.script("lock_release", [run.lease.lock_key], [run.lease.token])
+
+    def _sequence(self, run: Run, dest: Destination, seq: bytes | None) -> int | None:
+        """The X-Recnotify-Sequence of an ordered notification (assigned at its release,
+        before its task was enqueued: ``seq`` is the hash's value read by the first pipeline)."""
+        if not dest.ordered:
+            return None
+        if seq is None:
+            seq = self.redis.hget(self.keys.notification(run.nid), "seq")  # type: ignore[assignment]
+        return int(seq) if seq is not None else None
+
+    def _attempt(self, run: Run, given: Given) -> Outcome | Retry:
+        dest = given.dest
+        if run.raw_event is None:
+            return self._finish_dead(run, "event data not found in Redis (expired or lost)")
+        if dest is None:
+            return self._finish_dead(run, f"destination {run.destination!r} no longer exists")
+        if not dest.enabled:
+            return self._finish_dead(run, f"destination {run.destination!r} is disabled")
+        event = load_stored_event(run.raw_event)
+        try:
+            request = build_request(event, dest, nid=run.nid, now_s=time.time(),
+                                    sequence=self._sequence(run, dest, given.seq))
+        except DeliveryError as exc:
+            return self._finish_dead(run, str(exc))
+        decision = self._gate(run, dest, given)
+        if not decision.goes:
+            return self._act(run, dest, decision)
+        result = self._send_limited(run, dest, request, given)
+        if result is None:
+            return self._act(run, dest, slot_gate(False, retry_s=SLOT_RETRY_S))
+        if result.disable:
+            self._disable(dest, run.nid)
+        return self._conclude(run, event, dest, result)
+
+    # -- the gates -----------------------------------------------------------------------
+    def _gate(self, run: Run, dest: Destination, given: Given) -> Decision:
+        """The circuit's decision, then the rate limit's (``given.admission``: the
+        circuit's answer from the first pipeline; None: ask now)."""
+        admission = given.admission
+        if admission is None:
+            admission = self.circuit.admit(dest.name, dest.circuit.reset_s)
+            run.lease.probe = admission.verdict is Admitted.PROBE
+        failed_at = admission.probe_failed_at
+        decision = circuit_gate(
+            open_=not admission.allowed, ordered=dest.ordered, now_s=time.time(),
+            deadline_s=run.first_at + span_s(dest), waiting_since_s=given.circuit_since,
+            probe_failed_at_s=failed_at, wait_s=admission.wait_s,
+            reset_s=dest.circuit.reset_s,
+            # the reason is only ever read for a failed probe: no formatting per delivery
+            why_dead=dead_reason(dest, failed_at, admission.probe_error)
+            if failed_at is not None else "")
+        if decision.goes:
+            decision = rate_gate(self.limits.take_token(dest.name, dest.rate_limit_per_s))
+            if not decision.goes:
+                self._drop_probe(run)
+        return decision
+
+    def _act(self, run: Run, dest: Destination, decision: Decision) -> Outcome | Retry:
+        """Carry out a gate's decision to hold the attempt back (no attempt spent)."""
+        if decision.verdict is Verdict.DEAD:
+            return self._finish_dead(run, decision.why, kind="circuit", spent=False)
+        if decision.verdict is Verdict.PARK:  # no task until the circuit closes (or dead)
+            return self._park(run, dest)
+        return self._wait(run, dest, jitter(decision.wait_s), decision.why)
+
+    def _send_limited(self, run: Run, dest: Destination, request: Any, given: Given
+                      ) -> AttemptResult | None:
+        """Send under an in-flight slot and report to the circuit; None when no slot.
+
+        A retryable failure is reported at once; an answer (success for the circuit)
+        goes with the outcome's pipeline (``lease.success_due``, see _conclude)."""
+        lease = run.lease
+        slot = self.limits.acquire_slot(dest.name, dest.max_in_flight, dest.timeout_s)
+        if slot is None:
+            self._drop_probe(run)
+            return None
+        try:
+            result = send_once(self.transport, self.global_rules, dest, request)
+        finally:
+            self.limits.release_slot(slot)
+        if result.retryable:
+            probe, lease.probe = lease.probe, False  # used: the failure re-opens it
+            self.circuit.record_failure(dest.name, dest.circuit.failures,
+                                        dest.circuit.reset_s, probe=probe,
+                                        counts=run.attempt > 1,
+                                        error=result.error or "failed")
+        elif result.status is not None:
+            lease.probe = False  # used: the success closes the circuit
+            clean = given.admission is not None and given.admission.clean
+            lease.success_due = not clean
+        else:
+            self._drop_probe(run)
+        return result
+
+    def _drop_probe(self, run: Run) -> None:
+        if run.lease.probe:
+            run.lease.probe = False
+            self.circuit.release_probe(run.destination)
+
+    # -- the transitions out of in flight -------------------------------------------------
+    def _wait(self, run: Run, dest: Destination, wait_s: float, why: str) -> Outcome | Retry:
+        """in flight -> waiting for ``wait_s``, without spending an attempt."""
+        due = time.time() + wait_s
+        short = wait_s <= self.settings.max_countdown_s
+        pipe = self.scripts.pipeline()
+        queue_waiting(pipe, self.keys, nid=run.nid, event_id=run.event_id,
+                      destination=dest.name, first_at=run.first_at, why=why)
+        if short:  # nothing left to do under the lock: the task retries after wait_s
+            self.schedule.watch([(run.event_id, dest.name)], due + self.watchdog_s, pipe)
+            self._queue_unlock(pipe, run)
+        pipe.execute()
+        log.debug("notification %s to %s waits %.2f s: %s", run.nid, dest.name, wait_s, why)
+        if short:
+            run.done.add(Chore.WATCHDOG)
+            run.lease.lock = False
+            return Retry(wait_s)
+        self.schedule.add(run.event_id, dest.name, due)
+        return Outcome.WAITING
+
+    def _park(self, run: Run, dest: Destination) -> Outcome:
+        """in flight -> parked: the circuit is open (workers/state/parking.py)."""
+        pipe = self.scripts.pipeline()
+        self.parking.park(pipe, run.event_id, dest, run.first_at)
+        self._queue_unlock(pipe, run)
+        pipe.execute()
+        run.done.add(Chore.WATCHDOG)  # park() removed the watchdog entry: the lot holds it
+        run.lease.lock = False
+        log.debug("notification %s to %s parked: circuit open", run.nid, dest.name)
+        return Outcome.WAITING
+
+    def _conclude(self, run: Run, event: Event, dest: Destination, result: AttemptResult
+                  ) -> Outcome | Retry:
+        """in flight -> delivered, waiting (a retry) or dead, by the attempt's result."""
+        lease, attempt = run.lease, run.attempt
+        given = run.given
+        since = given.circuit_since if given is not None else None
+        # waits on an open circuit do not eat the attempts' span
+        deadline = run.first_at + span_s(dest) + (given.circuit_waited_s if given else 0.0)
+        if result.status is not None and is_delivered(result.status):
+            outcome = Outcome.DELIVERED
+        elif result.retryable and attempt < dest.retry.max_attempts and time.time() < deadline:
+            outcome = Outcome.RETRYING
+        else:
+            outcome = Outcome.DEAD
+        entry = {"attempt": attempt, "at": time.time(), "status": result.status,
+                 "error": result.error, "latency_ms": round(result.latency_ms, 2)}
+        delivered = outcome is Outcome.DELIVERED
+        nkey = self.keys.notification(run.nid)
+        # done: forget the watchdog entry, release the lock (in the same script)
+        keys = [nkey, self.keys.notification_log(run.nid), self.keys.records,
+                self.keys.metric("notifications"), self.keys.metric("latency"),
+                self.keys.watchdog, lease.lock_key, self.keys.waiting(dest.name)]
+        args = [attempt, outcome.value, event.id, dest.name, run.first_at, json.dumps(entry),
+                attempt_record(notification_id=run.nid, event_id=event.id,
+                               destination=dest.name, outcome=outcome.value,
+                               response=result.response or None, **entry),
+                NOTIFICATION_TTL_S,
+                bucket_for(result.latency_ms) if result.status is not None else "",
+                round(result.latency_ms, 3),
+                schedule_member(event.id, dest.name) if delivered else "",
+                lease.token if delivered else "",
+                round(max(0.0, time.time() - since), 3) if since is not None else 0,
+                run.nid]
+        pipe = self.scripts.pipeline()
+        pipe.script("attempt_conclude", keys, args)
+        success = finish = -1
+        if lease.success_due:
+            success = self.circuit.queue_success(pipe, dest.name)
+        if delivered and dest.ordered and run.enqueue is not None and self.ordering is not None:
+            finish = queue_finish(self.ordering, pipe, event.id, dest.name,
+                                  hold_dead=dest.on_dead_letter == "hold")
+        replies = pipe.execute()
+        if delivered:
+            run.done.add(Chore.WATCHDOG)
+            lease.lock = not replies[0]
+        if success >= 0:
+            lease.success_due = False
+            self.circuit.success_reply(replies[success], dest.name)
+        if finish >= 0 and self.ordering is not None and run.enqueue is not None:
+            after_finish(self.ordering, replies[finish], dest.name, run.enqueue)
+            run.done.add(Chore.ORDER)
+        outcome_fields = {"status": result.status, "latency_ms": round(result.latency_ms, 1)}
+        add_log_context(**outcome_fields)
+        if outcome is Outcome.DELIVERED:
+            log.info("notification %s to %s delivered: HTTP %s in %.0f ms (attempt %d)",
+                     run.nid, dest.name, result.status, result.latency_ms, attempt,
+                     extra=outcome_fields)
+            return outcome
+        if outcome is Outcome.DEAD:
+            reason = result.error or "failed"
+            if result.retryable:
+                reason = f"gave up after {attempt} attempts; last: {reason}"
+            return self._finish_dead(run, reason, record=False,
+                                     kind="exhausted" if result.retryable else "final")
+        wait_s = compute_backoff_s(dest.retry, attempt)
+        if result.retry_after_s is not None:
+            wait_s = max(wait_s, result.retry_after_s)
+        wait_s = min(wait_s, max(0.0, deadline - time.time()))  # never past the span
+        log.warning("notification %s to %s attempt %d failed (%s); retry in %.1f s", run.nid,
+                    dest.name, attempt, result.error, wait_s, extra=outcome_fields)
+        if wait_s <= self.settings.max_countdown_s:
+            return Retry(wait_s)
+        self.schedule.add(event.id, dest.name, time.time() + wait_s)
+        return outcome
+
+    def _finish_dead(self, run: Run, reason: str, *, record: bool = True,
+                     kind: str = "final", spent: bool = True) -> Outcome:
+        """-> dead: keep the notification as a dead letter with every attempt's status
+        and error (``record``: also log this run as an attempt; ``spent``: this run counts
+        as an attempt -- a gate's dead end does not)."""
+        attempts = run.attempt if spent else run.attempt - 1
+        log_key = self.keys.notification_log(run.nid)
+        if record:
+            entry = {"attempt": attempts, "at": time.time(), "status": None, "error": reason,
+                     "latency_ms": 0.0}
+            self.redis.rpush(log_key, json.dumps(entry))
+            self.redis.rpush(self.keys.records, attempt_record(
+                notification_id=run.nid, event_id=run.event_id, destination=run.destination,
+                outcome=Outcome.DEAD.value, **entry))
+        history: Any = self.redis.lrange(log_key, 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        queue_dead_letter(pipe, self.keys, nid=run.nid, event_id=run.event_id,
+                          destination=run.destination, raw_event=run.raw_event,
+                          attempts=attempts, history=history, reason=reason, kind=kind)
+        pipe.execute()
+        log.error("notification %s to %s dead-lettered: %s", run.nid, run.destination, reason)
+        return Outcome.DEAD
+
+    def _disable(self, dest: Destination, nid: str) -> None:
+        log.error("notification %s to %s answered 410 Gone: destination disabled; enable it "
+                  "again with `recnotify destinations enable %s`", nid, dest.name, dest.name)
+        self.redis.hincrby(self.keys.metric("disabled"), f"{dest.name}|410", 1)
+        try:
+            self.store.set_enabled(dest.name, False)
+        except Exception as exc:
+            log.error("could not disable destination %s: %s", dest.name, exc)
+
+
+def _float(value: bytes | None) -> float | None:
+    return float(value) if value else None
+
+
+def _task_id() -> str | None:
+    """The id of the Celery task this run is (None outside one, e.g. in-process tests)."""
+    try:
+        request = current_task.request if current_task else None
+        return str(request.id) if request is not None and request.id else None
+    except Exception:  # no task machinery in this process
+        return None

@@ -1,0 +1,1 @@
+"""One HTTP attempt: URL templates, signatures, outbound address rules, request, transport."""

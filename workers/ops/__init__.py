@@ -1,0 +1,1 @@
+"""What operators run: replay, trace, health checks, metrics, the embedded Redis."""

@@ -1,0 +1,76 @@
+"""``recnotify trace``: an event, its notifications, their attempts and current state."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from producer.events import load_stored_event
+from workers.config.settings import Settings
+from workers.destinations.routing import RoutingIndex
+from workers.http.request import notification_id
+from workers.store.database import Store
+
+
+def event_ids_for_ucid(settings: Settings, ucid: str) -> list[str]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    return sorted(str(m) for m in client.smembers(settings.keys.ucid(ucid)))
+
+
+def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None = None,
+                store: Store | None = None) -> dict[str, Any]:
+    """Everything known about one event, from Redis (live state) and the database (history).
+
+    Long-running callers (the admin API) pass their own client and store.
+    """
+    client = client or redis.Redis.from_url(settings.redis_url)
+    store = store or Store(settings.effective_database_url, settings.secret_key)
+    keys = settings.keys
+    raw = client.get(keys.event(event_id))
+    event = json.loads(raw) if raw else None
+    attempts = store.list_attempts(event_id=event_id, limit=10_000)
+    dead = {
+        d["notification_id"]: d for d in store.list_dead_letters() if d.get("event_id") == event_id
+    }
+    # matching destinations whose notification is known in Redis but has no attempt yet
+    # (parked by an open circuit, or waiting in an ordered recording): pending (SPEC 6)
+    matching = (
+        {d.name for d in RoutingIndex.build(store.list_destinations()).match(
+            load_stored_event(raw))
+         if client.exists(keys.notification(notification_id(event_id, d.name)))}
+        if raw else set()
+    )
+    destinations = sorted(
+        matching | {a["destination"] for a in attempts} | {d["destination"] for d in dead.values()}
+    )
+    notifications = []
+    for name in destinations:
+        nid = notification_id(event_id, name)
+        state = client.hgetall(keys.notification(nid))
+        log = [json.loads(x) for x in client.lrange(keys.notification_log(nid), 0, -1)]
+        rows = sorted((a for a in attempts if a["destination"] == name), key=lambda a: a["attempt"])
+        history = log or [
+            {k: a.get(k) for k in ("attempt", "at", "status", "error", "latency_ms")} for a in rows
+        ]
+        current = _text(state.get(b"state")) or (rows[-1]["outcome"] if rows else "")
+        if nid in dead:
+            current = "dead"
+        item: dict[str, Any] = {"destination": name, "notification_id": nid,
+                                "state": current or "pending", "attempts": history}
+        if current == "waiting":  # SPEC 6: an open circuit's notifications show as pending
+            item["state"], item["waiting"] = "pending", _text(state.get(b"waiting"))
+        notifications.append(item)
+    return {
+        "event_id": event_id,
+        "type": event["type"] if event else None,
+        "event": event,
+        "notifications": notifications,
+    }
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

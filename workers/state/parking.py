@@ -1,0 +1,170 @@
+"""Notifications parked while their destination's circuit is open: no task, no worker slot.
+
+Sending to a destination whose circuit is open is pointless, and so is running a task
+only to find that out: on 2 cores a dead destination would otherwise cost each of its
+notifications two task runs (one to park, one to dead-letter), taken from the healthy
+destinations. So a notification for an open circuit is parked instead of queued:
+
+- by the stream consumer, at dispatch, when the circuit is already open;
+- by a delivery task that finds the circuit open (it was queued before it opened).
+
+Redis keys (workers/config/settings.py ``Keys``):
+
+- ``parked:{destination}``: sorted set, member ``[event id, destination]`` (the task's
+  arguments), score = its deadline (first try + the span, see ``destinations.model.span_s``);
+- ``parked-since:{destination}``: the same members, score = when each was parked;
+- ``parked-index``: set of the destinations with parked notifications;
+- ``circuits-open``: set of destinations whose circuit is open (workers/state/circuit.py).
+
+Every worker's scheduler loop sweeps the lot (``workers/state/lua/parking_sweep.lua``,
+one call per destination, on Redis' clock, so workers sweeping at once never release
+or bury a member twice):
+
+- circuit closed (or the destination gone or disabled): every parked notification
+  goes to the durable schedule, due now, and is delivered (or dead-lettered) by a task;
+- circuit open, reset elapsed, no probe under way: the oldest parked notification is
+  released to be the probe (once per open period);
+- the circuit rule (SPEC 6 "Circuit"): a parked notification is dead-lettered only when
+  its deadline has passed **and** a probe made after it was parked has failed; then in
+  bulk, here, with its history (no task run), the reason naming the circuit and the
+  failed probe. A notification whose deadline passed while no probe has failed since it
+  was parked stays parked until the next probe: released if that probe succeeds, buried
+  if it fails. A sweeper that dies mid-way leaves the members it was burying leased for
+  ``lease_s``; the next sweep writes them (dead letters are upserts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.client
+
+from workers.config.settings import Keys
+from workers.destinations.cache import ConfigCache
+from workers.destinations.model import Destination, span_s
+from workers.http.request import notification_id
+from workers.state.schedule import schedule_member
+from workers.state.scripts import Scripts
+from workers.state.writes import queue_dead_letter, queue_waiting
+
+log = logging.getLogger("recnotify.parking")
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    released: int = 0
+    buried: int = 0
+
+
+class ParkingLot:
+    """Parks notifications of open circuits (consumer and tasks) and sweeps them."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, batch: int = 500,
+                 lease_s: float = 60.0) -> None:
+        self.client = client
+        self.keys = keys
+        self.batch = batch
+        self.lease_s = lease_s
+        self.scripts = Scripts.of(client)
+        self._open: tuple[float, set[str]] | None = None
+
+    # -- parking -----------------------------------------------------------------------
+    def open_circuits(self, *, max_age_s: float = 0.0) -> set[str]:
+        """Destinations whose circuit is open (one SMEMBERS, or a value up to ``max_age_s``
+        old: a notification that slips through is parked by its task instead)."""
+        now = time.monotonic()
+        if self._open is not None and now - self._open[0] <= max_age_s:
+            return self._open[1]
+        members: Any = self.client.smembers(self.keys.circuits_open)
+        found = {m.decode() for m in members}
+        self._open = (now, found)
+        return found
+
+    def park(self, pipe: redis.client.Pipeline, event_id: str, dest: Destination,
+             first_at: float) -> float:
+        """Queue on ``pipe`` what parks one notification; returns its deadline."""
+        deadline = first_at + span_s(dest)
+        queue_waiting(pipe, self.keys, nid=notification_id(event_id, dest.name),
+                      event_id=event_id, destination=dest.name, first_at=first_at,
+                      why="circuit open")
+        member = schedule_member(event_id, dest.name)
+        pipe.zadd(self.keys.parked(dest.name), {member: deadline})
+        pipe.zadd(self.keys.parked_since(dest.name), {member: time.time()}, nx=True)
+        pipe.sadd(self.keys.parked_index, dest.name)
+        pipe.zrem(self.keys.schedule, member)
+        pipe.zrem(self.keys.watchdog, member)  # the lot holds it now: no watchdog
+        return deadline
+
+    def parked(self, destination: str) -> int:
+        return int(self.client.zcard(self.keys.parked(destination)))
+
+    # -- the sweep ---------------------------------------------------------------------
+    def sweep(self, config: ConfigCache) -> Swept:
+        """Release or bury what is due, for every destination with parked notifications."""
+        released = buried = 0
+        names = sorted(m.decode() for m in self.client.smembers(self.keys.parked_index))  # type: ignore[union-attr]
+        for name in names:
+            dest = config.get(name)
+            gone = dest is None or not dest.enabled
+            reset_s = dest.circuit.reset_s if dest is not None else 0.0
+            reply: Any = self.scripts.run(
+                "parking_sweep",
+                [self.keys.parked(name), self.keys.parked_since(name), self.keys.parked_index,
+                 self.keys.circuit(name), self.keys.schedule, self.keys.circuits_open],
+                [name, reset_s, self.batch, self.lease_s, 1 if gone else 0])
+            released += int(reply[0])
+            members = [_text(m) for m in reply[3:]]
+            if members and dest is not None:
+                reason = dead_reason(dest, float(_text(reply[1])), _text(reply[2]))
+                buried += self.bury(dest, members, reason)
+        if released:
+            log.info("parking: %d notification(s) released to the queue", released)
+        return Swept(released, buried)
+
+    def bury(self, dest: Destination, members: Iterable[str], reason: str) -> int:
+        """Dead-letter parked notifications whose span ended and whose probe failed."""
+        pairs = [tuple(json.loads(m)) for m in members]
+        keys = self.keys
+        read = self.client.pipeline(transaction=False)
+        for event_id, _ in pairs:
+            nid = notification_id(event_id, dest.name)
+            read.get(keys.event(event_id))
+            read.lrange(keys.notification_log(nid), 0, -1)
+            read.hmget(keys.notification(nid), "state", "attempts")
+        replies = read.execute()
+        write = self.client.pipeline(transaction=False)
+        buried = 0
+        for i, (event_id, _) in enumerate(pairs):
+            raw_event, history, (state, attempts) = replies[3 * i: 3 * i + 3]
+            member = schedule_member(event_id, dest.name)
+            write.zrem(keys.parked(dest.name), member)
+            write.zrem(keys.parked_since(dest.name), member)
+            if state in (b"delivered", b"dead"):
+                continue  # finished meanwhile by another copy
+            nid = notification_id(event_id, dest.name)
+            write.zrem(keys.schedule, member)
+            write.zrem(keys.watchdog, member)
+            queue_dead_letter(write, keys, nid=nid, event_id=event_id, destination=dest.name,
+                              raw_event=raw_event, attempts=int(attempts or 0),
+                              history=history, reason=reason, kind="circuit")
+            log.error("notification %s to %s dead-lettered: %s", nid, dest.name, reason)
+            buried += 1
+        write.execute()
+        return buried
+
+
+def dead_reason(dest: Destination, probe_failed_at: float, probe_error: str) -> str:
+    """The dead-letter reason of a notification buried by the circuit rule."""
+    made = datetime.fromtimestamp(probe_failed_at, UTC).isoformat(timespec="milliseconds")
+    return (f"circuit open: the probe made at {made} failed ({probe_error or 'no answer'}) "
+            f"and no attempt succeeded within the retry span of {span_s(dest):g} s")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,1 @@
+"""The configuration database: destinations (secrets encrypted), records, schema, migrations."""

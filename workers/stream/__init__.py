@@ -1,0 +1,1 @@
+"""The event stream consumer: read, match, fan out, acknowledge."""

@@ -1,0 +1,411 @@
+"""The event stream consumer: read, match, fan out, acknowledge.
+
+Each ``recnotify worker`` runs one consumer in the group ``{prefix}workers``.
+An entry is acknowledged only after the event is stored and one delivery task
+per matching destination is enqueued, so a consumer killed in between leaves
+the entry pending; another consumer claims it after ``claim_idle_s``
+(``XAUTOCLAIM``). Duplicate dispatches are harmless: notification ids are
+derived from (event id, destination) and a delivered notification is skipped.
+A notification to a destination whose circuit is open is parked (workers/state/parking.py)
+in the same transaction instead of queued: no task runs for it until the circuit closes.
+
+A malformed entry (no ``event`` field, bad JSON, an invalid event, anything at all
+that fails while reading it) becomes a dead letter with its reason and is
+acknowledged with its batch; the entries around it flow. One event id holds one
+content: the first entry with an id stores the event as ``ev:<id>`` (an atomic
+check-and-set for the whole batch); a later entry with the same id and other content
+is dead-lettered (``id reused with different content``) and the first keeps its
+content, while the same content again is a harmless duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from producer.errors import InvalidEvent
+from producer.events import Event, format_timestamp, parse_event_json
+from workers.config.settings import Settings
+from workers.destinations.cache import ConfigCache
+from workers.destinations.model import Destination
+from workers.http.request import notification_id
+from workers.state.ordering import Ordering, make_member
+from workers.state.parking import ParkingLot
+from workers.state.records import dead_record
+from workers.state.scripts import Scripts
+
+log = logging.getLogger("recnotify.consumer")
+
+ENTRY_NAMESPACE = uuid.UUID("0b9f7c1e-4d3a-4c55-9e0b-6f1a2d3c4b5a")
+#: How old the consumer's view of the open circuits may be (workers/state/parking.py).
+OPEN_CIRCUITS_MAX_AGE_S = 0.1
+Entry = tuple[bytes, dict[bytes, bytes]]
+#: Enqueue one delivery task per (event id, destination name). An enqueue that also has
+#: ``add_to(pipe, pairs)`` (workers.taskqueue.enqueue.TaskBatch) has its commands queued on the
+#: stream batch's own pipeline instead: one round trip for the writes, tasks and ack.
+Enqueue = Callable[[Sequence[tuple[str, str]]], None]
+QueueOn = Callable[[redis.client.Pipeline, Sequence[tuple[str, str]]], None]
+
+
+def entry_event_id(stream: str, entry_id: str) -> str:
+    """The id of an event XADDed without one: the same on every re-read."""
+    return str(uuid.uuid5(ENTRY_NAMESPACE, f"{stream}/{entry_id}"))
+
+
+def entry_time(entry_id: str) -> str:
+    millis = int(entry_id.split("-", 1)[0])
+    return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
+
+
+def _stored_type(stored: bytes) -> str:
+    try:
+        value = json.loads(stored).get("type")
+    except (ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) else "event"
+
+
+def _same_content(stored: bytes, event: Event, raw: bytes) -> bool:
+    """Whether ``stored`` (what the event's id holds) is this entry's event again.
+
+    Byte for byte, or as data (another spelling of the same JSON), or, for an entry
+    that gave no ``occurred_at`` (it defaults to the entry's own time, which a re-send
+    cannot repeat), the same in every other field.
+    """
+    if stored == event.to_json().encode("utf-8"):
+        return True
+    try:
+        earlier = json.loads(stored)
+        given = json.loads(raw)
+    except ValueError:
+        return False
+    current = event.to_dict()
+    if earlier == current:
+        return True
+    if not isinstance(earlier, dict) or "occurred_at" in given:
+        return False
+    earlier.pop("occurred_at", None)
+    current.pop("occurred_at", None)
+    return bool(earlier == current)
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        config: ConfigCache,
+        enqueue: Enqueue,
+        *,
+        batch: int = 100,
+        block_ms: int = 1000,
+        ordering: Ordering | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keys = settings.keys
+        self.redis = client
+        self.config = config
+        self.enqueue = enqueue
+        self.batch = batch
+        self.block_ms = block_ms
+        self.name = settings.node_name
+        # shared with the delivery threads (one frontier cache per process) when given
+        self.ordering = ordering or Ordering(client, settings.key_prefix, self.keys.events,
+                                             self.keys.group,
+                                             ttl_s=max(1, int(settings.stream_retention_s)))
+        self.parking = ParkingLot(client, self.keys)
+        self.scripts = Scripts.of(client)
+        self.last_loop_s = 0.0
+        self.dispatched = 0
+        self._next_claim_s = 0.0
+        self._next_trim_s = 0.0
+        self._read_own_pending = True
+
+    # -- setup -----------------------------------------------------------------------------
+    def ensure_group(self) -> bool:
+        """Create the group at the stream's start: events published earlier get delivered.
+
+        True when the group had to be created (it did not exist).
+        """
+        try:
+            self.redis.xgroup_create(self.keys.events, self.keys.group, id="0", mkstream=True)
+            log.info("created consumer group %s on %s", self.keys.group, self.keys.events)
+            return True
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            return False
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                if failures and self.ensure_group():
+                    log.error("consumer group %s was gone after a Redis outage (restarted "
+                              "without persistence?): recreated it, reading %s from its start; "
+                              "events, queued deliveries and retries held only in Redis before "
+                              "the loss are LOST", self.keys.group, self.keys.events)
+                self.step()
+                failures = 0
+            except redis.exceptions.ResponseError as exc:
+                failures += 1
+                if "NOGROUP" in str(exc):
+                    log.error(
+                        "consumer group %s is gone (Redis restarted without persistence "
+                        "or the stream was deleted): recreating it; events accepted before "
+                        "the loss and not yet dispatched are LOST",
+                        self.keys.group,
+                    )
+                    self._read_own_pending = True
+                else:
+                    log.error("stream read failed: %s", exc)
+                stop.wait(min(5.0, 0.2 * 2**failures))
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                redis.exceptions.BusyLoadingError,
+            ) as exc:
+                failures += 1
+                log.error("Redis unavailable for the stream consumer (%s); retrying", exc)
+                self._read_own_pending = True
+                stop.wait(min(5.0, 0.2 * 2**failures))
+            except Exception:
+                failures += 1
+                log.exception("stream consumer error; retrying")
+                stop.wait(min(5.0, 0.2 * 2**failures))
+
+    def step(self) -> int:
+        """One read (own pending entries first after a restart), plus periodic claim/trim."""
+        self.last_loop_s = time.time()
+        now = time.monotonic()
+        if now >= self._next_claim_s:
+            self._next_claim_s = now + max(1.0, self.settings.claim_idle_s / 4)
+            self.claim_stale()
+        if now >= self._next_trim_s:
+            self._next_trim_s = now + 60
+            self.trim()
+        start_id = "0" if self._read_own_pending else ">"
+        response: Any = self.redis.xreadgroup(
+            self.keys.group,
+            self.name,
+            {self.keys.events: start_id},
+            count=self.batch,
+            block=None if start_id == "0" else self.block_ms,
+        )
+        entries: list[Entry] = response[0][1] if response else []
+        if start_id == "0" and not entries:
+            self._read_own_pending = False
+        if entries:
+            self.process(entries)
+        return len(entries)
+
+    def claim_stale(self) -> int:
+        """Take over entries a dead consumer read but never acknowledged."""
+        claimed = 0
+        cursor = "0-0"
+        while True:
+            result = self.redis.xautoclaim(
+                self.keys.events,
+                self.keys.group,
+                self.name,
+                min_idle_time=int(self.settings.claim_idle_s * 1000),
+                start_id=cursor,
+                count=self.batch,
+            )
+            cursor = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
+            entries = [e for e in result[1] if e and e[1] is not None]
+            if entries:
+                log.warning(
+                    "claimed %d stream entries left pending by a dead consumer", len(entries)
+                )
+                self.process(entries)
+                claimed += len(entries)
+            if cursor == "0-0" or not result[1]:
+                return claimed
+
+    # -- dispatch --------------------------------------------------------------------------
+    def process(self, entries: Sequence[Entry]) -> None:
+        """Fan out each entry, then acknowledge them all.
+
+        The batch's writes, its tasks (when the enqueue can queue them on a pipeline) and
+        the XACK go in one MULTI/EXEC, the ack last: a lost connection or a refused write
+        (e.g. Redis out of memory: EXECABORT) applies nothing and acknowledges nothing,
+        and the entries are read again (delivery is idempotent per notification).
+        """
+        stream = self.keys.events
+        tasks: list[tuple[str, str]] = []
+        ordered_pairs: set[str] = set()
+        # their notifications wait parked (read at most every 0.1 s)
+        open_circuits = self.parking.open_circuits(max_age_s=OPEN_CIRCUITS_MAX_AGE_S)
+        now = time.time()
+        parked = 0
+        pipe = self.redis.pipeline(transaction=True)
+        retention_s = max(1, int(self.settings.stream_retention_s))
+        prepared: list[tuple[str, bytes, Event, list[Destination]]] = []
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            ready = self._prepare(entry_id, fields, pipe)
+            if ready is not None:
+                prepared.append((entry_id, fields[b"event"], *ready))
+        claimed = self._claim_ids([p[2] for p in prepared], retention_s)
+        for (entry_id, raw, event, destinations), stored in zip(prepared, claimed, strict=True):
+            if stored is not None and not _same_content(stored, event, raw):
+                self._dead_letter(
+                    pipe, entry_id, raw, event.id,
+                    f"id reused with different content: event {event.id} is already "
+                    f"stored with other content (a {_stored_type(stored)} from an earlier "
+                    "entry), which it keeps; give this event a new id",
+                )
+                continue
+            if stored is not None:  # the same event again: a harmless duplicate
+                pipe.expire(self.keys.event(event.id), retention_s)
+            recording = event.ordering_key()
+            ucid = event.params.get("UCID")
+            if ucid not in (None, ""):
+                pipe.sadd(self.keys.ucid(str(ucid)), event.id)
+                pipe.expire(self.keys.ucid(str(ucid)), retention_s)
+            for dest in destinations:
+                if dest.ordered and recording is not None:
+                    ordered_pairs.add(self._queue_ordered(pipe, dest.name, recording, entry_id,
+                                                          event.id))
+                elif dest.name in open_circuits and dest.enabled:
+                    self.parking.park(pipe, event.id, dest, now)
+                    parked += 1
+                else:
+                    tasks.append((event.id, dest.name))
+            log.info(
+                "event %s (%s) from entry %s: %d notification(s)",
+                event.id,
+                event.type,
+                entry_id,
+                len(destinations),
+            )
+        dispatched = self.keys.metric("dispatched")
+        pipe.hincrby(dispatched, "events|total", len(entries))
+        pipe.hincrby(dispatched, "notifications|total", len(tasks) + parked)
+        queue_on: QueueOn | None = getattr(self.enqueue, "add_to", None)
+        if tasks and queue_on is not None:
+            queue_on(pipe, tasks)
+        elif tasks:
+            pipe.execute()
+            self.enqueue(tasks)
+            pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
+        pipe.execute()
+        self.dispatched += len(tasks) + parked
+        if ordered_pairs:
+            # the heads just queued are newer than any cached frontier: read it fresh
+            self.ordering.release(sorted(ordered_pairs), self.enqueue,
+                                  self.ordering.frontier())
+
+    def _queue_ordered(self, pipe: redis.client.Pipeline, destination: str, recording: str,
+                       entry_id: str, event_id: str) -> str:
+        """An ordered destination's notification waits in its recording's queue."""
+        nid = notification_id(event_id, destination)
+        pair = self.ordering.add(pipe, destination, recording, entry_id, event_id, nid)
+        nkey = self.keys.notification(nid)
+        pipe.hset(nkey, mapping={"ord_pair": pair,
+                                 "ord_member": make_member(entry_id, event_id, nid)})
+        pipe.expire(nkey, self.ordering.ttl_s)
+        self.dispatched += 1
+        return pair
+
+    def _prepare(self, entry_id: str, fields: dict[bytes, bytes], pipe: redis.client.Pipeline
+                 ) -> tuple[Event, list[Destination]] | None:
+        """The entry's event and its destinations; None when the entry was dead-lettered.
+
+        Whatever goes wrong with one entry (an invalid event, or any other exception
+        while reading or matching it) dead-letters that entry alone, with the reason:
+        the entries around it are dispatched as usual (SPEC 6).
+        """
+        raw = fields.get(b"event")
+        try:
+            if raw is None:
+                names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields))
+                raise InvalidEvent(
+                    "event", names, f"stream entry has no 'event' field (fields: {names})"
+                )
+            event = parse_event_json(
+                raw,
+                default_id=entry_event_id(self.keys.events, entry_id),
+                default_occurred_at=entry_time(entry_id),
+            )
+            return event, self.config.index.match(event)
+        except InvalidEvent as exc:
+            reason = f"invalid event: {exc}"
+        except Exception as exc:  # one entry must never block the others
+            reason = f"invalid event: cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+        self._dead_letter(pipe, entry_id, raw, entry_id, reason)
+        return None
+
+    def _dead_letter(self, pipe: redis.client.Pipeline, entry_id: str, raw: bytes | None,
+                     event_id: str, reason: str) -> None:
+        """A dead letter for one refused stream entry (acknowledged with its batch)."""
+        log.error("stream entry %s refused and dead-lettered: %s", entry_id, reason)
+        pipe.rpush(
+            self.keys.records,
+            dead_record(
+                notification_id=f"entry:{entry_id}",
+                event_id=event_id,
+                destination="",
+                event_json=json.dumps((raw or b"").decode("utf-8", "replace")[:65536]),
+                attempts_json="[]",
+                reason=reason,
+                created_at=time.time(),
+            ),
+        )
+
+    def _claim_ids(self, events: Sequence[Event], retention_s: int) -> list[bytes | None]:
+        """Store each event as ``ev:<id>`` unless that id is stored already (one atomic
+        script call for the batch): None for a stored event, else what the id holds."""
+        if not events:
+            return []
+        replies: list[Any] = self.scripts.run(
+            "event_claim_ids", [self.keys.event(e.id) for e in events],
+            [retention_s, *(e.to_json() for e in events)])
+        return [None if reply == 0 else bytes(reply) for reply in replies]
+
+    # -- retention -------------------------------------------------------------------------
+    def trim(self) -> None:
+        """Drop acknowledged entries older than the retention.
+
+        Never a pending entry, and never one the group has not read yet: the cut is
+        the oldest of (now - retention, the oldest pending entry, the group's
+        last-delivered entry).
+        """
+        cutoff_ms = int((time.time() - self.settings.stream_retention_s) * 1000)
+        candidates = [f"{max(cutoff_ms, 0)}-0"]
+        try:
+            summary = self.redis.xpending(self.keys.events, self.keys.group)
+            groups = self.redis.xinfo_groups(self.keys.events)
+        except redis.exceptions.ResponseError:
+            return
+        oldest = summary.get("min") if summary else None
+        if oldest:
+            candidates.append(_text(oldest))
+        for group in groups:
+            if _text(group.get("name")) == self.keys.group:
+                candidates.append(_text(group.get("last-delivered-id")) or "0-0")
+        min_id = min(candidates, key=_id_tuple)
+        self.redis.xtrim(self.keys.events, minid=min_id, approximate=True)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,1 @@
+"""Celery: the app factory, the deliver task, enqueueing, tuning, the worker's service loops."""

@@ -1,0 +1,91 @@
+"""Per-process objects (Redis client, store, configuration cache, HTTP transport).
+
+Built lazily on first use in the process that uses them, so nothing (sockets,
+connection pools) is ever shared across a ``fork``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+
+from producer.redis_url import client_from_url
+from workers.config.settings import Settings
+from workers.delivery.deliverer import Deliverer
+from workers.destinations.cache import ConfigCache
+from workers.http.netsafety import AddressRules, parse_cidrs
+from workers.http.transport import Transport
+from workers.state.ordering import Ordering
+from workers.store.database import Store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return client_from_url(
+            self.settings.redis_url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=25,
+            max_connections=self.settings.concurrency + 16,
+            retry_on_timeout=True,
+        )
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.settings.effective_database_url, self.settings.secret_key)
+
+    @cached_property
+    def config(self) -> ConfigCache:
+        cache = ConfigCache(self.store)
+        cache.refresh()
+        return cache
+
+    @cached_property
+    def global_rules(self) -> AddressRules:
+        return AddressRules(
+            allow=(
+                (parse_cidrs(self.settings.allow_cidrs, where="RECNOTIFY_ALLOW_CIDRS"),)
+                if self.settings.allow_cidrs
+                else ()
+            ),
+            deny=parse_cidrs(self.settings.deny_cidrs, where="RECNOTIFY_DENY_CIDRS"),
+        )
+
+    @cached_property
+    def transport(self) -> Transport:
+        return Transport(pool_maxsize=self.settings.concurrency)
+
+    @cached_property
+    def ordering(self) -> Ordering:
+        keys = self.settings.keys
+        return Ordering(self.redis, self.settings.key_prefix, keys.events, keys.group,
+                        ttl_s=max(1, int(self.settings.stream_retention_s)))
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        return Deliverer(
+            self.settings, self.redis, self.config, self.transport, self.global_rules, self.store,
+            ordering=self.ordering,
+        )
+
+
+_runtimes: dict[tuple[int, int], Runtime] = {}
+_lock = threading.Lock()
+
+
+def get_runtime(settings: Settings) -> Runtime:
+    """The runtime of this process for ``settings`` (a new one after fork)."""
+    key = (os.getpid(), id(settings))
+    runtime = _runtimes.get(key)
+    if runtime is None:
+        with _lock:
+            runtime = _runtimes.setdefault(key, Runtime(settings))
+    return runtime
