@@ -8,7 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producer.events import EVENT_TYPES, Event
-from workers.destinations.routing import RoutingIndex, matches
+from workers.destinations.routing import Routable, RoutingIndex, split_scope
+
+
+def matches(destination: Routable, event: Event) -> bool:
+    """The rule of SPEC 4, for one destination (the oracle the index must agree with)."""
+    if not destination.enabled or event.type not in destination.events:
+        return False
+    if event.result not in destination.results:
+        return False
+    kind, value = split_scope(destination.scope)
+    if kind == "global":
+        return True
+    scope_of_event = {"route": event.route, "account": event.account, "realm": event.realm}
+    return scope_of_event.get(kind) == value
 
 
 @dataclass(frozen=True)

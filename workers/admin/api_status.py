@@ -20,6 +20,7 @@ from workers.admin.api_records import iso
 from workers.admin.errors import ApiError
 from workers.admin.openapi import errors_doc, ok_doc
 from workers.admin.state import AdminState
+from workers.state.codec import as_text
 
 router = APIRouter(prefix="/api", tags=["status"])
 
@@ -36,14 +37,9 @@ STATUS_ROW = {"type": "object", "required": ["destination", "circuit", "parked"]
     "last_error": {"type": ["object", "null"]},
 }}
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _circuit(raw: Any) -> str:
     """The breaker's state as stored (a name, or 0/1/2); no key means closed."""
-    text = _text(raw).lower() if raw is not None else "closed"
+    text = as_text(raw).lower() if raw is not None else "closed"
     return CIRCUIT_NAMES.get(text, text if text in CIRCUIT_NAMES.values() else "closed")
 
 
@@ -60,7 +56,7 @@ def _circuits_and_parked(state: AdminState, names: list[str]
         pipe.zcard(keys.parked(name))
         pipe.scard(keys.waiting(name))
     raw = pipe.execute()
-    kinds, parked = [_text(k) for k in raw[0::3]], [int(n) for n in raw[1::3]]
+    kinds, parked = [as_text(k) for k in raw[0::3]], [int(n) for n in raw[1::3]]
     waiting = [int(n) for n in raw[2::3]]
     read = state.redis.pipeline(transaction=False)
     for name, kind in zip(names, kinds, strict=True):
@@ -111,7 +107,7 @@ def status(state: State, _caller: Caller) -> list[dict[str, Any]]:
                 "type": "array", "items": {"type": "string"}}), **errors_doc(401, 404, 422)})
 def events_by_ucid(state: State, _caller: Caller,
                    ucid: Annotated[str, Query(min_length=1, max_length=1000)]) -> list[str]:
-    ids = sorted(_text(m) for m in state.redis.smembers(state.settings.keys.ucid(ucid)))
+    ids = sorted(as_text(m) for m in state.redis.smembers(state.settings.keys.ucid(ucid)))
     if not ids:
         raise ApiError(404, "ucid", f"no retained event has UCID {ucid!r} (events are kept "
                        "for trace for RECNOTIFY_STREAM_RETENTION_S)")

@@ -16,7 +16,7 @@ from fastapi import Request
 
 from workers.admin.auth import Networks
 from workers.config.settings import Settings
-from workers.http.netsafety import AddressRules, parse_cidrs
+from workers.http.netsafety import AddressRules, global_rules
 from workers.http.transport import Transport
 from workers.state.notification import EnqueueMany
 from workers.store.database import Store
@@ -31,7 +31,7 @@ class AdminState:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.settings.effective_database_url, self.settings.secret_key)
+        return Store.of(self.settings)
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -45,11 +45,7 @@ class AdminState:
     @cached_property
     def global_rules(self) -> AddressRules:
         """The outbound rules of ``RECNOTIFY_ALLOW_CIDRS`` / ``RECNOTIFY_DENY_CIDRS``."""
-        allow = self.settings.allow_cidrs
-        return AddressRules(
-            allow=(parse_cidrs(allow, where="RECNOTIFY_ALLOW_CIDRS"),) if allow else (),
-            deny=parse_cidrs(self.settings.deny_cidrs, where="RECNOTIFY_DENY_CIDRS"),
-        )
+        return global_rules(self.settings.allow_cidrs, self.settings.deny_cidrs)
 
     @property
     def enqueue(self) -> EnqueueMany:

@@ -22,7 +22,7 @@ def _store(ctx: click.Context) -> Any:
         settings.require_database()  # never create an empty database: say where it looked
     except ConfigError as exc:
         _fail(exc)
-    return Store(settings.effective_database_url, settings.secret_key)
+    return Store.of(settings)
 
 
 def _fail(exc: Exception) -> None:

@@ -363,7 +363,7 @@ def db_upgrade(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    Store(settings.effective_database_url, settings.secret_key).upgrade()
+    Store.of(settings).upgrade()
     click.echo("database schema is up to date")
 
 

@@ -170,7 +170,7 @@ def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
         sys.exit(1)
     if not settings.secret_key:
         settings = replace(settings, secret_key=ensure_key_file(settings.data_dir))
-    Store(settings.effective_database_url, settings.secret_key).upgrade()
+    Store.of(settings).upgrade()
     env = {**os.environ, **settings.to_env()}
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     python = sys.executable

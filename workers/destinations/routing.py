@@ -35,19 +35,6 @@ def split_scope(scope: str) -> tuple[str, str]:
     return kind, value
 
 
-def matches(destination: Routable, event: Event) -> bool:
-    """The rule of SPEC 4, for one destination (the reference the index must agree with)."""
-    if not destination.enabled or event.type not in destination.events:
-        return False
-    if event.result not in destination.results:
-        return False
-    kind, value = split_scope(destination.scope)
-    if kind == "global":
-        return True
-    scope_of_event = {"route": event.route, "account": event.account, "realm": event.realm}
-    return scope_of_event.get(kind) == value
-
-
 D = TypeVar("D", bound=Routable)
 
 

@@ -159,3 +159,11 @@ def check_address(address: str, rules: AddressRules) -> str | None:
         if allow_list and not any(a in n for a in same_host for n in allow_list):
             return "outside allow list " + ",".join(str(n) for n in allow_list)
     return None
+
+
+def global_rules(allow_cidrs: str | Sequence[str], deny_cidrs: str | Sequence[str]) -> AddressRules:
+    """The service-wide rules of ``RECNOTIFY_ALLOW_CIDRS`` / ``RECNOTIFY_DENY_CIDRS``."""
+    return AddressRules(
+        allow=(parse_cidrs(allow_cidrs, where="RECNOTIFY_ALLOW_CIDRS"),) if allow_cidrs else (),
+        deny=parse_cidrs(deny_cidrs, where="RECNOTIFY_DENY_CIDRS"),
+    )

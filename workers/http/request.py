@@ -39,13 +39,6 @@ def notification_id(event_id: str, destination: str) -> str:
     return "msg_" + uuid.uuid5(NOTIFICATION_NAMESPACE, f"{event_id}/{destination}").hex
 
 
-class HeaderLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> str: ...
-
-
 class Sendable(Protocol):
     @property
     def name(self) -> str: ...

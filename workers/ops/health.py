@@ -49,7 +49,7 @@ def check_all(settings: Settings) -> list[str]:
     try:
         from workers.store.database import Store
 
-        Store(settings.effective_database_url, settings.secret_key).ping()
+        Store.of(settings).ping()
     except Exception as exc:
         problems.append(f"database does not answer: {type(exc).__name__}: {exc}")
     return problems

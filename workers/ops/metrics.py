@@ -35,6 +35,7 @@ from workers import __version__
 from workers.config.settings import Settings
 from workers.destinations.cache import ConfigCache, DestinationSource
 from workers.destinations.model import Destination
+from workers.state.codec import as_text
 from workers.state.counters import HEARTBEAT_TTL_S, LATENCY_BUCKETS_MS, heartbeat_index
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,8 @@ _STATE_ALIASES = {"closed": "closed", "half-open": "half_open", "half_open": "ha
 #: The counter hashes read every scrape (workers.state.counters).
 _HASHES = ("notifications", "dead_letters", "disabled", "dispatched", "latency")
 
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _split(field: Any) -> tuple[str, str]:
-    dest, _, label = _text(field).rpartition("|")
+    dest, _, label = as_text(field).rpartition("|")
     return dest, label
 
 
@@ -223,7 +219,7 @@ class RecnotifyCollector(Collector):
         pending = GaugeMetricFamily("recnotify_stream_pending", "Stream entries read but not "
                                     "yet acknowledged", labels=["group"])
         for group in groups:
-            name = _text(group.get("name", ""))
+            name = as_text(group.get("name", ""))
             lag.add_metric([name], float(group.get("lag") or 0))
             pending.add_metric([name], float(group.get("pending") or 0))
         yield from (lag, pending)
@@ -241,7 +237,7 @@ class RecnotifyCollector(Collector):
         configured.add_metric([], float(len(names)))
         for index, name in enumerate(names):
             raw_state, parked_count = replies[2 * index], replies[2 * index + 1]
-            state = _STATE_ALIASES.get(_text(raw_state or b"closed").lower(), "closed")
+            state = _STATE_ALIASES.get(as_text(raw_state or b"closed").lower(), "closed")
             for each in CIRCUIT_STATES:
                 circuits.add_metric([name, each], 1.0 if each == state else 0.0)
             parked.add_metric([name], float(parked_count))

@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from workers.config.settings import Settings
+from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany
 
 
@@ -73,9 +74,5 @@ def purge_dead_letters(settings: Settings, store: Any, client: redis.Redis,
         pair, member = client.hmget(keys.notification(letter["notification_id"]),
                                     ["ord_pair", "ord_member"])
         if pair and member:
-            ordering.unhold(_text(pair), _text(member), enqueue)
+            ordering.unhold(as_text(pair), as_text(member), enqueue)
     return len(letters)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -11,6 +11,7 @@ from producer.events import load_stored_event
 from workers.config.settings import Settings
 from workers.destinations.routing import RoutingIndex
 from workers.http.request import notification_id
+from workers.state.codec import as_text
 from workers.store.database import Store
 
 
@@ -26,7 +27,7 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
     Long-running callers (the admin API) pass their own client and store.
     """
     client = client or redis.Redis.from_url(settings.redis_url)
-    store = store or Store(settings.effective_database_url, settings.secret_key)
+    store = store or Store.of(settings)
     keys = settings.keys
     raw = client.get(keys.event(event_id))
     event = json.loads(raw) if raw else None
@@ -54,13 +55,13 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
         history = log or [
             {k: a.get(k) for k in ("attempt", "at", "status", "error", "latency_ms")} for a in rows
         ]
-        current = _text(state.get(b"state")) or (rows[-1]["outcome"] if rows else "")
+        current = as_text(state.get(b"state")) or (rows[-1]["outcome"] if rows else "")
         if nid in dead:
             current = "dead"
         item: dict[str, Any] = {"destination": name, "notification_id": nid,
                                 "state": current or "pending", "attempts": history}
         if current == "waiting":  # SPEC 6: an open circuit's notifications show as pending
-            item["state"], item["waiting"] = "pending", _text(state.get(b"waiting"))
+            item["state"], item["waiting"] = "pending", as_text(state.get(b"waiting"))
         notifications.append(item)
     return {
         "event_id": event_id,
@@ -68,9 +69,3 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
         "event": event,
         "notifications": notifications,
     }
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value

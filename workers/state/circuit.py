@@ -40,6 +40,7 @@ from typing import Any
 import redis
 
 from workers.config.settings import Keys
+from workers.state.codec import as_text
 from workers.state.scripts import Batch, Scripts
 
 log = logging.getLogger("recnotify.circuit")
@@ -135,11 +136,6 @@ class CircuitBreaker:
         """A probe lease taken but not used (no attempt made): let another worker probe."""
         self.scripts.run("circuit_release_probe", [self.key(destination)])
 
-    def state(self, destination: str) -> str:
-        """``closed``, ``open`` or ``half-open`` (for tests and the admin surface)."""
-        raw: bytes | None = self.client.hget(self.key(destination), "state")  # type: ignore[assignment]
-        return raw.decode() if raw else "closed"
-
 
 _VERDICTS = {0: Verdict.CLOSED, 1: Verdict.PROBE, 2: Verdict.OPEN}
 
@@ -149,10 +145,6 @@ def _admission(reply: Any) -> Admission:
     third = reply[2] if len(reply) > 2 else b""
     if verdict is Verdict.CLOSED:
         return Admission(verdict, float(reply[1]), clean=int(third) == 0)
-    failed, why = _text(third), _text(reply[3]) if len(reply) > 3 else ""
+    failed, why = as_text(third), as_text(reply[3]) if len(reply) > 3 else ""
     return Admission(verdict, float(reply[1]), probe_failed_at=float(failed) if failed else None,
                      probe_error=why)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from workers.config.settings import Keys
+from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany
 from workers.state.scripts import Batch, Scripts
 
@@ -132,20 +133,13 @@ class Ordering:
         consumer becomes pending, and a cached "open" would let a later head overtake
         it. Both bounds only move forward, so the value is safe to cache.
         """
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xpending(self.stream, self.group)
-        pipe.xinfo_groups(self.stream)
-        try:
-            summary, groups = pipe.execute()
-        except redis.exceptions.ResponseError:  # no stream or group yet: nothing dispatched
+        bounds = group_bounds(self.redis, self.stream, self.group)
+        if bounds is None:  # no stream or group yet: nothing dispatched
             return ""
-        oldest = summary.get("min") if summary else None
+        oldest, last_read = bounds
         if oldest:
-            return pad_entry_id(_text(oldest))
-        for group in groups:
-            if _text(group.get("name")) == self.group:
-                return pad_entry_id(_text(group.get("last-delivered-id")) or "0-0") + PAST
-        return ""
+            return pad_entry_id(oldest)
+        return pad_entry_id(last_read or "0-0") + PAST if last_read is not None else ""
 
     def release(self, pairs: Iterable[str], enqueue: EnqueueMany, frontier: str | None = None
                 ) -> int:
@@ -182,11 +176,11 @@ class Ordering:
             pipe.script("ordering_release",
                         [self.inflight_key, self.blocked_key, self.queue_key(pair)],
                         [self.prefix, pair, frontier, now, self.ttl_s])
-        return [_text(reply) for reply in pipe.execute()]
+        return [as_text(reply) for reply in pipe.execute()]
 
     def sweep(self, enqueue: EnqueueMany) -> int:
         """Re-check pairs that waited for the frontier (run periodically by every worker)."""
-        pairs = [_text(p) for p in self.redis.smembers(self.blocked_key)]
+        pairs = [as_text(p) for p in self.redis.smembers(self.blocked_key)]
         return self.release(pairs, enqueue) if pairs else 0
 
     def resend_stale(self, enqueue: Enqueue, *, stale_after_s: float) -> int:
@@ -200,7 +194,7 @@ class Ordering:
         now = time.time()
         resent = 0
         for raw_pair, raw_value in self.redis.hgetall(self.inflight_key).items():
-            member, _, stamp = _text(raw_value).rpartition("@")
+            member, _, stamp = as_text(raw_value).rpartition("@")
             if stamp == "held" or not member:
                 continue
             try:
@@ -209,10 +203,10 @@ class Ordering:
                 continue
             if now - released_at < stale_after_s:
                 continue
-            pair = _text(raw_pair)
+            pair = as_text(raw_pair)
             # refresh the stamp only if unchanged, so two sweepers do not both resend
             if self.scripts.run("ordering_restamp", [self.inflight_key],
-                                [pair, _text(raw_value), f"{member}@{now:.3f}"]):
+                                [pair, as_text(raw_value), f"{member}@{now:.3f}"]):
                 enqueue(member_event_id(member), pair.split("\x1f", 1)[0])
                 resent += 1
         return resent
@@ -220,16 +214,11 @@ class Ordering:
     # -- the deliverer side ----------------------------------------------------------------
     def unhold(self, pair: str, member: str, enqueue: EnqueueMany) -> None:
         """A held dead head was purged: drop it and continue with the next."""
-        current = _text(self.redis.hget(self.inflight_key, pair))
+        current = as_text(self.redis.hget(self.inflight_key, pair))
         if current == f"{member}@held":
             self.redis.zrem(self.queue_key(pair), member)
             self.redis.hdel(self.inflight_key, pair)
             self.release([pair], enqueue)
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def finish_ordered(ordering: Ordering, event_id: str, destination: str, *, hold_dead: bool,
@@ -270,8 +259,26 @@ def after_finish(ordering: Ordering, done: Any, destination: str, enqueue: Enque
     """Enqueue the next head the finish script released (its reply: ``done``)."""
     if not done:
         return
-    pair, head = _text(done[0]), _text(done[1])
+    pair, head = as_text(done[0]), as_text(done[1])
     if head == "!blocked":
         ordering.release([pair], enqueue)  # with a fresh frontier; else the sweeper will
     elif head:
         enqueue([(member_event_id(head), destination)])
+
+
+def group_bounds(client: redis.Redis, stream: str, group: str) -> tuple[str, str | None] | None:
+    """The consumer group's oldest pending entry id (``""`` when none is pending) and the id
+    of the last entry it read (None when the group is not on the stream); None when the
+    stream does not exist. One round trip. The frontier and the stream trim both use it."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xpending(stream, group)
+    pipe.xinfo_groups(stream)
+    try:
+        summary, groups = pipe.execute()
+    except redis.exceptions.ResponseError:
+        return None
+    oldest = as_text(summary.get("min")) if summary else ""
+    for found in groups:
+        if as_text(found.get("name")) == group:
+            return oldest, as_text(found.get("last-delivered-id")) or "0-0"
+    return oldest, None

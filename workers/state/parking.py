@@ -50,6 +50,7 @@ from workers.config.settings import Keys
 from workers.destinations.cache import ConfigCache
 from workers.destinations.model import Destination, span_s
 from workers.http.request import notification_id
+from workers.state.codec import as_text
 from workers.state.schedule import schedule_member
 from workers.state.scripts import Scripts
 from workers.state.writes import queue_dead_letter, queue_waiting
@@ -119,9 +120,9 @@ class ParkingLot:
                  self.keys.circuit(name), self.keys.schedule, self.keys.circuits_open],
                 [name, reset_s, self.batch, self.lease_s, 1 if gone else 0])
             released += int(reply[0])
-            members = [_text(m) for m in reply[3:]]
+            members = [as_text(m) for m in reply[3:]]
             if members and dest is not None:
-                reason = dead_reason(dest, float(_text(reply[1])), _text(reply[2]))
+                reason = dead_reason(dest, float(as_text(reply[1])), as_text(reply[2]))
                 buried += self.bury(dest, members, reason)
         if released:
             log.info("parking: %d notification(s) released to the queue", released)
@@ -164,7 +165,3 @@ def dead_reason(dest: Destination, probe_failed_at: float, probe_error: str) -> 
     made = datetime.fromtimestamp(probe_failed_at, UTC).isoformat(timespec="milliseconds")
     return (f"circuit open: the probe made at {made} failed ({probe_error or 'no answer'}) "
             f"and no attempt succeeded within the retry span of {span_s(dest):g} s")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -38,6 +38,7 @@ import redis
 import redis.client
 
 from workers.config.settings import Keys
+from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany, watchdog_copies
 from workers.state.scripts import Scripts
 
@@ -131,7 +132,7 @@ class Schedule:
                                       [now, batch, now + self.lease_s])
         if not reply:
             return Watched()
-        members = [_text(m) for m in reply[0::2]]
+        members = [as_text(m) for m in reply[0::2]]
         armed = [float(s) - self.watchdog_s for s in reply[1::2]]
         copy = watchdog_copies(armed, self.tail_enqueued_at())
         copies = [m for m, c in zip(members, copy, strict=True) if c]
@@ -156,10 +157,6 @@ class Schedule:
             return float(value) if value is not None else None
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pair(member: Any) -> tuple[str, str]:

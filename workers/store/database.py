@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from workers.config.settings import Settings
 from workers.destinations import (
     Destination,
     SecretBundle,
@@ -53,9 +54,8 @@ from workers.store.migrations import upgrade_connection
 from workers.store.records import RecordsMixin, db_errors
 from workers.store.schema import CONFIG_VERSION_KEY, destinations, meta
 
-__all__ = ["DEFAULT_DATABASE_URL", "ImportResult", "Store", "make_engine"]
+__all__ = ["ImportResult", "Store", "make_engine"]
 
-DEFAULT_DATABASE_URL = "sqlite:///.recnotify/recnotify.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 DEFAULT_ROTATION_OVERLAP_S = 86_400.0
 
@@ -124,9 +124,9 @@ class Store(RecordsMixin):
         self._writer = self._engine.execution_options(recnotify_write=True)
 
     @classmethod
-    def from_url(cls, database_url: str | None = None, secret_key: str | None = None) -> Store:
-        """A store on ``database_url``, or the default SQLite file ``.recnotify/recnotify.db``."""
-        return cls(database_url or DEFAULT_DATABASE_URL, secret_key)
+    def of(cls, settings: Settings) -> Store:
+        """The store ``settings`` name: their database URL, secrets sealed with their key."""
+        return cls(settings.effective_database_url, settings.secret_key)
 
     def __repr__(self) -> str:
         shown = make_url(self.database_url).render_as_string(hide_password=True)

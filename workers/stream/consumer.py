@@ -38,7 +38,7 @@ from workers.config.settings import Settings
 from workers.destinations.cache import ConfigCache
 from workers.destinations.model import Destination
 from workers.http.request import notification_id
-from workers.state.ordering import Ordering, make_member
+from workers.state.ordering import Ordering, group_bounds, make_member
 from workers.state.parking import ParkingLot
 from workers.state.records import dead_record
 from workers.state.scripts import Scripts
@@ -385,25 +385,13 @@ class StreamConsumer:
         """
         cutoff_ms = int((time.time() - self.settings.stream_retention_s) * 1000)
         candidates = [f"{max(cutoff_ms, 0)}-0"]
-        try:
-            summary = self.redis.xpending(self.keys.events, self.keys.group)
-            groups = self.redis.xinfo_groups(self.keys.events)
-        except redis.exceptions.ResponseError:
+        bounds = group_bounds(self.redis, self.keys.events, self.keys.group)
+        if bounds is None:
             return
-        oldest = summary.get("min") if summary else None
-        if oldest:
-            candidates.append(_text(oldest))
-        for group in groups:
-            if _text(group.get("name")) == self.keys.group:
-                candidates.append(_text(group.get("last-delivered-id")) or "0-0")
+        oldest, last_read = bounds
+        candidates += [entry for entry in (oldest, last_read) if entry]
         min_id = min(candidates, key=_id_tuple)
         self.redis.xtrim(self.keys.events, minid=min_id, approximate=True)
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:

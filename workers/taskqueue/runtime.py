@@ -17,7 +17,7 @@ from producer.redis_url import client_from_url
 from workers.config.settings import Settings
 from workers.delivery.deliverer import Deliverer
 from workers.destinations.cache import ConfigCache
-from workers.http.netsafety import AddressRules, parse_cidrs
+from workers.http.netsafety import AddressRules, global_rules
 from workers.http.transport import Transport
 from workers.state.ordering import Ordering
 from workers.store.database import Store
@@ -40,7 +40,7 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.settings.effective_database_url, self.settings.secret_key)
+        return Store.of(self.settings)
 
     @cached_property
     def config(self) -> ConfigCache:
@@ -50,14 +50,7 @@ class Runtime:
 
     @cached_property
     def global_rules(self) -> AddressRules:
-        return AddressRules(
-            allow=(
-                (parse_cidrs(self.settings.allow_cidrs, where="RECNOTIFY_ALLOW_CIDRS"),)
-                if self.settings.allow_cidrs
-                else ()
-            ),
-            deny=parse_cidrs(self.settings.deny_cidrs, where="RECNOTIFY_DENY_CIDRS"),
-        )
+        return global_rules(self.settings.allow_cidrs, self.settings.deny_cidrs)
 
     @cached_property
     def transport(self) -> Transport:

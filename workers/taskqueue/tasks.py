@@ -33,6 +33,7 @@ from workers.config.settings import Keys
 from workers.errors import DeadLettered, DeliveryError
 from workers.http.outcome import Outcome
 from workers.http.request import notification_id
+from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany
 from workers.state.schedule import ENQUEUED_AT_HEADER
 from workers.taskqueue.enqueue import make_enqueue
@@ -113,8 +114,8 @@ def read_state(client: redis.Redis, keys: Keys, nid: str) -> NotificationState:
         entry = json.loads(last[0]) if last else {}
     except ValueError:
         entry = {}
-    return NotificationState(int(attempts or 0), _text(waiting),
-                             entry if isinstance(entry, dict) else {}, _text(reason))
+    return NotificationState(int(attempts or 0), as_text(waiting),
+                             entry if isinstance(entry, dict) else {}, as_text(reason))
 
 
 def describe_retry(state: NotificationState, countdown_s: float) -> str:
@@ -146,12 +147,6 @@ def clean(text: str) -> str:
     """Recorded error text for Flower: no URL, one line, bounded."""
     one_line = " ".join(_URL.sub("<url>", text).split())
     return one_line[:MAX_REASON_CHARS]
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 _enqueuers: dict[int, EnqueueMany] = {}
