@@ -1,17 +1,29 @@
-"""The one error root of recnotify, and the producer-side branches.
+"""The one error root of recnotify, and its whole tree (drawn here once).
 
-Every error recnotify raises on purpose derives from :class:`RecnotifyError`::
+Every error recnotify raises on purpose derives from :class:`RecnotifyError`. Its
+message names the bad value and, where it helps, what would fix it; the CLI prints it
+as one line (exit 1) and the admin API as ``{"errors": [...]}``::
 
     RecnotifyError
-    ├── InvalidEvent (also ValueError)       an event breaks SPEC section 1/2
-    ├── PublishError (also ConnectionError)  Redis did not accept the event in time
-    └── (workers.errors adds)
-        ├── InvalidDestination (also ValueError)  a destination breaks SPEC section 4
-        ├── ConfigError                           bad settings / environment
-        ├── StoreError                            the configuration database failed
-        └── DeliveryError                         one HTTP attempt failed (carries the outcome)
+    ├── InvalidEvent (ValueError)          an event breaks SPEC 1/2 (.field, .value)
+    ├── InvalidRedisUrl (ValueError)       a Redis URL recnotify cannot use (password masked)
+    ├── PublishError (ConnectionError)     Redis did not accept the event in time: NOT published
+    └── (workers.errors: the service side)
+        ├── InvalidValue (ValueError)      a value breaks a rule: a retry policy, a CIDR, a
+        │                                  signing secret (the message names it and the fix)
+        ├── InvalidDestination (ValueError) a destination breaks SPEC 4; .errors: each field
+        │   └── DestinationExists          create with a name that is taken
+        ├── DestinationNotFound (KeyError) no destination by that name
+        ├── ConfigError                    bad settings or environment (what, where, the fix)
+        ├── StoreError                     the configuration database failed or is unreachable
+        ├── DeliveryError                  a notification cannot be rendered or sent
+        │   ├── RefusedAddress             the host resolves to a refused address (SSRF rules)
+        │   └── DeadLettered               the task's end when its notification is a dead letter
+        └── ApiError                       (workers.admin.errors) an admin API answer other
+                                           than 2xx: status and (field, message) pairs
 
-Messages name the bad value and, where it helps, what would fix it.
+This package stands alone (recorders import it without the workers), so the service's
+branches live in :mod:`workers.errors`.
 """
 
 from __future__ import annotations
@@ -34,3 +46,7 @@ class InvalidEvent(RecnotifyError, ValueError):
 
 class PublishError(RecnotifyError, ConnectionError):
     """Redis did not accept the event within ``publish_timeout_s``: it was NOT published."""
+
+
+class InvalidRedisUrl(RecnotifyError, ValueError):
+    """A Redis URL recnotify cannot use; the message names it (password masked)."""

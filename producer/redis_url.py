@@ -22,14 +22,10 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import redis
 import redis.sentinel
 
-from producer.errors import RecnotifyError
+from producer.errors import InvalidRedisUrl
 
 DEFAULT_SENTINEL_PORT = 26379
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
-
-
-class InvalidRedisUrl(RecnotifyError, ValueError):
-    """A Redis URL recnotify cannot use; the message names it (password masked)."""
 
 
 def redact(url: str) -> str:

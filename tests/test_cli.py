@@ -196,3 +196,68 @@ def test_a_command_against_a_stopped_redis_is_one_line_not_a_traceback(
         "error: Redis at redis://:***@127.0.0.1:1/0 does not answer (Error 111 connecting "
         "to 127.0.0.1:1. Connection refused.): start it (`recnotify run` starts one), or "
         "point --redis-url / RECNOTIFY_REDIS_URL at the service's Redis"], done.stderr[-2000:]
+
+
+EVERY_COMMAND = [
+    ["publish", "RECORDING_STARTED_EVENT"], ["worker"], ["run"], ["check"], ["trace", "x"],
+    ["db", "upgrade"], ["admin"], ["listen"],
+    ["destinations", "import", "f.yaml"], ["destinations", "export"], ["destinations", "list"],
+    ["destinations", "show", "x"], ["destinations", "remove", "x"],
+    ["destinations", "enable", "x"], ["destinations", "disable", "x"],
+    ["destinations", "schema"],
+    ["dead-letters", "list"], ["dead-letters", "replay"], ["dead-letters", "purge"],
+]
+
+
+def one_line(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=" ".join)
+def test_a_usage_mistake_is_one_line_exit_1_pointing_at_the_help(
+        cli: CliRunner, command: list[str]) -> None:
+    result = cli.invoke(main, [*command, "--no-such-option"])
+    assert result.exit_code == 1, result.output
+    group = command[:2] if command[0] in ("db", "destinations", "dead-letters") else command[:1]
+    assert one_line(result.output) == (
+        f"error: No such option '--no-such-option'. (see `main {' '.join(group)} --help`)")
+
+
+@pytest.mark.parametrize("command, value", [
+    (["worker", "--processes"], "abc"), (["listen", "--port"], "abc"),
+    (["destinations", "import"], "/no/such/file.yaml"), (["--log-level"], "loud"),
+    (["admin", "--addr"], "nowhere"), (["publish", "NO_SUCH_EVENT", "--param"], "x"),
+], ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_a_bad_option_value_is_one_line_exit_1_naming_it(
+        cli: CliRunner, command: list[str], value: str) -> None:
+    result = cli.invoke(main, [*command, value, *(["check"] if command == ["--log-level"] else [])])
+    assert result.exit_code == 1, result.output
+    line = one_line(result.output)
+    assert line.startswith("error: ") and (value in line or "Invalid value" in line), line
+
+
+NEEDS_THE_DATABASE = [
+    ["destinations", "list"], ["destinations", "export"], ["destinations", "show", "x"],
+    ["destinations", "remove", "x"], ["destinations", "enable", "x"],
+    ["destinations", "disable", "x"], ["dead-letters", "list"],
+    ["dead-letters", "replay"], ["dead-letters", "purge", "--yes"],
+    ["trace", "00000000-0000-0000-0000-000000000001"], ["admin"],
+]
+
+
+@pytest.mark.parametrize("command", NEEDS_THE_DATABASE, ids=" ".join)
+def test_a_missing_schema_is_one_line_saying_where_it_looked(
+        redis_url: str, key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        command: list[str]) -> None:
+    monkeypatch.delenv("RECNOTIFY_DATABASE_URL", raising=False)
+    monkeypatch.setenv("RECNOTIFY_REDIS_URL", redis_url)
+    monkeypatch.setenv("RECNOTIFY_KEY_PREFIX", key_prefix)
+    monkeypatch.setenv("RECNOTIFY_DATA_DIR", str(tmp_path / "empty"))
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1, result.output
+    line = one_line(result.output)
+    assert line.startswith(f"error: no recnotify database at {tmp_path / 'empty'}"), line
+    assert "recnotify db upgrade" in line
+    assert not (tmp_path / "empty" / "recnotify.db").exists()

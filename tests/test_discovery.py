@@ -395,7 +395,8 @@ def test_listen_prints_a_real_delivery_and_verifies_its_signature(
 def test_listen_refuses_a_malformed_secret_in_one_line() -> None:
     result = CliRunner().invoke(main, ["listen", "--secret", "nope"])
     assert result.exit_code == 1
-    assert result.output.strip() == "error: --secret: signing secret must start with 'whsec_'"
+    assert result.output.strip() == ("error: Invalid value for --secret: signing secret must start "
+                                     "with 'whsec_' (see `main listen --help`)")
     assert "Example" in CliRunner().invoke(main, ["listen", "--help"]).output
 
 

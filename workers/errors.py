@@ -1,18 +1,6 @@
-"""Worker-side branches of the error tree rooted in :class:`producer.errors.RecnotifyError`.
+"""The service's branches of the error tree rooted in :class:`producer.errors.RecnotifyError`.
 
-::
-
-    RecnotifyError                       (producer.errors)
-    ├── InvalidEvent (ValueError)        (producer.errors)
-    ├── PublishError (ConnectionError)   (producer.errors)
-    ├── InvalidDestination (ValueError)  a destination breaks SPEC 4; .errors lists each field
-    │   └── DestinationExists            create with a name that is taken
-    ├── DestinationNotFound (KeyError)   no destination by that name
-    ├── ConfigError                      bad settings or environment (what, where, how to fix)
-    ├── StoreError                       the configuration database failed or is unreachable
-    └── DeliveryError                    a notification cannot be rendered or sent
-        ├── RefusedAddress               the host resolves to a refused address (SSRF rules)
-        └── DeadLettered                 the task's end when its notification is a dead letter
+The whole tree is drawn once, in :mod:`producer.errors`.
 """
 
 from __future__ import annotations
@@ -31,6 +19,7 @@ __all__ = [
     "FieldError",
     "InvalidDestination",
     "InvalidEvent",
+    "InvalidValue",
     "PublishError",
     "RecnotifyError",
     "RefusedAddress",
@@ -45,6 +34,12 @@ class FieldError:
     field: str
     value: Any
     message: str
+
+
+class InvalidValue(RecnotifyError, ValueError):
+    """A value breaks a rule (a retry policy, a CIDR list, a signing secret); the message
+    names the value and the fix. Raised by the pure modules; a destination check turns it
+    into a :class:`FieldError`."""
 
 
 class InvalidDestination(RecnotifyError, ValueError):

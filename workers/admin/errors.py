@@ -31,6 +31,7 @@ from workers.errors import (
     DestinationNotFound,
     FieldError,
     InvalidDestination,
+    RecnotifyError,
     StoreError,
 )
 
@@ -39,7 +40,7 @@ __all__ = ["ApiError", "error_body", "install_error_handlers"]
 log = logging.getLogger("recnotify.admin")
 
 
-class ApiError(Exception):
+class ApiError(RecnotifyError):
     """An answer other than 2xx: ``status`` and one or more (field, message) pairs."""
 
     def __init__(self, status: int, field: str, message: str,

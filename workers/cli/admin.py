@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
 from workers.config.settings import Settings
-from workers.errors import RecnotifyError
+from workers.errors import ConfigError
 
 DEFAULT_ADDR = "127.0.0.1:8080"
 
@@ -58,17 +57,12 @@ def admin(ctx: click.Context, addr: str, trusted_proxies: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--trusted-proxies") from None
     token = os.environ.get("RECNOTIFY_ADMIN_TOKEN") or None
     if token is None and not is_loopback(host):
-        click.echo(f"error: refusing to serve the admin API on {addr} without a token: set "
-                   "RECNOTIFY_ADMIN_TOKEN (e.g. `export RECNOTIFY_ADMIN_TOKEN=$(openssl rand "
-                   "-hex 24)`), or listen on a loopback address such as 127.0.0.1:8080",
-                   err=True)
-        sys.exit(2)
+        raise ConfigError(
+            f"refusing to serve the admin API on {addr} without a token: set "
+            "RECNOTIFY_ADMIN_TOKEN (e.g. `export RECNOTIFY_ADMIN_TOKEN=$(openssl rand "
+            "-hex 24)`), or listen on a loopback address such as 127.0.0.1:8080")
     settings: Settings = ctx.find_object(Settings) or Settings.from_env()
-    try:
-        settings.require_database()  # never create an empty database: say where it looked
-    except RecnotifyError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    settings.require_database()  # never create an empty database: say where it looked
     if token is None:
         click.echo(f"warning: RECNOTIFY_ADMIN_TOKEN is not set: the admin API on {addr} is "
                    "open to anyone who can reach this loopback address", err=True)

@@ -11,23 +11,15 @@ import click
 import yaml
 
 from workers.config.settings import Settings
-from workers.errors import ConfigError
+from workers.errors import DestinationNotFound
 
 
 def _store(ctx: click.Context) -> Any:
     from workers.store.database import Store
 
     settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
-    try:
-        settings.require_database()  # never create an empty database: say where it looked
-    except ConfigError as exc:
-        _fail(exc)
+    settings.require_database()  # never create an empty database: say where it looked
     return Store.of(settings)
-
-
-def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
 
 
 def register(main: click.Group) -> None:
@@ -61,23 +53,19 @@ def import_(ctx: click.Context, file: Path, replace: bool) -> None:
     Example:
       recnotify destinations import destinations.yaml --replace
     """
-    from producer.errors import RecnotifyError
     from workers.destinations import load_file, read_file
 
     store = _store(ctx)
-    try:
-        existing = {d.name: d for d in store.list_destinations()}
-        with click.progressbar(length=0, label=f"validating {file.name}", file=sys.stderr,
-                               show_pos=True) as bar:
+    existing = {d.name: d for d in store.list_destinations()}
+    with click.progressbar(length=0, label=f"validating {file.name}", file=sys.stderr,
+                           show_pos=True) as bar:
 
-            def advance(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
+        def advance(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
 
-            dests = load_file(read_file(file), existing=existing, progress=advance)
-        result = store.import_destinations(dests, replace=replace)
-    except RecnotifyError as exc:
-        _fail(exc)
+        dests = load_file(read_file(file), existing=existing, progress=advance)
+    result = store.import_destinations(dests, replace=replace)
     click.echo(f"{file}: {len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.removed)} removed, {len(result.unchanged)} unchanged")
     for verb, names in (("created", result.created), ("updated", result.updated),
@@ -148,12 +136,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, name: str) -> None:
     """One destination, secrets masked. Example: recnotify destinations show face-started"""
-    from producer.errors import RecnotifyError
-
-    try:
-        dest = _store(ctx).get(name)
-    except RecnotifyError as exc:
-        _fail(exc)
+    dest = _store(ctx).get(name)
     click.echo(yaml.safe_dump(dest.to_dict(), sort_keys=False, allow_unicode=True), nl=False)
 
 
@@ -163,17 +146,13 @@ def show(ctx: click.Context, name: str) -> None:
 def remove(ctx: click.Context, name: str) -> None:
     """Delete a destination. Example: recnotify destinations remove face-started"""
     if not _store(ctx).remove(name):
-        _fail(KeyError(f"no destination named {name!r}"))
+        raise DestinationNotFound(name)
     click.echo(f"removed {name}")
 
 
 def _set_enabled(ctx: click.Context, name: str, enabled: bool) -> None:
-    from producer.errors import RecnotifyError
 
-    try:
-        _store(ctx).set_enabled(name, enabled)
-    except RecnotifyError as exc:
-        _fail(exc)
+    _store(ctx).set_enabled(name, enabled)
     click.echo(f"{name} {'enabled' if enabled else 'disabled'}")
 
 
@@ -196,7 +175,6 @@ def disable(ctx: click.Context, name: str) -> None:
 @click.group("dead-letters")
 def dead_letters() -> None:
     """Notifications that ended undelivered, with every attempt's status or error."""
-
 
 @dead_letters.command("list")
 @click.option("--destination", help="Only this destination's.")

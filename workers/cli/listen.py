@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import click
 
+from workers.errors import ConfigError
 from workers.http.signing import validate_secret, verify
 
 DEFAULT_PORT = 9000
@@ -112,14 +113,12 @@ def listen(port: int, host: str, secret: str | None, status: int) -> None:
         try:
             validate_secret(secret)
         except ValueError as exc:
-            click.echo(f"error: --secret: {exc}", err=True)
-            sys.exit(1)
+            raise click.BadParameter(str(exc), param_hint="--secret") from None
     try:
         server = ThreadingHTTPServer((host, port), make_handler(secret, status))
     except OSError as exc:
-        click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                   "choose another --port", err=True)
-        sys.exit(1)
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                          "choose another --port") from None
     bound = server.server_address[1]
     click.echo(f"listening on http://{host}:{bound}/ (answering {status}; Ctrl-C stops)",
                err=True)

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import redis
@@ -31,19 +31,37 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.find_object(Settings) or Settings.from_env()
 
 
+def fail(message: str) -> NoReturn:
+    """The one way a command fails: one line on stderr, exit code 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
 class RecnotifyGroup(click.Group):
-    """The one error path of every command: a recnotify error, or a Redis that does not
-    answer, is one line naming what is wrong and how to fix it, exit code 1."""
+    """The one error path of every command (SPEC 7): a recnotify error, a Redis that does
+    not answer, or a usage mistake (an unknown option, a bad option value) is one line
+    naming what is wrong and how to fix it, exit code 1; never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RecnotifyError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            click.echo(f"error: {redis_down(ctx.obj, exc)}", err=True)
-            sys.exit(1)
+            fail(redis_down(ctx.obj, exc))
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "recnotify"
+            fail(f"{exc.format_message()} (see `{where} --help`)")
+        except click.ClickException as exc:
+            fail(exc.format_message())
+        except click.Abort:
+            fail("aborted")
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def redis_down(settings: Any, exc: BaseException) -> str:
@@ -131,26 +149,7 @@ def main(
     overrides = {"redis_url": redis_url, "database_url": database_url, "key_prefix": key_prefix,
                  "log_format": log_format, "log_level": log_level, "data_dir": data_dir}
     ctx.meta["recnotify.overrides"] = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        ctx.obj = Settings.from_env(**ctx.meta["recnotify.overrides"])
-    except RecnotifyError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-def run_safely(func: Any) -> Any:
-    """Turn recnotify errors into a one-line message and exit code 1 (no traceback)."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except RecnotifyError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper
+    ctx.obj = Settings.from_env(**ctx.meta["recnotify.overrides"])
 
 
 # -- publish ---------------------------------------------------------------------------------
@@ -171,7 +170,6 @@ def run_safely(func: Any) -> Any:
     help="A parameter (repeatable; CALLEDAORS may repeat to make a list).",
 )
 @click.pass_context
-@run_safely
 def publish(
     ctx: click.Context,
     event_type: str,
@@ -243,7 +241,6 @@ def publish(
     "with several processes).",
 )
 @click.pass_context
-@run_safely
 def worker(ctx: click.Context, concurrency: int, processes: int | None,
            node_name: str | None) -> None:
     """Run the worker: the stream consumer and the delivery pool, one process per CPU.
@@ -356,7 +353,6 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.pass_context
-@run_safely
 def db_upgrade(ctx: click.Context) -> None:
     """Create or upgrade the schema (migrations). Example: recnotify db upgrade"""
     from workers.store.database import Store
@@ -373,7 +369,6 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.option("--ucid", help="Trace every event of this call.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@run_safely
 def trace(ctx: click.Context, event_id: str | None, ucid: str | None, as_json: bool) -> None:
     """An event, its notifications, every attempt and where each stands.
 
@@ -429,9 +424,8 @@ def _data_dir_after_the_command(ctx: click.Context, _param: click.Parameter,
     ctx.find_root().meta["recnotify.overrides"] = overrides
     try:
         ctx.obj = Settings.from_env(**overrides)
-    except RecnotifyError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    except RecnotifyError as exc:  # an eager callback runs before the group's invoke
+        fail(str(exc))
 
 
 def add_data_dir_option(command: click.Command) -> None:

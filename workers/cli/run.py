@@ -165,9 +165,8 @@ def run(ctx: click.Context, processes: int | None, flower_port: int) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         lock = lock_data_dir(settings.data_dir)
         settings, embedded = resolve_redis(settings)
-    except (ConfigError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    except OSError as exc:
+        raise ConfigError(f"cannot prepare the data dir or Redis: {exc}") from None
     if not settings.secret_key:
         settings = replace(settings, secret_key=ensure_key_file(settings.data_dir))
     Store.of(settings).upgrade()

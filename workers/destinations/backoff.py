@@ -21,6 +21,8 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Literal, get_args
 
+from workers.errors import InvalidValue
+
 __all__ = [
     "STANDARD_JITTER",
     "STANDARD_SCHEDULE_S",
@@ -42,7 +44,7 @@ _DELTA_SECONDS_RE = re.compile(r"\d+(\.\d+)?")
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """A destination's ``retry`` settings; invalid values raise ValueError at creation."""
+    """A destination's ``retry`` settings; invalid values raise InvalidValue at creation."""
 
     max_attempts: int = 8
     backoff_s: float = 1.0
@@ -55,19 +57,19 @@ class RetryPolicy:
             or not isinstance(self.max_attempts, int)
             or not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT
         ):
-            raise ValueError(
+            raise InvalidValue(
                 f"retry.max_attempts must be an integer from 1 to {MAX_ATTEMPTS_LIMIT}, "
                 f"got {self.max_attempts!r}"
             )
         if not _is_number(self.backoff_s) or not self.backoff_s > 0:
-            raise ValueError(f"retry.backoff_s must be a number > 0, got {self.backoff_s!r}")
+            raise InvalidValue(f"retry.backoff_s must be a number > 0, got {self.backoff_s!r}")
         if not _is_number(self.backoff_max_s) or not self.backoff_max_s >= self.backoff_s:
-            raise ValueError(
+            raise InvalidValue(
                 f"retry.backoff_max_s must be a number >= backoff_s ({self.backoff_s!r}), "
                 f"got {self.backoff_max_s!r}"
             )
         if self.policy not in get_args(Policy):
-            raise ValueError(
+            raise InvalidValue(
                 f"retry.policy must be 'exponential' or 'standard', got {self.policy!r}"
             )
 
@@ -91,7 +93,7 @@ def _standard_base_s(attempt: int) -> float:
 def compute_backoff_s(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
     """Seconds to wait before attempt ``attempt + 1``, after attempt ``attempt`` (>= 1) failed."""
     if attempt < 1:
-        raise ValueError(f"attempt must be >= 1, got {attempt!r}")
+        raise InvalidValue(f"attempt must be >= 1, got {attempt!r}")
     uniform = (rng or random).uniform
     if policy.policy == "standard":
         base = _standard_base_s(attempt)

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
+from workers.errors import InvalidValue
+
 __all__ = [
     "BUILTIN_DENY",
     "AddressRules",
@@ -64,14 +66,14 @@ def parse_cidrs(value: str | Sequence[str] | None, *, where: str) -> tuple[Netwo
     networks: list[Network] = []
     for entry in entries:
         if not isinstance(entry, str):
-            raise ValueError(f"{where}: CIDR entries must be strings, got {entry!r}")
+            raise InvalidValue(f"{where}: CIDR entries must be strings, got {entry!r}")
         text = entry.strip()
         if not text:
             continue
         try:
             networks.append(ip_network(text, strict=False))
         except ValueError:
-            raise ValueError(
+            raise InvalidValue(
                 f"{where}: {text!r} is not an IP network (expected e.g. 10.0.0.0/8 or fd00::/8)"
             ) from None
     return tuple(networks)

@@ -23,6 +23,8 @@ import hmac
 import secrets as _random
 from collections.abc import Sequence
 
+from workers.errors import InvalidValue
+
 __all__ = [
     "MAX_SECRET_BYTES",
     "MIN_SECRET_BYTES",
@@ -41,7 +43,7 @@ _VERSION = "v1"
 
 def _check_size(nbytes: int) -> None:
     if not MIN_SECRET_BYTES <= nbytes <= MAX_SECRET_BYTES:
-        raise ValueError(
+        raise InvalidValue(
             f"signing secret must hold {MIN_SECRET_BYTES}-{MAX_SECRET_BYTES} bytes, got {nbytes}"
         )
 
@@ -49,11 +51,11 @@ def _check_size(nbytes: int) -> None:
 def _key(secret: str) -> bytes:
     """The HMAC key of a valid secret; ValueError (without the secret) otherwise."""
     if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"signing secret must start with {SECRET_PREFIX!r}")
+        raise InvalidValue(f"signing secret must start with {SECRET_PREFIX!r}")
     try:
         key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(
+        raise InvalidValue(
             f"signing secret must be {SECRET_PREFIX!r} followed by standard base64 "
             "(A-Z a-z 0-9 + /, '=' padding)"
         ) from None
