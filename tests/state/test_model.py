@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.test_parking import Source, dest
+from tests.state.test_parking import Source, dest
 from workers.config.settings import Keys
 from workers.destinations.cache import ConfigCache
 from workers.http.request import notification_id

@@ -7,7 +7,7 @@ the destination, the field, the bad value and the fix, stays in
 :func:`workers.destinations.rules.parse_destination`; the models are written to
 accept what it accepts and to describe exactly what ``Destination.to_dict``
 returns, so a document generated from them cannot drift from the API without
-the schema test (``tests/test_admin_openapi.py``) failing.
+the schema test (``tests/admin/test_openapi.py``) failing.
 """
 
 from __future__ import annotations

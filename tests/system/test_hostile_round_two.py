@@ -28,7 +28,7 @@ from producer.events import EVENT_TYPES, validate_event
 from tests.admin_server import AdminServer
 from tests.helpers import TEST_SECRET_KEY, WorkerFactory, fast_retry
 from tests.receiver import Receiver
-from tests.test_consumer import Captured, make
+from tests.stream.test_consumer import Captured, make
 from workers.cli.main import main
 from workers.config.settings import Settings
 from workers.delivery.attempt import send_once

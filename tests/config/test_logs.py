@@ -35,7 +35,7 @@ def test_every_deliver_log_line_about_a_notification_follows_the_convention(path
     import re
     from pathlib import Path
 
-    source = (Path(__file__).resolve().parent.parent / path).read_text()
+    source = (Path(__file__).resolve().parents[2] / path).read_text()
     messages = re.findall(r'log\.(?:info|warning|error|exception|debug)\(\s*"([^"]*)', source)
     about = [m for m in messages if "notification %s" in m]
     assert about, "found no log lines to check"

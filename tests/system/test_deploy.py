@@ -34,7 +34,7 @@ from workers.ops.embedded import find_redis_server, free_port
 from workers.taskqueue.app import create_app
 from workers.taskqueue.enqueue import DELIVER_TASK
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
 SYSTEMD = DEPLOY / "systemd"
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())

@@ -14,7 +14,7 @@ import redis
 
 from producer.events import validate_event
 from tests.receiver import Receiver
-from tests.test_parking import Source
+from tests.state.test_parking import Source
 from workers.config.settings import Settings
 from workers.delivery.deliverer import Deliverer, Retry
 from workers.destinations.cache import ConfigCache

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.helpers import WorkerFactory, fast_retry
+from tests.http.test_transport import CountingResolver, destination, request_for
 from tests.receiver import Receiver
-from tests.test_transport import CountingResolver, destination, request_for
 from workers.delivery.deliverer import describe
 from workers.errors import DeliveryError
 from workers.http.netsafety import AddressRules
