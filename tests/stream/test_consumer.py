@@ -16,7 +16,8 @@ from producer import Publisher
 from workers.config.settings import Settings
 from workers.destinations import parse_destination
 from workers.destinations.cache import ConfigCache
-from workers.stream.consumer import StreamConsumer, entry_event_id
+from workers.state.entries import entry_event_id
+from workers.stream.consumer import StreamConsumer
 
 
 class FakeSource:

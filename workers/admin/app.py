@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from workers import __version__
-from workers.admin import api_destinations, api_records, api_status, page
+from workers.admin import api_destinations, api_records, api_replays, api_status, page
 from workers.admin.auth import Networks
 from workers.admin.errors import install_error_handlers
 from workers.admin.guard import Guard
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, token: str | None = None, *,
     app.include_router(api_destinations.router)
     app.include_router(api_records.router)
     app.include_router(api_status.router)
+    app.include_router(api_replays.router)
     app.include_router(page.router)
     app.mount("/static", page.static_files(), name="static")
     registry = make_registry(settings, state.redis, lambda: state.store)

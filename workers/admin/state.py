@@ -28,6 +28,8 @@ class AdminState:
     token: str | None
     trusted_proxies: Networks = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: The replays this admin process runs (POST /api/replays), by job id.
+    backfills: dict[str, threading.Thread] = field(default_factory=dict, repr=False)
 
     @cached_property
     def store(self) -> Store:

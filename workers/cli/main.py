@@ -407,12 +407,13 @@ def _format_trace(item: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-from workers.cli import admin, destinations, listen, run  # noqa: E402  (sub-commands register)
+from workers.cli import admin, destinations, listen, replay, run  # noqa: E402  (sub-commands register)
 
 destinations.register(main)
 run.register(main)
 listen.register(main)
 admin.register(main)
+replay.register(main)
 
 
 def _data_dir_after_the_command(ctx: click.Context, _param: click.Parameter,

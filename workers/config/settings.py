@@ -54,6 +54,14 @@ class Keys:
     def event(self, event_id: str) -> str:
         return f"{self.prefix}ev:{event_id}"
 
+    def backfill(self, job_id: str) -> str:
+        """A backfill's checkpoint (ops/backfill.py): selection, cursor, counts, state."""
+        return f"{self.prefix}backfill:{job_id}"
+
+    def backfill_lock(self, job_id: str) -> str:
+        """Held by the one process running that backfill (refreshed while it runs)."""
+        return f"{self.prefix}backfill-lock:{job_id}"
+
     def notification(self, nid: str) -> str:
         return f"{self.prefix}n:{nid}"
 

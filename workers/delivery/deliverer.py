@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -249,6 +250,11 @@ class Deliverer:
         dest = given.dest
         if run.raw_event is None:
             return self._finish_dead(run, "event data not found in Redis (expired or lost)")
+        if dest is None and self.config.refresh():
+            # a destination made a moment ago (then backfilled, replayed or tested at once):
+            # this process's copy predated it
+            dest = self.config.get(run.destination)
+            given = run.given = replace(given, dest=dest)
         if dest is None:
             return self._finish_dead(run, f"destination {run.destination!r} no longer exists")
         if not dest.enabled:

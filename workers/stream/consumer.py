@@ -24,20 +24,20 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 import redis.exceptions
 
 from producer.errors import InvalidEvent
-from producer.events import Event, format_timestamp, parse_event_json
+from producer.events import Event, parse_event_json
 from workers.config.settings import Settings
 from workers.destinations.cache import ConfigCache
 from workers.destinations.model import Destination
 from workers.http.request import notification_id
+from workers.state.entries import entry_event_id, entry_time
+from workers.state.notification import EnqueueMany
 from workers.state.ordering import Ordering, group_bounds, make_member
 from workers.state.parking import ParkingLot
 from workers.state.records import dead_record
@@ -45,25 +45,10 @@ from workers.state.scripts import Scripts
 
 log = logging.getLogger("recnotify.consumer")
 
-ENTRY_NAMESPACE = uuid.UUID("0b9f7c1e-4d3a-4c55-9e0b-6f1a2d3c4b5a")
 #: How old the consumer's view of the open circuits may be (workers/state/parking.py).
 OPEN_CIRCUITS_MAX_AGE_S = 0.1
 Entry = tuple[bytes, dict[bytes, bytes]]
-#: Enqueue one delivery task per (event id, destination name). An enqueue that also has
-#: ``add_to(pipe, pairs)`` (workers.taskqueue.enqueue.TaskBatch) has its commands queued on the
-#: stream batch's own pipeline instead: one round trip for the writes, tasks and ack.
-Enqueue = Callable[[Sequence[tuple[str, str]]], None]
 QueueOn = Callable[[redis.client.Pipeline, Sequence[tuple[str, str]]], None]
-
-
-def entry_event_id(stream: str, entry_id: str) -> str:
-    """The id of an event XADDed without one: the same on every re-read."""
-    return str(uuid.uuid5(ENTRY_NAMESPACE, f"{stream}/{entry_id}"))
-
-
-def entry_time(entry_id: str) -> str:
-    millis = int(entry_id.split("-", 1)[0])
-    return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
 
 
 def _stored_type(stored: bytes) -> str:
@@ -104,7 +89,7 @@ class StreamConsumer:
         settings: Settings,
         client: redis.Redis,
         config: ConfigCache,
-        enqueue: Enqueue,
+        enqueue: EnqueueMany,
         *,
         batch: int = 100,
         block_ms: int = 1000,

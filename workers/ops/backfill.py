@@ -1,0 +1,292 @@
+"""Backfill: send retained events to one destination again (SPEC 7 ``recnotify replay``).
+
+The events come from the stream (``{p}events``), which keeps them for
+``RECNOTIFY_STREAM_RETENTION_S``. Each one the :class:`~workers.ops.selection.Selection`
+wants, and that routing sends to the destination *now*, becomes that destination's
+notification again, under its usual id (``msg_<uuid5(event, destination)>``), so a
+receiver that deduplicates on ``webhook-id`` sees the same id it saw before, if any:
+
+- a notification that is delivered or dead (or was never made) gets fresh attempts;
+- one still queued, in flight, waiting or parked is left alone (it is being delivered);
+- an ordered destination gets each recording's events through its ordering queue, in
+  stream order, exactly as the consumer queues them.
+
+The run is paced: at most ``rate_per_s`` notifications a second (the destination's
+``rate_limit_per_s``, else 200/s), and at most ``window`` of them unfinished at a time
+(twice its ``max_in_flight``, else 200), so live traffic to other destinations keeps
+its share of the workers. A checkpoint (``{p}backfill:<job>``) records the cursor and
+counts after every batch: the same selection run again resumes after the cursor; one
+that finished starts over. One process runs a job at a time (``{p}backfill-lock:<job>``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from producer.errors import InvalidEvent
+from producer.events import Event, parse_event_json
+from workers.config.settings import Settings
+from workers.destinations.model import Destination
+from workers.destinations.routing import RoutingIndex
+from workers.errors import ConfigError
+from workers.http.request import notification_id
+from workers.ops.selection import Selection
+from workers.state.codec import as_text
+from workers.state.entries import entry_event_id, entry_time
+from workers.state.notification import EnqueueMany
+from workers.state.ordering import Ordering, make_member
+
+__all__ = ["Backfill", "BackfillCounts", "read_job"]
+
+log = logging.getLogger("recnotify.backfill")
+
+DEFAULT_RATE_PER_S = 200.0
+DEFAULT_WINDOW = 200
+BATCH = 200
+JOB_TTL_S = 7 * 86_400
+LOCK_TTL_S = 30
+FINISHED = (b"delivered", b"dead")
+
+
+@dataclass(slots=True)
+class BackfillCounts:
+    """What a backfill looked at and what it sent; ``per_type`` counts notifications."""
+
+    scanned: int = 0
+    events: int = 0
+    notifications: int = 0
+    in_progress: int = 0
+    unreadable: int = 0
+    per_type: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scanned": self.scanned, "events": self.events,
+                "notifications": self.notifications, "in_progress": self.in_progress,
+                "unreadable": self.unreadable, "per_type": dict(sorted(self.per_type.items()))}
+
+
+def read_job(client: redis.Redis, settings: Settings, job_id: str) -> dict[str, Any] | None:
+    """A backfill's checkpoint as plain values (None when there is no such job)."""
+    raw = client.hgetall(settings.keys.backfill(job_id))
+    if not raw:
+        return None
+    job = {as_text(k): as_text(v) for k, v in raw.items()}
+    counts = json.loads(job.pop("counts", "{}") or "{}")
+    return {"id": job_id, "state": job.get("state", ""), "cursor": job.get("cursor", ""),
+            "selection": json.loads(job.get("selection", "{}") or "{}"),
+            "started_at": float(job.get("started_at") or 0),
+            "updated_at": float(job.get("updated_at") or 0),
+            "error": job.get("error", ""), **counts}
+
+
+class Backfill:
+    """One backfill job: :meth:`plan` counts it, :meth:`run` sends it."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, destination: Destination,
+                 selection: Selection, enqueue: EnqueueMany, *,
+                 rate_per_s: float | None = None, window: int | None = None) -> None:
+        if selection.destination != destination.name:
+            raise ValueError("the selection names another destination")
+        if not destination.enabled:
+            raise ConfigError(f"destination {destination.name!r} is disabled: enable it "
+                              f"first (`recnotify destinations enable {destination.name}`)")
+        self.settings = settings
+        self.keys = settings.keys
+        self.client = client
+        self.destination = destination
+        self.selection = selection
+        self.enqueue = enqueue
+        self.index = RoutingIndex.build([destination])
+        self.rate_per_s = rate_per_s or destination.rate_limit_per_s or DEFAULT_RATE_PER_S
+        self.window = window or (2 * destination.max_in_flight if destination.max_in_flight
+                                 else DEFAULT_WINDOW)
+        self.ordering = Ordering(client, settings.key_prefix, self.keys.events, self.keys.group)
+        self.job_id = selection.job_id
+        # a batch never holds more than half the window: room is made before it is read
+        self.batch = max(1, min(BATCH, self.window // 2))
+        self._outstanding: deque[str] = deque()
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+    # -- reading the retained events ------------------------------------------------------
+    def _entries(self, after: str) -> list[tuple[str, bytes | None]]:
+        start = f"({after}" if after else self.selection.first_entry
+        got: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrange(  # type: ignore[assignment]
+            self.keys.events, start, self.selection.last_entry, count=self.batch)
+        return [(as_text(entry_id), fields.get(b"event")) for entry_id, fields in got]
+
+    def _event(self, entry_id: str, raw: bytes | None) -> Event | None:
+        if raw is None:
+            return None
+        try:
+            return parse_event_json(raw, default_id=entry_event_id(self.keys.events, entry_id),
+                                    default_occurred_at=entry_time(entry_id))
+        except InvalidEvent:  # dead-lettered when it was consumed; nothing to send
+            return None
+
+    def _wanted(self, event: Event | None) -> bool:
+        return (event is not None and self.selection.wants(event)
+                and bool(self.index.match(event)))
+
+    def total_entries(self) -> int:
+        """How many stream entries the run may look at (the stream's length: a bound)."""
+        try:
+            return int(self.client.xlen(self.keys.events))
+        except redis.exceptions.ResponseError:
+            return 0
+
+    # -- dry run ----------------------------------------------------------------------------
+    def plan(self) -> BackfillCounts:
+        """What a run would send, per event type; sends nothing."""
+        counts = BackfillCounts()
+        cursor = ""
+        while batch := self._entries(cursor):
+            for entry_id, raw in batch:
+                counts.scanned += 1
+                event = self._event(entry_id, raw)
+                counts.unreadable += event is None
+                if event is not None and self._wanted(event):
+                    counts.events += 1
+                    counts.notifications += 1
+                    counts.per_type[event.type] += 1
+            cursor = batch[-1][0]
+        return counts
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self, *, progress: Callable[[int], None] | None = None,
+            stop: threading.Event | None = None) -> dict[str, Any]:
+        """Send the selection; returns the final checkpoint. Resumes an unfinished job."""
+        key = self.keys.backfill(self.job_id)
+        lock = self.keys.backfill_lock(self.job_id)
+        if not self.client.set(lock, self._holder, nx=True, ex=LOCK_TTL_S):
+            holder = as_text(self.client.get(lock))
+            raise ConfigError(f"backfill {self.job_id} is already running ({holder}): wait for "
+                              "it, or stop it first; it resumes where it stopped")
+        try:
+            return self._run(key, lock, progress, stop or threading.Event())
+        except Exception as exc:
+            self.client.hset(key, mapping={"state": "failed", "error": str(exc)[:500],
+                                           "updated_at": time.time()})
+            raise
+        finally:
+            self.client.delete(lock)
+
+    def _run(self, key: str, lock: str, progress: Callable[[int], None] | None,
+             stop: threading.Event) -> dict[str, Any]:
+        job = read_job(self.client, self.settings, self.job_id)
+        counts = BackfillCounts()
+        cursor = ""
+        if job and job["state"] in ("running", "interrupted", "failed"):
+            cursor = job["cursor"]
+            for name in ("scanned", "events", "notifications", "in_progress", "unreadable"):
+                setattr(counts, name, int(job.get(name, 0)))
+            counts.per_type.update(job.get("per_type", {}))
+            log.info("backfill %s resumes after entry %s", self.job_id, cursor or "(start)")
+        self.client.hset(key, mapping={
+            "selection": self.selection.to_json(), "state": "running", "cursor": cursor,
+            "started_at": (job or {}).get("started_at") or time.time(),
+            "updated_at": time.time(), "error": "", "counts": json.dumps(counts.as_dict())})
+        self.client.expire(key, JOB_TTL_S)
+        started = time.monotonic()
+        sent_here = 0
+        while not stop.is_set():
+            self._make_room(stop)
+            batch = self._entries(cursor) if not stop.is_set() else []
+            if not batch:
+                break
+            before = len(self._outstanding)
+            pairs: list[tuple[str, str]] = []
+            ordered: set[str] = set()
+            pipe = self.client.pipeline(transaction=True)
+            events = [(entry_id, self._event(entry_id, raw)) for entry_id, raw in batch]
+            wanted = [(entry_id, event) for entry_id, event in events
+                      if event is not None and self._wanted(event)]
+            states = self._states([notification_id(e.id, self.destination.name)
+                                   for _, e in wanted])
+            for entry_id, event in wanted:
+                nid = notification_id(event.id, self.destination.name)
+                if states.get(nid) not in (None, *FINISHED):
+                    counts.in_progress += 1
+                    continue
+                self._resend(pipe, entry_id, event, nid, pairs, ordered)
+                counts.events += 1
+                counts.notifications += 1
+                counts.per_type[event.type] += 1
+            counts.scanned += len(batch)
+            counts.unreadable += sum(event is None for _, event in events)
+            cursor = batch[-1][0]
+            resent = len(self._outstanding) - before
+            self._pace(sent_here + resent, started, stop)
+            pipe.hset(key, mapping={"cursor": cursor, "updated_at": time.time(),
+                                    "counts": json.dumps(counts.as_dict())})
+            pipe.expire(lock, LOCK_TTL_S)
+            pipe.execute()
+            if pairs:
+                self.enqueue(pairs)
+            if ordered:
+                self.ordering.release(sorted(ordered), self.enqueue, self.ordering.frontier())
+            sent_here += resent
+            if progress:
+                progress(len(batch))
+        state = "interrupted" if stop.is_set() else "done"
+        self.client.hset(key, mapping={"state": state, "updated_at": time.time(),
+                                       "counts": json.dumps(counts.as_dict())})
+        log.info("backfill %s %s: %s", self.job_id, state, counts.as_dict())
+        return read_job(self.client, self.settings, self.job_id) or {}
+
+    def _states(self, nids: list[str]) -> dict[str, bytes | None]:
+        if not nids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for nid in nids:
+            pipe.hget(self.keys.notification(nid), "state")
+        return dict(zip(nids, pipe.execute(), strict=True))
+
+    def _resend(self, pipe: redis.client.Pipeline, entry_id: str, event: Event, nid: str,
+                pairs: list[tuple[str, str]], ordered: set[str]) -> None:
+        """Queue on ``pipe`` what makes this notification new again, then its dispatch."""
+        retention_s = max(1, int(self.settings.stream_retention_s))
+        pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s)
+        nkey = self.keys.notification(nid)
+        pipe.hdel(nkey, "state", "attempts", "reason")  # same notification, fresh attempts
+        pipe.delete(self.keys.notification_log(nid))
+        self._outstanding.append(nid)
+        recording = event.ordering_key()
+        if self.destination.ordered and recording is not None:
+            pair = self.ordering.add(pipe, self.destination.name, recording, entry_id, event.id,
+                                     nid)
+            pipe.hset(nkey, mapping={"ord_pair": pair,
+                                     "ord_member": make_member(entry_id, event.id, nid)})
+            pipe.expire(nkey, self.ordering.ttl_s)
+            ordered.add(pair)
+        else:
+            pairs.append((event.id, self.destination.name))
+
+    def _pace(self, sent: int, started: float, stop: threading.Event) -> None:
+        """Wait until ``sent`` notifications since ``started`` keep under the rate."""
+        ahead_s = sent / self.rate_per_s - (time.monotonic() - started)
+        if ahead_s > 0:
+            stop.wait(ahead_s)
+
+    def _make_room(self, stop: threading.Event) -> None:
+        """Wait until one more batch keeps the unfinished notifications within the window."""
+        while len(self._outstanding) > self.window - self.batch and not stop.is_set():
+            self._settle()
+            if len(self._outstanding) > self.window - self.batch:
+                stop.wait(0.2)
+
+    def _settle(self) -> None:
+        """Forget the outstanding notifications that have finished."""
+        nids = list(self._outstanding)
+        states = self._states(nids)
+        self._outstanding = deque(n for n in nids if states.get(n) not in FINISHED)
