@@ -9,8 +9,10 @@ from collections import Counter, defaultdict
 
 import pytest
 from click.testing import CliRunner
+from playwright.sync_api import Browser, expect
 
 from tests.admin_server import AdminServer
+from tests.browser import admin_tab, browser, sign_in
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
 from workers.cli.main import main
@@ -20,6 +22,7 @@ from workers.ops.selection import Selection
 from workers.taskqueue.app import create_app
 from workers.taskqueue.enqueue import make_enqueue
 
+__all__ = ["browser"]  # the fixture, re-exported for pytest
 pytestmark = pytest.mark.slow
 
 TYPES = ["RECORDING_STARTED_EVENT", "SEGMENT_STARTED_EVENT", "SEGMENT_ENDED_EVENT",
@@ -202,3 +205,28 @@ def test_the_replay_command_refuses_in_one_line(workers: WorkerFactory) -> None:
         assert result.exit_code == 1, result.output
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(message), result.output
+
+
+def test_the_page_counts_then_replays_history_to_a_new_destination(
+        workers: WorkerFactory, receiver: Receiver, browser: Browser) -> None:
+    workers.start()
+    ids = publish_history(workers, calls=2)
+    wait_consumed(workers, 12)
+    add_destination(workers, receiver, "crm")
+    with admin_tab(browser, workers) as (tab, server):
+        sign_in(tab, server)
+        tab.select_option("#r-dest", "crm")
+        tab.fill("#r-since", "1h")
+        tab.select_option("#r-type", "RECORDING_STARTED_EVENT")
+        tab.click("#r-dry")
+        expect(tab.locator("#r-result")).to_contain_text(
+            "Would send 2 notification(s) for 2 event(s) (RECORDING_STARTED_EVENT: 2)")
+        assert receiver.received() == []
+        tab.click("#r-go")
+        expect(tab.locator("#r-result")).to_contain_text(": done, 2 notification(s)")
+        tab.fill("#r-since", "yesterday-ish")
+        tab.click("#r-dry")
+        expect(tab.locator("#r-error")).to_contain_text("is neither an ISO 8601 time")
+    got = receiver.wait_for(2)
+    started = set(ids["acme"][0::4])  # each call's first event is its start
+    assert {r.header("webhook-id") for r in got} == {notification_id(e, "crm") for e in started}

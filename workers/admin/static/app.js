@@ -126,6 +126,14 @@ function fillDestinationSelects() {
   const chosenTest = testSel.value;
   testSel.replaceChildren(...state.dests.map((d) => el("option", { value: d.name }, d.name)));
   if (state.dests.some((d) => d.name === chosenTest)) testSel.value = chosenTest;
+  const replaySel = $("#r-dest");
+  const chosenReplay = replaySel.value;
+  replaySel.replaceChildren(...state.dests.map((d) => el("option", { value: d.name }, d.name)));
+  if (state.dests.some((d) => d.name === chosenReplay)) replaySel.value = chosenReplay;
+  if (!$("#r-type").options.length) {
+    $("#r-type").replaceChildren(el("option", { value: "" }, "every type"),
+      ...EVENT_TYPES.map((t) => el("option", { value: t }, t)));
+  }
   for (const filter of [$("#a-dest"), $("#dl-dest")]) {
     const chosen = filter.value;
     filter.replaceChildren(el("option", { value: "" }, "all destinations"),
@@ -479,6 +487,46 @@ $("#t-send").addEventListener("click", async () => {
   }
   await refreshAll();
 });
+
+// -- replay retained events (a backfill: POST /api/replays, then poll its status) -------------
+function replayBody(dryRun) {
+  const body = { destination: $("#r-dest").value, dry_run: dryRun };
+  for (const [field, sel] of [["since", "#r-since"], ["until", "#r-until"],
+    ["account", "#r-account"], ["ucid", "#r-ucid"], ["type", "#r-type"]]) {
+    const value = $(sel).value.trim();
+    if (value) body[field] = value;
+  }
+  return body;
+}
+
+function replaySummary(r) {
+  const types = Object.entries(r.per_type || {}).map(([t, n]) => `${t}: ${n}`).join(", ");
+  return `${r.notifications} notification(s) for ${r.events} event(s)` +
+    (types ? ` (${types})` : "") + `; looked at ${r.scanned} retained event(s)`;
+}
+
+async function startReplay(dryRun) {
+  $("#r-error").textContent = "";
+  $("#r-result").textContent = "";
+  if (!$("#r-dest").value) { $("#r-error").textContent = "Add a destination first."; return; }
+  try {
+    const r = await api("POST", "/api/replays", replayBody(dryRun));
+    if (dryRun) { $("#r-result").textContent = "Would send " + replaySummary(r) + "."; return; }
+    $("#r-go").disabled = true;
+    for (;;) {
+      const job = await api("GET", r.url);
+      $("#r-result").textContent = `Replay ${job.id}: ${job.state}, ` + replaySummary(job);
+      if (job.state !== "running") break;
+      await new Promise((done) => setTimeout(done, 1000));
+    }
+  } catch (e) {
+    $("#r-error").textContent = e.message;
+  } finally {
+    $("#r-go").disabled = false;
+  }
+}
+$("#r-dry").addEventListener("click", () => startReplay(true));
+$("#r-go").addEventListener("click", () => startReplay(false));
 
 // -- attempts and dead letters ---------------------------------------------------------------
 async function loadAttempts() {
