@@ -40,6 +40,8 @@ from workers.attempt import (
     send_once,
     span_s,
 )
+from workers.auth_send import send_authed
+from workers.auth_tokens import TokenCache
 from workers.backoff import compute_backoff_s
 from workers.circuit import CircuitBreaker
 from workers.circuit import Verdict as Admitted
@@ -101,6 +103,8 @@ class Deliverer:
         self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
         self.scripts = Scripts.of(client)
+        #: Tokens of destinations with auth: this process's memory only.
+        self.tokens = TokenCache()
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
@@ -312,7 +316,10 @@ class Deliverer:
             self._drop_probe(run)
             return None
         try:
-            result = send_once(self.transport, self.global_rules, dest, request)
+            result = (send_once(self.transport, self.global_rules, dest, request)
+                      if dest.auth is None else
+                      send_authed(self.transport, self.global_rules, dest, request,
+                                  self.tokens, run.raw_event))
         finally:
             self.limits.release_slot(slot)
         if result.retryable:
