@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.admin_server import AdminServer
 from tests.helpers import ROOT, WorkerFactory, fast_retry
 from tests.test_security import celery_events as celery_events  # the fixture
 from tests.test_security import redis_dump, unwrap
@@ -248,3 +249,40 @@ def test_token_in_the_url_parameters_is_signed_and_replaced_after_a_401(
                                                                 or 0),
                       n.target.encode(), n.header("webhook-signature") or "")
     assert new not in workers.all_logs()
+
+
+def test_admin_api_masks_the_credential_and_keeps_it_on_edit(
+    workers: WorkerFactory, face: TokenServer, admin: AdminServer
+) -> None:
+    # Given a destination with a login created through the admin API
+    auth = {"type": "login_form", "login_url": face.url("/Face/login"),
+            "username": face.user, "password": PASSWORD}
+    body = {"name": "face-api", "preset": "face", "url": face.url("/Face/eventNotify"),
+            "auth": auth}
+    created = admin.call("POST", "/api/destinations", json=body)
+    assert created.status_code == 201, created.text
+    shown = admin.call("GET", "/api/destinations/face-api").json()
+    # Then every answer shows the password masked
+    assert shown["auth"]["password"] == "********" and PASSWORD not in created.text
+    # When it is edited with the masked value sent back (PUT) or left out (PATCH)
+    shown["auth"]["username"] = "other@example.com"
+    assert admin.call("PUT", "/api/destinations/face-api", json=shown).status_code == 200
+    patched = admin.call("PATCH", "/api/destinations/face-api",
+                         json={"auth": {"expiration_s": 600}})
+    assert patched.status_code == 200, patched.text
+    # Then the stored password is kept
+    stored = workers.store.get("face-api").auth
+    assert stored is not None and stored.credential == PASSWORD
+    assert (stored.user, stored.expiration_s) == ("other@example.com", 600)
+    # But a masked password is not carried to another login host
+    moved = admin.call("PATCH", "/api/destinations/face-api",
+                       json={"auth": {"login_url": "https://elsewhere.example/Face/login"}})
+    assert moved.status_code == 422
+    assert any(e["field"] == "auth.password" and "same host:port" in e["message"]
+               for e in moved.json()["errors"])
+    # And %TOKEN% without an auth whose token goes in the params is refused with the fix
+    bad = admin.call("POST", "/api/destinations", json={
+        "name": "no-auth", "events": ["RECORDING_STARTED_EVENT"], "url": face.url("/x"),
+        "params": "token=%TOKEN%"})
+    assert bad.status_code == 422
+    assert "token_in: params" in bad.text
