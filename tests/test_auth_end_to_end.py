@@ -89,14 +89,22 @@ def test_face_token_is_fetched_once_reused_and_never_stored_or_logged(
     assert [n.status for n in face.notifications] == [200] * 30
     assert all(attempts_of(workers, e, "face-auth") == 1 for e in event_ids)
     # And neither the token nor the password is in Redis, the logs, the task events
-    # (what Flower shows), or the export
+    # (what Flower shows), the attempt records (the receiver echoed the token), or the export
+    deadline = time.monotonic() + 20
+    while (len(records := workers.store.list_attempts(destination="face-auth", limit=100)) < 30
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+    assert len(records) == 30
+    assert all(str(r["response"]).startswith("ok Bearer **** /Face/eventNotify?")
+               for r in records), records[0]
     flower = [part for blob in celery_events for part in unwrap(blob)]
     assert any(b"recnotify.deliver" in part for part in flower), "task events were captured"
     exported = subprocess.run([sys.executable, "-m", "workers", "destinations", "export"],
                               env=workers.env(), cwd=ROOT, capture_output=True, timeout=60,
                               check=True).stdout
     places = {"redis": redis_dump(workers.redis, workers.key_prefix), "flower": flower,
-              "logs": [workers.all_logs().encode()], "export": [exported]}
+              "logs": [workers.all_logs().encode()], "export": [exported],
+              "records": [json.dumps(records, default=str).encode()]}
     assert any(event_ids[0].encode() in blob for blob in places["redis"]), "Redis was scanned"
     leaks = [(place, needle) for place, blobs in places.items()
              for needle in (token, PASSWORD) for blob in blobs if needle.encode() in blob]

@@ -169,7 +169,8 @@ class TokenServer:
         token = token or (seen.query.get("token") or [None])[0]
         if token is None or self.tokens.get(token, 0.0) <= time.time():
             return 401, "text/plain", b"unauthorized"
-        return 200, "text/plain", b"ok"
+        # echoes what it got, as some receivers do: recnotify must mask it in its records
+        return 200, "text/plain", f"ok {auth} {seen.target}".encode()
 
     # -- waiting ---------------------------------------------------------------------------
     def wait_for(self, count: int, status: int | None = 200, timeout_s: float = 20.0

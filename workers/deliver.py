@@ -173,7 +173,9 @@ class Deliverer:
         lock, re-arms the watchdog and asks the circuit."""
         lease = run.lease
         known = self.config.get(run.destination)
-        lock_ms = int(((known.timeout_s if known else 60.0) + LOCK_MARGIN_S) * 1000)
+        # with auth an attempt may be: login, send, 401, login, send
+        sends = 4 if known is not None and known.auth is not None else 1
+        lock_ms = int(((known.timeout_s * sends if known else 60.0) + LOCK_MARGIN_S) * 1000)
         pipe = self.scripts.pipeline()
         pipe.get(self.keys.event(run.event_id))
         pipe.hgetall(self.keys.notification(run.nid))
