@@ -357,3 +357,26 @@ def test_fetch_token_through_the_transport_and_its_address_rules() -> None:
     closed = AuthConfig("login_form", f"http://127.0.0.1:{port}/Face/login", "u", PASSWORD)
     with pytest.raises(LoginUnavailable, match="refused"):
         fetch_token(Transport(), closed, rules=AddressRules(), tls=TlsOptions(), timeout_s=2)
+
+
+@given(st.dictionaries(
+    st.sampled_from(["type", "login_url", "token_url", "username", "password", "client_id",
+                     "client_secret", "token_in", "token_header", "token_prefix", "scope",
+                     "expiration_s", "client_auth", "username_field", "other"]),
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=30),
+              st.sampled_from(["login_form", "oauth2_client_credentials", "params", MASK,
+                               "https://h/x"]),
+              st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3),
+                                                                   st.integers(), max_size=2)),
+    max_size=10),
+    st.one_of(st.text(max_size=40), st.integers(), st.dictionaries(
+        st.sampled_from(["RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"]),
+        st.one_of(st.integers(), st.text(max_size=20), st.just("t=%TOKEN%")), max_size=2)))
+def test_any_auth_value_parses_or_is_refused_never_crashes(auth: dict[str, Any], params: Any
+                                                           ) -> None:
+    try:
+        d = parse_destination(dest(auth, params=params))
+    except InvalidDestination as exc:
+        assert exc.errors and all(e.message for e in exc.errors)
+    else:
+        assert d.auth is not None and d.auth.credential not in ("", MASK)

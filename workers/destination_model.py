@@ -37,7 +37,9 @@ MASK = "********"
 Method = Literal["GET", "POST"]
 OnDeadLetter = Literal["continue", "hold"]
 
-#: Field values each preset fills in; fields the user gives override them.
+#: Field values each preset fills in; fields the user gives override them. A FACE receiver
+#: that wants a session token: add ``auth: {type: login_form, login_url: .../Face/login,
+#: username, password}`` (README "Destinations with a token (auth)").
 PRESETS: dict[str, dict[str, Any]] = {
     "face": {
         "events": ["RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"],

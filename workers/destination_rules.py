@@ -367,7 +367,7 @@ def _check_template(c: Checker, field: str, template: str, types: tuple[str, ...
 
 def _params(c: Checker, value: Any, events: tuple[str, ...], token: bool = False
             ) -> str | dict[str, str]:
-    if token and not any(f"%{TOKEN_PLACEHOLDER}%" in t for t in (
+    if token and not any(isinstance(t, str) and f"%{TOKEN_PLACEHOLDER}%" in t for t in (
             [value] if isinstance(value, str) else
             list(value.values()) if isinstance(value, Mapping) else [])):
         c.fail("auth.token_in", "params", "the token goes in the URL parameters but no "
