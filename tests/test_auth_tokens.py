@@ -5,6 +5,7 @@ at rest, and the token request going through the Transport's address rules."""
 from __future__ import annotations
 
 import base64
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.test_tls import Pki, pki
+from tests.test_transport import CountingResolver
 from tests.token_servers import TokenServer
 from workers.auth_config import AuthConfig
 from workers.auth_tokens import (
@@ -35,6 +38,8 @@ from workers.errors import InvalidDestination, RecnotifyError
 from workers.netsafety import AddressRules, parse_cidrs
 from workers.store import Store
 from workers.transport import Transport
+
+__all__ = ["pki"]  # the fixture, re-exported for pytest
 
 PASSWORD = "pa55-Word-9f3c"
 FACE_OK = (b"<result><code>0</code><message>ACK</message><token>abc.DEF-123</token>"
@@ -380,3 +385,20 @@ def test_any_auth_value_parses_or_is_refused_never_crashes(auth: dict[str, Any],
         assert exc.errors and all(e.message for e in exc.errors)
     else:
         assert d.auth is not None and d.auth.credential not in ("", MASK)
+
+
+def test_token_request_uses_the_destinations_tls_options(pki: Pki) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    idp = TokenServer("oauth2", user="recnotify", password="cl1ent-s3cret")
+    idp.server.socket = context.wrap_socket(idp.server.socket, server_side=True)
+    with idp:
+        auth = AuthConfig("oauth2_client_credentials", f"https://receiver.test:{idp.port}/token",
+                          "recnotify", "cl1ent-s3cret")
+        transport = Transport(resolver=CountingResolver("127.0.0.1"))
+        with pytest.raises(LoginUnavailable, match="TLS error"):  # unknown CA: refused
+            fetch_token(transport, auth, rules=AddressRules(), tls=TlsOptions(), timeout_s=5)
+        token, _ = fetch_token(transport, auth, rules=AddressRules(),
+                               tls=TlsOptions(ca_bundle=str(pki.ca)), timeout_s=5)
+        assert token in idp.tokens and idp.logins[0].header("Host") == f"receiver.test:{idp.port}"
+        transport.close()
