@@ -402,3 +402,15 @@ def test_token_request_uses_the_destinations_tls_options(pki: Pki) -> None:
                                tls=TlsOptions(ca_bundle=str(pki.ca)), timeout_s=5)
         assert token in idp.tokens and idp.logins[0].header("Host") == f"receiver.test:{idp.port}"
         transport.close()
+
+
+def test_the_published_schema_describes_auth_in_and_out() -> None:
+    from workers.destination_schema import DestinationIn, DestinationOut
+
+    for auth in (face_auth(expiration_s=60, token_header="X-Token"),
+                 oauth_auth(client_auth="post")):
+        DestinationIn.model_validate({**dest(auth), "events": ["RECORDING_STARTED_EVENT"]})
+        DestinationOut.model_validate(parse_destination(dest(auth)).to_dict())
+    with pytest.raises(ValueError, match="client_secret"):
+        DestinationIn.model_validate({**dest(oauth_auth()), "events": ["RECORDING_STARTED_EVENT"],
+                                      "auth": {**oauth_auth(), "client_secret": None}})
