@@ -272,6 +272,14 @@ def test_admin_api_masks_the_credential_and_keeps_it_on_edit(
     shown = admin.call("GET", "/api/destinations/face-api").json()
     # Then every answer shows the password masked
     assert shown["auth"]["password"] == "********" and PASSWORD not in created.text
+    # And "send test notification" logs in too, and its answer shows no token
+    sent = admin.call("POST", "/api/destinations/face-api/test",
+                      json={"type": "RECORDING_STARTED_EVENT"})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["outcome"] == "delivered" and len(face.logins) == 1, sent.text
+    (token,) = face.tokens
+    assert face.notifications[0].header("Authorization") == f"Bearer {token}"
+    assert token not in sent.text and PASSWORD not in admin.log()
     # When it is edited with the masked value sent back (PUT) or left out (PATCH)
     shown["auth"]["username"] = "other@example.com"
     assert admin.call("PUT", "/api/destinations/face-api", json=shown).status_code == 200
