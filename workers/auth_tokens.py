@@ -33,6 +33,7 @@ import urllib3.exceptions
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 
 from workers import __version__
+from workers.attempt import describe
 from workers.auth_config import OAUTH2, AuthConfig
 from workers.destination_model import TlsOptions
 from workers.errors import DeliveryError, RecnotifyError, RefusedAddress
@@ -214,8 +215,6 @@ def fetch_token(transport: Transport, auth: AuthConfig, *, rules: AddressRules,
     except DeliveryError as exc:
         raise LoginUnavailable(str(exc)) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        from workers.attempt import describe  # attempt imports this module's users
-
         raise LoginUnavailable(describe(exc)) from None
     return parse_login_answer(auth, response.status, response.body)
 
