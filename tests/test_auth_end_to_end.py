@@ -163,16 +163,20 @@ def test_login_refused_is_a_dead_letter_that_says_so_without_the_password(
     wrong = "Wrong-pa55-0000"
     workers.configure(face_dest(face, password=wrong))
     workers.start(concurrency=2)
-    # When a recording starts
-    (event_id,) = publish(workers, 1)
-    (letter,) = workers.wait_dead_letters(1)
-    # Then it is dead at once (no retry helps), the reason names the login and its code
-    assert letter["event_id"] == event_id
-    reason = str(letter["reason"])
-    assert reason.startswith(f"login failed ({face.url('/Face/login')}): login answered code 1")
-    assert "Invalid credentials" in reason
+    # When three recordings start
+    event_ids = publish(workers, 3)
+    letters = workers.wait_dead_letters(3)
+    # Then each is dead at once (no retry helps), the reason names the login and its code
+    assert sorted(str(d["event_id"]) for d in letters) == sorted(event_ids)
+    for letter in letters:
+        reason = str(letter["reason"])
+        assert reason.startswith(
+            f"login failed ({face.url('/Face/login')}): login answered code 1"), reason
+        assert "Invalid credentials" in reason
+        assert attempts_of(workers, str(letter["event_id"]), "face-auth") == 1
+    # And the wrong password was tried once, not once per notification
     assert len(face.logins) == 1 and face.notifications == []
-    everything = json.dumps(letter, default=str) + workers.all_logs()
+    everything = json.dumps(letters, default=str) + workers.all_logs()
     assert wrong not in everything and PASSWORD not in everything
 
 

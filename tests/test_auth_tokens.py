@@ -414,3 +414,21 @@ def test_the_published_schema_describes_auth_in_and_out() -> None:
     with pytest.raises(ValueError, match="client_secret"):
         DestinationIn.model_validate({**dest(oauth_auth()), "events": ["RECORDING_STARTED_EVENT"],
                                       "auth": {**oauth_auth(), "client_secret": None}})
+
+
+def test_a_refused_login_is_not_asked_again_for_a_while() -> None:
+    clock = Clock()
+    cache = TokenCache(clock)
+    asked: list[int] = []
+
+    def wrong_password() -> tuple[str, float | None]:
+        asked.append(1)
+        raise LoginRefused("login answered code 1 (Invalid credentials)")
+
+    for _ in range(5):  # a burst of notifications: one login
+        with pytest.raises(LoginRefused, match="code 1"):
+            cache.get("k", wrong_password)
+    assert len(asked) == 1
+    assert cache.get("other-key", lambda: ("t", 60.0)) == "t"  # corrected credentials
+    clock.now += 61
+    assert cache.get("k", lambda: ("t2", 60.0)) == "t2"  # asked again after the hold

@@ -61,6 +61,10 @@ DEFAULT_LIFETIME_S = 300.0
 REFRESH_MARGIN_S = 30.0
 #: ... and at the latest at this share of its lifetime (short-lived tokens).
 REFRESH_SHARE = 0.9
+#: A refused login is remembered this long: the notifications meanwhile are refused
+#: without asking again (a burst must not lock the account with wrong passwords). The
+#: cache key holds the credential, so correcting it logs in at once.
+REFUSAL_HOLD_S = 60.0
 #: Longest login answer parsed (the transport reads at most 64 KiB anyway).
 MAX_LOGIN_BODY = 64 * 1024
 USER_AGENT = f"recnotify/{__version__}"
@@ -223,7 +227,8 @@ class TokenCache:
     """Tokens by cache key, in this process's memory only; thread-safe.
 
     :meth:`get` returns a live token or fetches one (one fetch at a time per key:
-    the others wait for it and use its token). ``clock`` is injectable for tests.
+    the others wait for it and use its token). A :class:`LoginRefused` is remembered for
+    REFUSAL_HOLD_S and raised again without a login. ``clock`` is injectable for tests.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -231,6 +236,7 @@ class TokenCache:
         self._tokens: dict[str, Token] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._refused: dict[str, tuple[float, str]] = {}
         #: Logins made, per key (what the tests and a curious operator read).
         self.fetches: dict[str, int] = {}
 
@@ -256,7 +262,17 @@ class TokenCache:
             token = self.peek(key)  # fetched by another thread meanwhile
             if token is not None:
                 return token.value
-            value, lifetime = fetch()
+            until, why = self._refused.get(key, (0.0, ""))
+            if self._clock() < until:
+                raise LoginRefused(f"{why} (not asked again for {REFUSAL_HOLD_S:g} s after a "
+                                   "refusal, unless the credentials change)")
+            try:
+                value, lifetime = fetch()
+            except LoginRefused as exc:
+                self._refused[key] = (self._clock() + REFUSAL_HOLD_S, str(exc))
+                self.fetches[key] = self.fetches.get(key, 0) + 1
+                raise
+            self._refused.pop(key, None)
             self.fetches[key] = self.fetches.get(key, 0) + 1
             now = self._clock()
             life = lifetime if lifetime is not None else DEFAULT_LIFETIME_S
