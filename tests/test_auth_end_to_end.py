@@ -115,13 +115,13 @@ def test_face_token_is_fetched_once_reused_and_never_stored_or_logged(
 def test_token_is_fetched_again_after_its_refresh_point(
     workers: WorkerFactory, face: TokenServer
 ) -> None:
-    # Given tokens that live 3 s (refreshed at half their life: 1.5 s)
-    face.lifetime_s = 3
+    # Given tokens that live 6 s (refreshed at half their life: 3 s)
+    face.lifetime_s = 6
     workers.configure(face_dest(face))
     workers.start(concurrency=2)
     publish(workers, 2, "a")
     first = face.wait_for(2)
-    time.sleep(2.0)
+    time.sleep(3.5)
     # When more recordings start after the refresh point
     publish(workers, 2, "b")
     got = face.wait_for(4)
