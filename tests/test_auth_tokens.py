@@ -432,3 +432,14 @@ def test_a_refused_login_is_not_asked_again_for_a_while() -> None:
     assert cache.get("other-key", lambda: ("t", 60.0)) == "t"  # corrected credentials
     clock.now += 61
     assert cache.get("k", lambda: ("t2", 60.0)) == "t2"  # asked again after the hold
+
+
+def test_a_header_the_token_would_overwrite_is_refused() -> None:
+    errors = refused(dest(face_auth(), headers={"authorization": "Basic abc"}))
+    assert "token goes in this header" in errors["headers.Authorization"]
+    ok = parse_destination(dest(face_auth(token_header="X-Face-Token"),
+                                headers={"Authorization": "Basic abc"}))
+    assert ok.headers[0].name == "Authorization"
+    basic_too = refused({**dest(face_auth()), "url": "https://u:secretpw@face.example/n"})
+    assert "both go in Authorization" in basic_too["url"]
+    assert all("secretpw" not in m for m in basic_too.values())

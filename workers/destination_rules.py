@@ -106,6 +106,14 @@ def parse_destination(
     method = c.typed(merged, "method", "GET", lambda v: v in ("GET", "POST"), "'GET' or 'POST'")
     results = _results(c, merged.get("results", list(RESULTS)))
     headers = check_headers(c, merged.get("headers", {}), existing)
+    if auth is not None and not auth.in_params and any(
+            h.name.lower() == auth.token_header.lower() for h in headers):
+        c.fail(f"headers.{auth.token_header}", auth.token_header, "the auth's token goes in "
+               "this header: remove the header, or set auth.token_header to another one")
+    if (auth is not None and not auth.in_params and url_userinfo(url) is not None
+            and auth.token_header.lower() == "authorization"):
+        c.fail("url", mask_userinfo(url), "user:password@ (Basic) and the auth's token both "
+               "go in Authorization: remove user:password@, or set auth.token_header")
     secret = check_secret(c, data, existing)
     timeout_s = c.typed(
         merged,
