@@ -15,6 +15,8 @@ from typing import Any
 from producer.events import LIST_PARAMS, RESERVED_PARAMS, Event, params_for, validate_event
 from workers.admin.state import AdminState
 from workers.delivery.attempt import AttemptResult, send_once
+from workers.delivery.authed import send_authed
+from workers.delivery.tokens import TokenCache
 from workers.destinations.model import Destination, mask_userinfo
 from workers.errors import DeliveryError
 from workers.http.outcome import is_delivered
@@ -42,6 +44,8 @@ SAMPLE_PARAMS: dict[str, str | int] = {
     "FILESIZE": 1920044,
 }
 SAMPLE_LIST = ["sip:called@example.com"]
+#: Tokens of destinations with auth, in the admin process's memory only.
+TOKENS = TokenCache()
 
 
 def sample_event(event_type: str, dest: Destination) -> Event:
@@ -67,7 +71,10 @@ def send_test(state: AdminState, dest: Destination, event_type: str) -> dict[str
     except DeliveryError as exc:  # e.g. the rendered URL is over 8 KiB
         result = AttemptResult(None, str(exc), 0.0, retryable=False)
     else:
-        result = send_once(state.transport, state.global_rules, dest, request)
+        result = (send_once(state.transport, state.global_rules, dest, request)
+                  if dest.auth is None else
+                  send_authed(state.transport, state.global_rules, dest, request, TOKENS,
+                              event.to_json().encode("utf-8")))
     status, error, latency_ms = result.status, result.error, result.latency_ms
     outcome = "delivered" if status is not None and is_delivered(status) else "failed"
     state.store.add_attempts([{

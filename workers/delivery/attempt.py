@@ -191,6 +191,8 @@ def mask_secrets(text: str, dest: Destination) -> str:
     if dest.secret:
         secrets.append(dest.secret)
         secrets.append(dest.secret.removeprefix("whsec_"))
+    if dest.auth is not None:
+        secrets.append(dest.auth.credential)
     userinfo = url_userinfo(dest.url)
     if userinfo:
         secrets.extend(part for part in userinfo.split(":") if part)

@@ -42,6 +42,8 @@ from workers.delivery.attempt import (
     jitter,
     send_once,
 )
+from workers.delivery.authed import send_authed
+from workers.delivery.tokens import TokenCache
 from workers.destinations.backoff import compute_backoff_s
 from workers.destinations.cache import ConfigCache
 from workers.destinations.model import Destination, span_s
@@ -102,6 +104,8 @@ class Deliverer:
         self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
         self.scripts = Scripts.of(client)
+        #: Tokens of destinations with auth: this process's memory only.
+        self.tokens = TokenCache()
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
@@ -170,7 +174,9 @@ class Deliverer:
         lock, re-arms the watchdog and asks the circuit."""
         lease = run.lease
         known = self.config.get(run.destination)
-        lock_ms = int(((known.timeout_s if known else 60.0) + LOCK_MARGIN_S) * 1000)
+        # with auth an attempt may be: login, send, 401, login, send
+        sends = 4 if known is not None and known.auth is not None else 1
+        lock_ms = int(((known.timeout_s * sends if known else 60.0) + LOCK_MARGIN_S) * 1000)
         pipe = self.scripts.pipeline()
         pipe.get(self.keys.event(run.event_id))
         pipe.hgetall(self.keys.notification(run.nid))
@@ -318,7 +324,10 @@ class Deliverer:
             self._drop_probe(run)
             return None
         try:
-            result = send_once(self.transport, self.global_rules, dest, request)
+            result = (send_once(self.transport, self.global_rules, dest, request)
+                      if dest.auth is None else
+                      send_authed(self.transport, self.global_rules, dest, request,
+                                  self.tokens, run.raw_event))
         finally:
             self.limits.release_slot(slot)
         if result.retryable:

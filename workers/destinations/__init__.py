@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from workers.destinations.auth import AUTH_TYPES, credential_key
 from workers.destinations.model import (
     MASK,
     PRESETS,
@@ -232,6 +233,9 @@ def join_secrets(config: Mapping[str, Any], bundle: SecretBundle | None) -> Dest
             else spec
             for name, spec in headers.items()
         }
+    auth = data.get("auth")
+    if isinstance(auth, Mapping) and auth.get("type") in AUTH_TYPES:
+        data["auth"] = {**auth, credential_key(auth["type"]): bundle.auth or MASK}
     dest = parse_destination(data)
     if bundle.old_secrets and dest.secret is not None:
         dest = replace(dest, old_secrets=bundle.old_secrets)

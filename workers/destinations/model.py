@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from workers.destinations.auth import AuthConfig
 from workers.destinations.backoff import RetryPolicy, max_span_s
 from workers.http.tls import TlsOptions
 
@@ -38,7 +39,9 @@ MASK = "********"
 Method = Literal["GET", "POST"]
 OnDeadLetter = Literal["continue", "hold"]
 
-#: Field values each preset fills in; fields the user gives override them.
+#: Field values each preset fills in; fields the user gives override them. A FACE receiver
+#: that wants a session token: add ``auth: {type: login_form, login_url: .../Face/login,
+#: username, password}`` (README "Destinations with a token (auth)").
 PRESETS: dict[str, dict[str, Any]] = {
     "face": {
         "events": ["RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"],
@@ -123,6 +126,8 @@ class Destination:
     enabled: bool = True
     preset: str | None = None
     all_events: bool = False
+    #: How a token is obtained and sent (workers/destinations/auth.py); None: no token.
+    auth: AuthConfig | None = None
 
     def __repr__(self) -> str:
         return (
@@ -149,6 +154,7 @@ class Destination:
             or self.old_secrets
             or url_userinfo(self.url) is not None
             or any(h.secret for h in self.headers)
+            or self.auth is not None
         )
 
     def template_for(self, event_type: str) -> str:
@@ -218,6 +224,8 @@ class Destination:
             out["max_in_flight"] = self.max_in_flight
         if self.on_dead_letter != "continue":
             out["on_dead_letter"] = self.on_dead_letter
+        if self.auth is not None:
+            out["auth"] = self.auth.to_dict(None if include_secrets else MASK)
         return out
 
 
@@ -229,12 +237,15 @@ class SecretBundle:
     old_secrets: tuple[tuple[str, float], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     userinfo: str | None = None
+    #: The auth's client_secret / password.
+    auth: str | None = None
 
     def __repr__(self) -> str:
         return "SecretBundle(********)"
 
     def __bool__(self) -> bool:
-        return bool(self.secret or self.old_secrets or self.headers or self.userinfo)
+        return bool(self.secret or self.old_secrets or self.headers or self.userinfo
+                    or self.auth)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -242,6 +253,7 @@ class SecretBundle:
             "old_secrets": [list(pair) for pair in self.old_secrets],
             "headers": dict(self.headers),
             "userinfo": self.userinfo,
+            "auth": self.auth,
         }
 
     @classmethod
@@ -251,6 +263,7 @@ class SecretBundle:
             old_secrets=tuple((str(s), float(t)) for s, t in data.get("old_secrets", [])),
             headers=tuple((str(k), str(v)) for k, v in data.get("headers", {}).items()),
             userinfo=data.get("userinfo"),
+            auth=data.get("auth"),
         )
 
 
@@ -261,6 +274,7 @@ def split_secrets(dest: Destination) -> tuple[dict[str, Any], SecretBundle]:
         old_secrets=dest.old_secrets,
         headers=tuple((h.name, h.value) for h in dest.headers if h.secret),
         userinfo=url_userinfo(dest.url),
+        auth=dest.auth.credential if dest.auth is not None else None,
     )
     return dest.to_dict(include_secrets=False), bundle
 

@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from producer.events import EVENT_TYPES, RESULTS, params_for
+from workers.destinations.auth import TOKEN_PLACEHOLDER
+from workers.destinations.auth_checks import check_auth
 from workers.destinations.checks import (
     Checker,
     check_cidrs,
@@ -51,6 +53,7 @@ FIELDS: tuple[str, ...] = (
     "ordered",
     "on_dead_letter",
     "enabled",
+    "auth",
 )
 MAX_NAME_CHARS = 100
 #: Longest text in any field (a URL or a template can never render over 8 KiB).
@@ -97,10 +100,20 @@ def parse_destination(
     events, all_events = _events(c, merged.get("events"))
     scope = _scope(c, merged.get("scope", "global"))
     url = _url(c, merged.get("url"), existing)
-    params = _params(c, merged.get("params", ""), events)
+    auth = check_auth(c, merged.get("auth"), existing.auth if existing is not None else None)
+    params = _params(c, merged.get("params", ""), events,
+                     token=auth is not None and auth.in_params)
     method = c.typed(merged, "method", "GET", lambda v: v in ("GET", "POST"), "'GET' or 'POST'")
     results = _results(c, merged.get("results", list(RESULTS)))
     headers = check_headers(c, merged.get("headers", {}), existing)
+    if auth is not None and not auth.in_params and any(
+            h.name.lower() == auth.token_header.lower() for h in headers):
+        c.fail(f"headers.{auth.token_header}", auth.token_header, "the auth's token goes in "
+               "this header: remove the header, or set auth.token_header to another one")
+    if (auth is not None and not auth.in_params and url_userinfo(url) is not None
+            and auth.token_header.lower() == "authorization"):
+        c.fail("url", mask_userinfo(url), "user:password@ (Basic) and the auth's token both "
+               "go in Authorization: remove user:password@, or set auth.token_header")
     secret = check_secret(c, data, existing)
     timeout_s = c.typed(
         merged,
@@ -161,6 +174,7 @@ def parse_destination(
         enabled=enabled,
         preset=preset,
         all_events=all_events,
+        auth=auth,
     )
 
 
@@ -326,12 +340,19 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc.rpartition("@")[2].lower()
 
 
-def _check_template(c: Checker, field: str, template: str, types: tuple[str, ...]) -> None:
+def _check_template(c: Checker, field: str, template: str, types: tuple[str, ...],
+                    token: bool = False) -> None:
     controls = sorted({f"{ord(ch):#04x}" for ch in template if ord(ch) < 0x20 or ord(ch) == 0x7F})
     if controls:
         c.fail(field, template, f"control characters ({', '.join(controls)}) are not allowed in "
                "URL parameters (they could split the request); percent-encode them")
     for name in dict.fromkeys(placeholders(template)):
+        if name == TOKEN_PLACEHOLDER:
+            if not token:
+                c.fail(field, template, "placeholder %TOKEN% needs an auth whose token goes "
+                       "in the URL parameters: add auth: {type: ..., token_in: params} "
+                       "(see README, destinations with a token), or remove %TOKEN%")
+            continue
         lacking = [t for t in types if name not in params_for(t)]
         if len(lacking) == 1:
             valid = ", ".join(sorted(params_for(lacking[0])))
@@ -352,11 +373,18 @@ def _check_template(c: Checker, field: str, template: str, types: tuple[str, ...
             )
 
 
-def _params(c: Checker, value: Any, events: tuple[str, ...]) -> str | dict[str, str]:
+def _params(c: Checker, value: Any, events: tuple[str, ...], token: bool = False
+            ) -> str | dict[str, str]:
+    if token and not any(isinstance(t, str) and f"%{TOKEN_PLACEHOLDER}%" in t for t in (
+            [value] if isinstance(value, str) else
+            list(value.values()) if isinstance(value, Mapping) else [])):
+        c.fail("auth.token_in", "params", "the token goes in the URL parameters but no "
+               "params template has %TOKEN%: add e.g. &token=%TOKEN% to params, or use "
+               "token_in: header")
     if value is None:
         return ""
     if isinstance(value, str):
-        _check_template(c, "params", value, events)
+        _check_template(c, "params", value, events, token)
         return value
     if not isinstance(value, Mapping):
         c.fail(
@@ -378,7 +406,7 @@ def _params(c: Checker, value: Any, events: tuple[str, ...]) -> str | dict[str, 
         elif not isinstance(template, str):
             c.fail(field, template, f"{show(template)} is not a template string")
         else:
-            _check_template(c, field, template, (key,))
+            _check_template(c, field, template, (key,), token)
             out[key] = template
     return out
 

@@ -95,6 +95,46 @@ class SecretHeaderPatch(BaseModel):
     secret: bool | None = None
 
 
+class _TokenPlacement(BaseModel):
+    model_config = _STRICT
+    token_in: Literal["header", "params"] = Field(
+        default="header", description="params: the token fills %TOKEN% in the URL parameters"
+    )
+    token_header: str = Field(default="Authorization", pattern=HEADER_NAME_PATTERN)
+    token_prefix: str = Field(default="Bearer ", description="written before the token")
+
+
+class OAuth2Auth(_TokenPlacement):
+    """``auth`` of type oauth2_client_credentials (RFC 6749 section 4.4)."""
+
+    type: Literal["oauth2_client_credentials"]
+    token_url: str = Field(pattern=URL_PATTERN)
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(
+        min_length=1, description="write-only, stored encrypted; ******** keeps the stored one"
+    )
+    scope: str | None = Field(default=None, min_length=1)
+    client_auth: Literal["basic", "post"] = Field(
+        default="basic", description="basic: HTTP Basic (RFC 6749 2.3.1); post: form fields"
+    )
+
+
+class LoginFormAuth(_TokenPlacement):
+    """``auth`` of type login_form: a session token from a login form (FACE REST API)."""
+
+    type: Literal["login_form"]
+    login_url: str = Field(pattern=URL_PATTERN)
+    username: str = Field(min_length=1)
+    password: str = Field(
+        min_length=1, description="write-only, stored encrypted; ******** keeps the stored one"
+    )
+    expiration_s: int | None = Field(default=None, ge=1, le=86_400 * 366)
+    username_field: str = "userEmail"
+    password_field: str = "password"
+    expiration_field: str = "expirationSeconds"
+
+
+Auth = OAuth2Auth | LoginFormAuth
 HeaderValue = str | SecretHeader
 Params = str | dict[EventType, str]
 Events = Literal["all"] | list[EventType]
@@ -137,6 +177,7 @@ class _Fields(BaseModel):
         default="continue", description="ordered destinations: hold the recording's later ones"
     )
     enabled: bool = True
+    auth: Auth | None = Field(default=None, description="how a token is obtained and sent")
 
 
 class DestinationIn(_Fields):
@@ -198,6 +239,7 @@ class DestinationPatch(BaseModel):
     ordered: bool | None = None
     on_dead_letter: Literal["continue", "hold"] | None = None
     enabled: bool | None = None
+    auth: dict[str, str | int | None] | None = None
 
 
 class DestinationFile(BaseModel):

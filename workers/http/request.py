@@ -194,9 +194,17 @@ def build_request(
     nid: str,
     now_s: float,
     sequence: int | None = None,
+    token: str | None = None,
 ) -> OutboundRequest:
-    """The request of one attempt: rendered URL, headers, body and signature."""
-    url = render_url(dest.url, dest.template_for(event.type), event.values())
+    """The request of one attempt: rendered URL, headers, body and signature.
+
+    ``token``: the value of ``%TOKEN%`` (a destination whose auth token goes in its
+    URL parameters, see workers/delivery/authed.py); the signature then covers it too.
+    """
+    values = event.values()
+    if token is not None:
+        values["TOKEN"] = token
+    url = render_url(dest.url, dest.template_for(event.type), values)
     scheme, userinfo, host, port, target = split_url(url)
     timestamp = int(now_s)
     headers: dict[str, str] = {}

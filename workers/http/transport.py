@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import certifi
 import urllib3
@@ -90,6 +90,8 @@ class Response:
     address: str
     #: The first RESPONSE_EXCERPT_BYTES of the body (UTF-8, undecodable bytes replaced).
     excerpt: str = ""
+    #: The body as read (at most MAX_RESPONSE_BYTES): a token endpoint's answer.
+    body: bytes = field(default=b"", repr=False)
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -198,7 +200,8 @@ class Transport:
             response.release_conn()
         latency_ms = (time.perf_counter() - started) * 1000
         excerpt = body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
-        return Response(response.status, dict(response.headers), latency_ms, address, excerpt)
+        return Response(response.status, dict(response.headers), latency_ms, address, excerpt,
+                        body)
 
     def close(self) -> None:
         with self._lock:
