@@ -16,6 +16,7 @@ from typing import Any
 from workers.backoff import RetryPolicy
 from workers.destination_model import MASK, CircuitOptions, Destination, Header, TlsOptions
 from workers.errors import FieldError
+from workers.expiry import MAX_EXPIRE_AFTER_S
 from workers.netsafety import parse_cidrs
 from workers.signing import validate_secret
 
@@ -260,3 +261,38 @@ def check_retry(c: Checker, value: Any) -> RetryPolicy:
             policy.max_attempts, float(policy.backoff_s), float(policy.backoff_max_s), policy.policy
         )
     return policy
+
+
+def check_expire_after(c: Checker, value: Any, events: tuple[str, ...], *,
+                       from_preset: bool = False) -> float | dict[str, float] | None:
+    """``expire_after_s``: seconds in (0, 7 days], or a map from one of the destination's
+    event types to such seconds (an empty map: none). A preset's map keeps only the
+    destination's events (the user may have narrowed them)."""
+    expected = f"a number of seconds in (0, {MAX_EXPIRE_AFTER_S:g}] (7 days)"
+
+    def seconds(field: str, item: Any) -> float | None:
+        if is_number(item) and 0 < item <= MAX_EXPIRE_AFTER_S:
+            return float(item)
+        c.fail(field, item, f"{show(item)} is not {expected}")
+        return None
+
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        if is_number(value) and 0 < value <= MAX_EXPIRE_AFTER_S:
+            return float(value)
+        c.fail("expire_after_s", value, f"{show(value)} is not {expected}, nor a map from "
+               "event type to seconds (e.g. {RECORDING_STARTED_EVENT: 120})")
+        return None
+    out: dict[str, float] = {}
+    for key, item in value.items():
+        field = f"expire_after_s.{key}"
+        if key not in events:
+            if not from_preset:
+                c.fail(field, key, f"{show(key)} is not one of this destination's events "
+                       f"({', '.join(events) or 'none'})")
+            continue
+        limit = seconds(field, item)
+        if limit is not None:
+            out[key] = limit
+    return out or None

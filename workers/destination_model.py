@@ -42,6 +42,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "events": ["RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"],
         "results": ["success"],
         "ordered": True,
+        # a screen capture started minutes late is worse than none; a stop is always
+        # wanted (README: "The face preset's expiry")
+        "expire_after_s": {"RECORDING_STARTED_EVENT": 120},
         "params": {
             "RECORDING_STARTED_EVENT": (
                 "event=AudioRecordingStarted&calledAors=%CALLEDAORS%&ucid=%UCID%"
@@ -126,6 +129,8 @@ class Destination:
     max_in_flight: int | None = None
     ordered: bool = False
     on_dead_letter: OnDeadLetter = "continue"
+    #: seconds for every event type, or a map event type -> seconds (workers/expiry.py)
+    expire_after_s: float | dict[str, float] | None = None
     enabled: bool = True
     preset: str | None = None
     all_events: bool = False
@@ -224,6 +229,12 @@ class Destination:
             out["max_in_flight"] = self.max_in_flight
         if self.on_dead_letter != "continue":
             out["on_dead_letter"] = self.on_dead_letter
+        if self.expire_after_s is not None or "expire_after_s" in PRESETS.get(
+                self.preset or "", {}):
+            # when the preset has a default, always (null too): it cannot come back on load
+            out["expire_after_s"] = (dict(self.expire_after_s)
+                                     if isinstance(self.expire_after_s, dict)
+                                     else self.expire_after_s)
         return out
 
 

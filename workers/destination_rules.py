@@ -16,6 +16,7 @@ from workers.destination_checks import (
     Checker,
     check_cidrs,
     check_circuit,
+    check_expire_after,
     check_headers,
     check_retry,
     check_secret,
@@ -50,6 +51,7 @@ FIELDS: tuple[str, ...] = (
     "max_in_flight",
     "ordered",
     "on_dead_letter",
+    "expire_after_s",
     "enabled",
 )
 MAX_NAME_CHARS = 100
@@ -131,6 +133,8 @@ def parse_destination(
         lambda v: v in ("continue", "hold"),
         "'continue' or 'hold'",
     )
+    expire_after_s = check_expire_after(c, merged.get("expire_after_s"), events,
+                                        from_preset="expire_after_s" not in data)
     tls = check_tls(c, merged.get("tls", {}))
     circuit = check_circuit(c, merged.get("circuit", {}))
     retry = check_retry(c, merged.get("retry", {}))
@@ -158,6 +162,7 @@ def parse_destination(
         max_in_flight=in_flight,
         ordered=ordered,
         on_dead_letter=on_dead,
+        expire_after_s=expire_after_s,
         enabled=enabled,
         preset=preset,
         all_events=all_events,
