@@ -20,6 +20,7 @@ from workers.backoff import max_span_s, parse_retry_after
 from workers.circuit import Admission
 from workers.destination_model import Destination, url_userinfo
 from workers.errors import DeliveryError, RefusedAddress
+from workers.expiry import Expiry
 from workers.netsafety import AddressRules, parse_cidrs
 from workers.ordering import EnqueueMany
 from workers.outcome import is_delivered, is_retryable_status
@@ -71,6 +72,10 @@ class Run:
     first_at: float = 0.0
     given: Given | None = None
     done: set[Chore] = field(default_factory=set)
+    #: When an operator last replayed it (restarts the expiry clock, workers/expiry.py).
+    replayed_at: float | None = None
+    #: Its destination's ``expire_after_s`` for its event (None: it never expires).
+    expiry: Expiry | None = None
 
 
 @dataclass(frozen=True, slots=True)

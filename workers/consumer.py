@@ -36,6 +36,7 @@ from producer.errors import InvalidEvent
 from producer.events import Event, format_timestamp, parse_event_json
 from workers.config import ConfigCache
 from workers.destination_model import Destination
+from workers.expiry import expires_at_s
 from workers.ordering import Ordering, make_member
 from workers.parking import ParkingLot
 from workers.records import dead_record
@@ -279,7 +280,9 @@ class StreamConsumer:
                     ordered_pairs.add(self._queue_ordered(pipe, dest.name, recording, entry_id,
                                                           event.id))
                 elif dest.name in open_circuits and dest.enabled:
-                    self.parking.park(pipe, event.id, dest, now)
+                    self.parking.park(pipe, event.id, dest, now, expires_at=expires_at_s(
+                        dest.expire_after_s, event.type, occurred_at=event.occurred_at,
+                        first_at_s=now))
                     parked += 1
                 else:
                     tasks.append((event.id, dest.name))

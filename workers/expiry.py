@@ -37,6 +37,7 @@ __all__ = [
     "Expiry",
     "capped_wait_s",
     "clock_start_s",
+    "expires_at_s",
     "expiry_for",
     "limit_for",
     "occurred_at_s",
@@ -125,3 +126,10 @@ def capped_wait_s(wait_s: float, now_s: float, expiry: Expiry | None) -> float:
 def reason(limit_s: float) -> str:
     """The dead-letter reason: ``expired after 120 s``."""
     return f"expired after {limit_s:g} s"
+
+
+def expires_at_s(expire_after: ExpireAfter, event_type: str, *, occurred_at: str,
+                 first_at_s: float) -> float | None:
+    """:func:`expiry_for`'s moment alone (None: never), e.g. for a parked notification."""
+    found = expiry_for(expire_after, event_type, occurred_at=occurred_at, first_at_s=first_at_s)
+    return found.at_s if found is not None else None

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,11 +49,12 @@ import redis.client
 from workers.attempt import span_s
 from workers.config import ConfigCache
 from workers.destination_model import Destination
+from workers.expiry_parking import bury_expired
 from workers.request import notification_id
 from workers.schedule import schedule_member
 from workers.settings import Keys
 from workers.state.scripts import Scripts
-from workers.state.writes import queue_dead_letter, queue_waiting
+from workers.state.writes import NOTIFICATION_TTL_S, queue_dead_letter, queue_waiting
 
 log = logging.getLogger("recnotify.parking")
 
@@ -88,8 +89,9 @@ class ParkingLot:
         return found
 
     def park(self, pipe: redis.client.Pipeline, event_id: str, dest: Destination,
-             first_at: float) -> float:
-        """Queue on ``pipe`` what parks one notification; returns its deadline."""
+             first_at: float, *, expires_at: float | None = None) -> float:
+        """Queue on ``pipe`` what parks one notification; returns its deadline.
+        ``expires_at``: when it expires (workers/expiry.py), the sweep buries it then."""
         deadline = first_at + span_s(dest)
         queue_waiting(pipe, self.keys, nid=notification_id(event_id, dest.name),
                       event_id=event_id, destination=dest.name, first_at=first_at,
@@ -100,6 +102,9 @@ class ParkingLot:
         pipe.sadd(self.keys.parked_index, dest.name)
         pipe.zrem(self.keys.schedule, member)
         pipe.zrem(self.keys.watchdog, member)  # the lot holds it now: no watchdog
+        if expires_at is not None:
+            pipe.zadd(self.keys.parked_expiry(dest.name), {member: expires_at})
+            pipe.expire(self.keys.parked_expiry(dest.name), NOTIFICATION_TTL_S)
         return deadline
 
     def parked(self, destination: str) -> int:
@@ -124,12 +129,16 @@ class ParkingLot:
             if members and dest is not None:
                 reason = dead_reason(dest, float(_text(reply[1])), _text(reply[2]))
                 buried += self.bury(dest, members, reason)
+            if dest is not None and dest.expire_after_s is not None:
+                buried += bury_expired(self, dest)
         if released:
             log.info("parking: %d notification(s) released to the queue", released)
         return Swept(released, buried)
 
-    def bury(self, dest: Destination, members: Iterable[str], reason: str) -> int:
-        """Dead-letter parked notifications whose span ended and whose probe failed."""
+    def bury(self, dest: Destination, members: Iterable[str],
+             reason: str | Callable[[bytes | None], str], *, kind: str = "circuit") -> int:
+        """Dead-letter parked notifications whose span ended and whose probe failed (or,
+        ``kind`` expired, that expired: ``reason`` is then made from each one's event)."""
         pairs = [tuple(json.loads(m)) for m in members]
         keys = self.keys
         read = self.client.pipeline(transaction=False)
@@ -146,15 +155,17 @@ class ParkingLot:
             member = schedule_member(event_id, dest.name)
             write.zrem(keys.parked(dest.name), member)
             write.zrem(keys.parked_since(dest.name), member)
+            write.zrem(keys.parked_expiry(dest.name), member)
             if state in (b"delivered", b"dead"):
                 continue  # finished meanwhile by another copy
             nid = notification_id(event_id, dest.name)
             write.zrem(keys.schedule, member)
             write.zrem(keys.watchdog, member)
+            why = reason(raw_event) if callable(reason) else reason
             queue_dead_letter(write, keys, nid=nid, event_id=event_id, destination=dest.name,
                               raw_event=raw_event, attempts=int(attempts or 0),
-                              history=history, reason=reason, kind="circuit")
-            log.error("notification %s to %s dead-lettered: %s", nid, dest.name, reason)
+                              history=history, reason=why, kind=kind)
+            log.error("notification %s to %s dead-lettered: %s", nid, dest.name, why)
             buried += 1
         write.execute()
         return buried

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
 from workers.settings import Settings
+from workers.state.writes import NOTIFICATION_TTL_S
 
 
 def replay_dead_letters(
@@ -45,6 +47,9 @@ def replay_dead_letters(
             nkey = keys.notification(letter["notification_id"])
             # keep the sequence number and ordering fields: same notification, fresh attempts
             pipe.hdel(nkey, "state", "attempts")
+            # the replay restarts the expiry clock (workers/expiry.py): it is wanted now
+            pipe.hset(nkey, "replayed_at", time.time())
+            pipe.expire(nkey, NOTIFICATION_TTL_S)
             pipe.delete(keys.notification_log(letter["notification_id"]))
         pipe.execute()
         enqueue([(d["event_id"], d["destination"]) for d in batch])
