@@ -1,0 +1,202 @@
+"""Expiry end to end (SPEC 4 ``expire_after_s``): real worker processes, real Redis, a
+real receiver that refuses. A notification not delivered within its limit (counted from
+its event's ``occurred_at``) ends as a dead letter ``expired after N s`` at about N s,
+whether it was retrying, parked behind an open circuit, or the head of an ordered
+recording (which then goes on or holds by ``on_dead_letter``); /metrics counts it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+import requests
+
+from tests.admin_server import AdminServer
+from tests.helpers import WorkerFactory
+from tests.receiver import Received, Receiver
+from tests.test_metrics import promtool_check, scrape, value
+
+pytestmark = pytest.mark.slow
+
+STARTED, ENDED = "RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"
+EXPIRE_S = 3.0
+#: How late after its expiry a dead letter may be written: a 0.5 s sweep or schedule
+#: mover, a countdown that ends just after the expiry, a busy 2-core machine.
+LATE_S = 2.0
+
+
+class Refusing(Receiver):
+    """A receiver that answers 503 to every request ``refuse`` selects (others: 200)."""
+
+    def __init__(self, refuse: Callable[[Received], bool]) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    def _record(self, request: Received) -> tuple[int, dict[str, str]]:
+        if not self.refuse(request):
+            return super()._record(request)
+        with self.cond:
+            request.status = 503
+            self.requests.append(request)
+            self.cond.notify_all()
+        return 503, {}
+
+
+@pytest.fixture
+def refuse_started() -> Iterator[Refusing]:
+    with Refusing(lambda r: r.query.get("e") == [STARTED]) as receiver:
+        yield receiver
+
+
+def occurred_s(letter: dict[str, Any]) -> float:
+    return datetime.fromisoformat(letter["event"]["occurred_at"].replace("Z", "+00:00")
+                                  ).timestamp()
+
+
+def assert_expired_on_time(letter: dict[str, Any], limit_s: float = EXPIRE_S) -> None:
+    assert letter["reason"] == f"expired after {limit_s:g} s", letter["reason"]
+    took_s = letter["created_at"] - occurred_s(letter)
+    assert limit_s <= took_s <= limit_s + LATE_S, f"dead after {took_s:.2f} s"
+
+
+def test_a_refused_notification_is_dead_at_its_expiry_not_after_its_retry_span_and_counted(
+        workers: WorkerFactory, receiver: Receiver, admin: AdminServer) -> None:
+    # Given a destination whose receiver answers 503, a retry policy that would go on for
+    # about two minutes (8 attempts, 1 s doubling), and expire_after_s: 3
+    receiver.script("/down", [503])
+    workers.configure(f"""destinations:
+  - name: down
+    events: all
+    url: {receiver.url("/down")}
+    expire_after_s: {EXPIRE_S:g}
+    circuit: {{failures: 1000}}
+""")
+    workers.start()
+    # When an event is published
+    event_id = workers.publisher().publish(STARTED, params={"UCID": "exp-1"})
+    # Then it is a dead letter "expired after 3 s" about 3 s after the event occurred
+    (letter,) = workers.wait_dead_letters(1, timeout_s=15)
+    assert letter["event_id"] == event_id and letter["destination"] == "down"
+    assert_expired_on_time(letter)
+    # and the receiver saw its attempts only before the expiry, none after
+    got = receiver.received()
+    assert 2 <= len(got) <= 4, [r.at for r in got]
+    assert all(r.status == 503 for r in got)
+    assert max(r.at for r in got) <= occurred_s(letter) + EXPIRE_S + 0.2
+    assert len(letter["attempts"]) == len(got) + 1  # the attempts and the expiry itself
+    assert letter["attempts"][-1]["error"] == f"expired after {EXPIRE_S:g} s"
+    time.sleep(1.5)
+    assert len(receiver.received()) == len(got), "nothing is sent once it expired"
+    # And /metrics counts it as a dead letter of reason "expired"; promtool accepts the page
+    samples = scrape(admin)
+    assert value(samples, "recnotify_dead_letters_total", destination="down",
+                 reason="expired") == 1
+    assert value(samples, "recnotify_dead_letters_total", destination="down",
+                 reason="exhausted") == 0
+    assert value(samples, "recnotify_notifications_total", destination="down",
+                 outcome="dead") == 1
+    checked = promtool_check(requests.get(admin.url + "/metrics", timeout=10).text)
+    assert checked.returncode == 0 and checked.stdout + checked.stderr == "", checked
+
+
+def ordered_config(receiver: Receiver, on_dead_letter: str) -> str:
+    return f"""destinations:
+  - name: ordered
+    events: [{STARTED}, {ENDED}]
+    url: {receiver.url("/ord")}
+    params: "e=%EVENT%&ucid=%UCID%"
+    ordered: true
+    on_dead_letter: {on_dead_letter}
+    expire_after_s: {{{STARTED}: {EXPIRE_S:g}}}
+    retry: {{max_attempts: 8, backoff_s: 0.5, backoff_max_s: 60}}
+    circuit: {{failures: 1000}}
+"""
+
+
+def test_an_expired_head_lets_its_recording_go_on_with_continue(
+        workers: WorkerFactory, refuse_started: Refusing) -> None:
+    # Given an ordered destination (continue) that refuses RECORDING_STARTED, which
+    # expires after 3 s, while RECORDING_ENDED never expires
+    receiver = refuse_started
+    workers.configure(ordered_config(receiver, "continue"))
+    workers.start()
+    # When a recording's STARTED and ENDED are published
+    pub = workers.publisher()
+    pub.publish(STARTED, params={"UCID": "ord-c"})
+    pub.publish(ENDED, params={"UCID": "ord-c"})
+    # Then STARTED is a dead letter at its expiry, and ENDED is delivered after it
+    (letter,) = workers.wait_dead_letters(1, timeout_s=15)
+    assert letter["event"]["type"] == STARTED
+    assert_expired_on_time(letter)
+    (ended,) = receiver.wait_for(1, lambda r: r.status == 200, timeout_s=10)
+    assert ended.query["e"] == [ENDED] and ended.header("X-Recnotify-Sequence") == "2"
+    started = receiver.received(lambda r: r.query["e"] == [STARTED])
+    assert started and all(r.header("X-Recnotify-Sequence") == "1" for r in started)
+    assert ended.at > max(r.at for r in started), "in order: ENDED only after STARTED ended"
+    assert ended.at >= letter["created_at"] - 0.05
+
+
+def test_an_expired_head_holds_its_recording_with_hold(
+        workers: WorkerFactory, refuse_started: Refusing) -> None:
+    from workers.app import create_app
+    from workers.replay import purge_dead_letters
+    from workers.service import make_enqueue
+
+    # Given the same destination with on_dead_letter: hold
+    receiver = refuse_started
+    workers.configure(ordered_config(receiver, "hold"))
+    workers.start()
+    pub = workers.publisher()
+    pub.publish(STARTED, params={"UCID": "ord-h"})
+    pub.publish(ENDED, params={"UCID": "ord-h"})
+    # Then STARTED is a dead letter at its expiry, and ENDED waits behind it
+    (letter,) = workers.wait_dead_letters(1, timeout_s=15)
+    assert_expired_on_time(letter)
+    time.sleep(2.0)
+    assert receiver.received(lambda r: r.query["e"] == [ENDED]) == [], "held"
+    # And purging the dead letter lets ENDED go (it was held, not lost)
+    assert purge_dead_letters(workers.settings, workers.store, workers.redis,
+                              make_enqueue(create_app(workers.settings))) == 1
+    (ended,) = receiver.wait_for(1, lambda r: r.status == 200, timeout_s=10)
+    assert ended.query["e"] == [ENDED] and ended.header("X-Recnotify-Sequence") == "2"
+
+
+def test_a_parked_notification_expires_while_the_circuit_stays_open(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    # Given a destination whose circuit opens at the first failure and stays open for 60 s
+    # (no probe during the test), with expire_after_s: 3
+    receiver.script("/parked", [503])
+    workers.configure(f"""destinations:
+  - name: parked
+    events: all
+    url: {receiver.url("/parked")}
+    expire_after_s: {EXPIRE_S:g}
+    circuit: {{failures: 1, reset_s: 60}}
+    retry: {{max_attempts: 8, backoff_s: 0.2, backoff_max_s: 60}}
+""")
+    workers.start()
+    pub = workers.publisher()
+    # When a first event fails once (the circuit opens; its retry finds it open and parks)
+    first = pub.publish(STARTED, params={"UCID": "park-1"})
+    receiver.wait_for(1, timeout_s=10)
+    client = workers.redis
+    parked_key = workers.settings.keys.parked("parked")
+    deadline = time.monotonic() + EXPIRE_S
+    while not client.zcard(parked_key):
+        assert time.monotonic() < deadline, "the retry did not park"
+        time.sleep(0.05)
+    # and a second event arrives while it is open (parked at dispatch, never sent)
+    second = pub.publish(STARTED, params={"UCID": "park-2"})
+    # Then both are buried by the sweep at their expiry, with the expiry's reason
+    letters = workers.wait_dead_letters(2, timeout_s=15)
+    assert sorted(d["event_id"] for d in letters) == sorted([first, second])
+    for letter in letters:
+        assert_expired_on_time(letter)
+    assert len(receiver.received()) == 1, "the open circuit sent nothing more"
+    assert client.zcard(parked_key) == 0
+    assert client.zcard(workers.settings.keys.parked_expiry("parked")) == 0
+    counts = client.hgetall(workers.settings.keys.metric("dead_letters"))
+    assert counts == {b"parked|expired": b"2"}
