@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "results": ["success"],
         "ordered": True,
         # a screen capture started minutes late is worse than none; a stop is always
-        # wanted (README: "The face preset's expiry")
+        # wanted (README "Expiry")
         "expire_after_s": {"RECORDING_STARTED_EVENT": 120},
         "params": {
             "RECORDING_STARTED_EVENT": (
