@@ -200,3 +200,77 @@ def test_a_parked_notification_expires_while_the_circuit_stays_open(
     assert client.zcard(workers.settings.keys.parked_expiry("parked")) == 0
     counts = client.hgetall(workers.settings.keys.metric("dead_letters"))
     assert counts == {b"parked|expired": b"2"}
+
+
+def test_an_expired_head_released_late_is_not_sent_either(
+        workers: WorkerFactory, refuse_started: Refusing) -> None:
+    # Given the continue destination where ENDED expires after 2 s: it is held behind
+    # STARTED (refused until its expiry at 3 s), so its own limit passes while held
+    receiver = refuse_started
+    workers.configure(ordered_config(receiver, "continue").replace(
+        f"{{{STARTED}: {EXPIRE_S:g}}}", f"{{{STARTED}: {EXPIRE_S:g}, {ENDED}: 2}}"))
+    workers.start()
+    pub = workers.publisher()
+    pub.publish(STARTED, params={"UCID": "ord-late"})
+    pub.publish(ENDED, params={"UCID": "ord-late"})
+    # Then both are dead letters: STARTED at its expiry, ENDED as soon as it is released
+    letters = workers.wait_dead_letters(2, timeout_s=15)
+    by_type = {d["event"]["type"]: d for d in letters}
+    assert_expired_on_time(by_type[STARTED])
+    ended = by_type[ENDED]
+    assert ended["reason"] == "expired after 2 s"
+    assert ended["created_at"] >= by_type[STARTED]["created_at"] - 0.05
+    assert ended["attempts"][-1]["error"] == "expired after 2 s"
+    # and the receiver never saw ENDED
+    assert receiver.received(lambda r: r.query["e"] == [ENDED]) == []
+
+
+def test_a_replayed_expired_notification_gets_a_new_clock_and_is_delivered(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    from workers.app import create_app
+    from workers.replay import replay_dead_letters
+    from workers.service import make_enqueue
+
+    # Given a notification that expired while its receiver refused
+    receiver.script("/back", [503])
+    workers.configure(f"""destinations:
+  - name: back
+    events: all
+    url: {receiver.url("/back")}
+    expire_after_s: {EXPIRE_S:g}
+    circuit: {{failures: 1000}}
+""")
+    workers.start()
+    workers.publisher().publish(STARTED, params={"UCID": "replayed"})
+    (letter,) = workers.wait_dead_letters(1, timeout_s=15)
+    assert_expired_on_time(letter)
+    # When the receiver is back and an operator replays it (its event is older than 3 s)
+    receiver.script("/back", [200])
+    assert replay_dead_letters(workers.settings, workers.store, workers.redis,
+                               make_enqueue(create_app(workers.settings))) == 1
+    # Then it is delivered: the replay restarted its expiry clock
+    (delivered,) = receiver.wait_for(1, lambda r: r.status == 200, timeout_s=10)
+    assert delivered.header("webhook-id") == letter["notification_id"]
+    assert workers.store.list_dead_letters() == []
+
+
+def test_the_admin_api_keeps_merges_and_shows_the_field(admin: AdminServer) -> None:
+    body = {"name": "api", "events": [STARTED, ENDED], "url": "https://10.0.0.5/x",
+            "expire_after_s": {STARTED: 120}}
+    created = admin.call("POST", "/api/destinations", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["expire_after_s"] == {STARTED: 120}
+    kept = admin.call("PATCH", "/api/destinations/api", json={"timeout_s": 5})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["expire_after_s"] == {STARTED: 120}
+    merged = admin.call("PATCH", "/api/destinations/api",
+                        json={"expire_after_s": {ENDED: 30}})
+    assert merged.json()["expire_after_s"] == {STARTED: 120, ENDED: 30}
+    refused = admin.call("PATCH", "/api/destinations/api",
+                         json={"expire_after_s": {STARTED: -5}})
+    assert refused.status_code == 422
+    (error,) = refused.json()["errors"]
+    assert error["field"] == f"expire_after_s.{STARTED}" and "-5" in error["message"]
+    face = admin.call("POST", "/api/destinations", json={
+        "name": "face", "preset": "face", "url": "https://10.0.0.5:8443/Face/eventNotify"})
+    assert face.json()["expire_after_s"] == {STARTED: 120}
