@@ -263,3 +263,49 @@ def test_the_clock_of_a_real_event_is_its_occurred_at_not_the_publish() -> None:
     found = expiry_for({STARTED: 120}, STARTED, occurred_at=format_timestamp(occurred),
                        first_at_s=datetime.now(UTC).timestamp())
     assert found is not None and found.expired(datetime.now(UTC).timestamp())
+
+
+# -- the parking lot's expiry on a real Redis ----------------------------------------------------
+def test_the_sweep_buries_expired_parked_notifications_before_choosing_a_probe(
+        redis_client: Any, key_prefix: str) -> None:
+    import json
+    import time
+
+    from tests.test_parking import Source
+    from workers.circuit import CircuitBreaker
+    from workers.config import ConfigCache
+    from workers.parking import ParkingLot
+    from workers.request import notification_id
+    from workers.schedule import schedule_member
+    from workers.settings import Keys
+
+    keys = Keys(key_prefix)
+    config = ConfigCache(Source(dest(expire_after_s={STARTED: 5, ENDED: 9},
+                                     circuit={"failures": 1, "reset_s": 0.2})))
+    config.refresh()
+    lot, breaker = ParkingLot(redis_client, keys), CircuitBreaker(redis_client, keys)
+    d = config.get("d")
+    assert d is not None
+    now = time.time()
+    for event_id, event_type in (("old", ENDED), ("young", STARTED), ("ageless", STARTED)):
+        redis_client.set(keys.event(event_id), Event(
+            type=event_type, id=event_id, occurred_at="2026-11-24T20:01:02.123Z").to_json())
+    breaker.record_failure("d", threshold=1, reset_s=0.2)
+    pipe = redis_client.pipeline(transaction=True)
+    lot.park(pipe, "old", d, now - 20, expires_at=now - 1)  # parked first: the probe's turn
+    lot.park(pipe, "young", d, now, expires_at=now + 600)
+    lot.park(pipe, "ageless", d, now + 1)  # no expiry given: never buried for it
+    pipe.execute()
+    assert redis_client.zcard(keys.parked_expiry("d")) == 2
+    time.sleep(0.3)  # reset_s passed: the sweep releases a probe
+    swept = lot.sweep(config)
+    # Then the expired one is buried with its own type's reason, and the probe is another
+    assert (swept.buried, swept.released) == (1, 1)
+    assert redis_client.hget(keys.notification(notification_id("old", "d")), "state") == b"dead"
+    (record,) = [json.loads(r) for r in redis_client.lrange(keys.records, 0, -1)]
+    assert record["reason"] == "expired after 9 s"
+    assert redis_client.hgetall(keys.metric("dead_letters")) == {b"d|expired": b"1"}
+    assert [json.loads(m)[0] for m in redis_client.zrange(keys.schedule, 0, -1)] == ["young"]
+    assert lot.parked("d") == 1  # the released one's expiry entry goes when due (lazily)
+    assert lot.sweep(config).buried == 0
+    assert schedule_member("ageless", "d").encode() in redis_client.zrange(keys.parked("d"), 0, -1)

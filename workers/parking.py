@@ -119,6 +119,8 @@ class ParkingLot:
             dest = config.get(name)
             gone = dest is None or not dest.enabled
             reset_s = dest.circuit.reset_s if dest is not None else 0.0
+            if dest is not None and dest.expire_after_s is not None:
+                buried += bury_expired(self, dest)  # first: an expired one is no probe
             reply: Any = self.scripts.run(
                 "parking_sweep",
                 [self.keys.parked(name), self.keys.parked_since(name), self.keys.parked_index,
@@ -129,8 +131,6 @@ class ParkingLot:
             if members and dest is not None:
                 reason = dead_reason(dest, float(_text(reply[1])), _text(reply[2]))
                 buried += self.bury(dest, members, reason)
-            if dest is not None and dest.expire_after_s is not None:
-                buried += bury_expired(self, dest)
         if released:
             log.info("parking: %d notification(s) released to the queue", released)
         return Swept(released, buried)
