@@ -274,3 +274,25 @@ def test_the_admin_api_keeps_merges_and_shows_the_field(admin: AdminServer) -> N
     face = admin.call("POST", "/api/destinations", json={
         "name": "face", "preset": "face", "url": "https://10.0.0.5:8443/Face/eventNotify"})
     assert face.json()["expire_after_s"] == {STARTED: 120}
+
+
+def test_an_ordered_head_waiting_on_an_open_circuit_expires_on_time(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    # Given an ordered destination whose circuit opens at the first failure for 60 s: its
+    # head does not park, it waits as the recording's in-flight head (the circuit's wait)
+    receiver.script("/ord-open", [503])
+    workers.configure(f"""destinations:
+  - name: ordered-open
+    events: [{STARTED}, {ENDED}]
+    url: {receiver.url("/ord-open")}
+    ordered: true
+    expire_after_s: {{{STARTED}: {EXPIRE_S:g}}}
+    circuit: {{failures: 1, reset_s: 60}}
+    retry: {{max_attempts: 8, backoff_s: 0.2, backoff_max_s: 60}}
+""")
+    workers.start()
+    workers.publisher().publish(STARTED, params={"UCID": "ord-open"})
+    # Then its wait is cut at the expiry: dead at ~3 s, not after the 60 s circuit wait
+    (letter,) = workers.wait_dead_letters(1, timeout_s=15)
+    assert_expired_on_time(letter)
+    assert len(receiver.received()) == 1, "one attempt; then the open circuit held it"
