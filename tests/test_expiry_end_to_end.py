@@ -6,6 +6,7 @@ recording (which then goes on or holds by ``on_dead_letter``); /metrics counts i
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -15,11 +16,13 @@ import pytest
 import requests
 
 from tests.admin_server import AdminServer
+from tests.browser import browser
 from tests.helpers import WorkerFactory
 from tests.receiver import Received, Receiver
 from tests.test_metrics import promtool_check, scrape, value
 
 pytestmark = pytest.mark.slow
+__all__ = ["browser"]  # the fixture, re-exported for pytest
 
 STARTED, ENDED = "RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"
 EXPIRE_S = 3.0
@@ -296,3 +299,49 @@ def test_an_ordered_head_waiting_on_an_open_circuit_expires_on_time(
     (letter,) = workers.wait_dead_letters(1, timeout_s=15)
     assert_expired_on_time(letter)
     assert len(receiver.received()) == 1, "one attempt; then the open circuit held it"
+
+
+@pytest.fixture
+def page(browser: Any, workers: WorkerFactory) -> Iterator[tuple[Any, AdminServer]]:
+    from tests.browser import admin_tab
+
+    with admin_tab(browser, workers, width=1280, height=1400) as opened:
+        yield opened
+
+
+def test_the_settings_page_shows_edits_and_refuses_the_expiry(
+        page: tuple[Any, AdminServer], workers: WorkerFactory, receiver: Receiver) -> None:
+    from playwright.sync_api import expect
+
+    from tests.admin_server import TOKEN
+
+    tab, server = page
+    workers.configure(f"destinations:\n  - name: face\n    preset: face\n"
+                      f"    url: {receiver.url('/Face')}\n")
+    tab.goto(server.url + "/")
+    tab.fill("#token", TOKEN)
+    tab.click("#login-btn")
+    row = tab.locator("#dest-table tr.dest-row", has_text="face")
+    row.get_by_role("button", name="Edit").click()
+    # The face preset's default shows in the form
+    expect(tab.locator("#f-expire")).to_have_value(f"{STARTED}=120")
+    # A value that is no number is refused beside the field, with the server's message
+    tab.fill("#f-expire", f"{STARTED}=soon")
+    tab.click("#f-save")
+    expect(tab.locator('#dest-form [data-error-for="expire_after_s"]')).to_contain_text(
+        f"expire_after_s: '{STARTED}=soon' is not a number of seconds")
+    # A map per type is saved as such
+    tab.fill("#f-expire", f"{STARTED}=60, {ENDED}=600")
+    tab.click("#f-save")
+    expect(tab.locator("#editor")).to_be_hidden()
+    assert workers.store.get("face").expire_after_s == {STARTED: 60.0, ENDED: 600.0}
+    # Editing something else keeps it
+    row.get_by_role("button", name="Edit").click()
+    expect(tab.locator("#f-expire")).to_have_value(re.compile("=600|=60"))
+    shown = tab.locator("#f-expire").input_value()
+    assert set(shown.split(", ")) == {f"{STARTED}=60", f"{ENDED}=600"}, shown
+    tab.select_option("#f-method", "POST")
+    tab.click("#f-save")
+    expect(tab.locator("#editor")).to_be_hidden()
+    stored = workers.store.get("face")
+    assert stored.method == "POST" and stored.expire_after_s == {STARTED: 60.0, ENDED: 600.0}
