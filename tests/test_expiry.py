@@ -309,3 +309,4 @@ def test_the_sweep_buries_expired_parked_notifications_before_choosing_a_probe(
     assert lot.parked("d") == 1  # the released one's expiry entry goes when due (lazily)
     assert lot.sweep(config).buried == 0
     assert schedule_member("ageless", "d").encode() in redis_client.zrange(keys.parked("d"), 0, -1)
+

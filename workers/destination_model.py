@@ -12,6 +12,7 @@ store can encrypt them apart from the rest.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -85,7 +86,10 @@ class Header:
 
 def url_userinfo(url: str) -> str | None:
     """The ``user:pass`` part of ``url``, or None."""
-    netloc = urlsplit(url).netloc
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # an unclosed "[" (IPv6 literal): read the authority by hand
+        netloc = re.split(r"[/?#]", url.partition("//")[2], maxsplit=1)[0]
     return netloc.rpartition("@")[0] if "@" in netloc else None
 
 

@@ -328,7 +328,11 @@ def _masked_url(url: str) -> tuple[str, bool]:
 
 def _host(url: str) -> str:
     """``host:port`` of ``url`` (without userinfo), lower case."""
-    return urlsplit(url).netloc.rpartition("@")[2].lower()
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # an unclosed "[": compared as written (the URL is refused anyway)
+        netloc = url.partition("//")[2].partition("/")[0]
+    return netloc.rpartition("@")[2].lower()
 
 
 def _check_template(c: Checker, field: str, template: str, types: tuple[str, ...]) -> None:
