@@ -420,3 +420,17 @@ def test_control_characters_in_url_parameters_are_refused_at_save() -> None:
                            "url": "http://h.example/x", "params": "a=1\r\nX-Injected: 1"})
     (error,) = info.value.errors
     assert error.field == "params" and "0x0d" in error.message and "'crlf'" in error.message
+
+
+@pytest.mark.parametrize("url", ["HTtp://\ud9fc{x[[/y", "https://u:secretpw@[::1/x"])
+def test_an_unclosed_ipv6_bracket_is_a_refused_url_not_a_crash(url: str) -> None:
+    """Found by the schema fuzzer (tests/test_admin_openapi.py): a 500 before."""
+    with pytest.raises(InvalidDestination) as caught:
+        parse_destination({"name": "d", "events": "all", "url": url})
+    (error,) = caught.value.errors
+    assert error.field == "url" and "is not a valid URL" in str(error)
+    assert "secretpw" not in str(error)
+    stored = parse_destination({"name": "d", "events": "all", "url": "https://u:pw@h/x"})
+    with pytest.raises(InvalidDestination, match="url: masked credentials"):
+        parse_destination({"name": "d", "events": "all", "url": "https://********@[::1/x"},
+                          existing=stored)

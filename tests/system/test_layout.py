@@ -35,7 +35,7 @@ def test_the_contracts_hold_on_the_tree_as_it_is(tmp_path: Path) -> None:
 def test_a_wrong_way_import_fails_the_layers_contract(tmp_path: Path) -> None:
     tree = copy_of_the_tree(tmp_path)
     templates = tree / "workers" / "http" / "templates.py"
-    templates.write_text(templates.read_text() + "\nfrom workers.store import Store\n")
+    templates.write_text(templates.read_text() + "\nfrom workers.store.database import Store\n")
     done = lint_imports(tree)
     assert done.returncode == 1
     assert "workers.http is not allowed to import workers.store" in done.stdout, done.stdout

@@ -147,6 +147,11 @@ class Keys:
         """When each of ``parked(destination)``'s members was parked (score: seconds)."""
         return f"{self.prefix}parked-since:{destination}"
 
+    def parked_expiry(self, destination: str) -> str:
+        """When each of ``parked(destination)``'s members expires, for those whose
+        destination sets ``expire_after_s`` (score: seconds; ParkingLot.bury_expired)."""
+        return f"{self.prefix}parked-expiry:{destination}"
+
     @property
     def parked_index(self) -> str:
         """The destinations that have parked notifications."""

@@ -17,6 +17,7 @@ import redis
 import urllib3.exceptions
 
 from workers.destinations.backoff import parse_retry_after
+from workers.destinations.expiry import Expiry
 from workers.destinations.model import Destination, url_userinfo
 from workers.errors import DeliveryError, RefusedAddress
 from workers.http.netsafety import AddressRules, parse_cidrs
@@ -71,6 +72,10 @@ class Run:
     first_at: float = 0.0
     given: Given | None = None
     done: set[Chore] = field(default_factory=set)
+    #: When an operator last replayed it (restarts the expiry clock: destinations/expiry.py).
+    replayed_at: float | None = None
+    #: Its destination's ``expire_after_s`` for its event (None: it never expires).
+    expiry: Expiry | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from workers.delivery.authed import send_authed
 from workers.delivery.tokens import TokenCache
 from workers.destinations.backoff import compute_backoff_s
 from workers.destinations.cache import ConfigCache
+from workers.destinations.expiry import EXPIRED, capped_wait_s, expiry_for
 from workers.destinations.model import Destination, span_s
 from workers.errors import DeliveryError
 from workers.http.netsafety import AddressRules
@@ -208,6 +209,7 @@ class Deliverer:
             run.attempt = int(state.get(b"attempts", 0)) + 1
             add_log_context(attempt=run.attempt)
             run.first_at = float(state.get(b"first_at", 0)) or time.time()
+            run.replayed_at = _float(state.get(b"replayed_at"))
             since = _float(state.get(b"circuit_since"))
             waited_s = (_float(state.get(b"circuit_waited_s")) or 0.0) + (
                 max(0.0, time.time() - since) if since is not None else 0.0)
@@ -266,6 +268,10 @@ class Deliverer:
         if not dest.enabled:
             return self._finish_dead(run, f"destination {run.destination!r} is disabled")
         event = load_stored_event(run.raw_event)
+        run.expiry = expiry_for(dest.expire_after_s, event.type, occurred_at=event.occurred_at,
+                                first_at_s=run.first_at, replayed_at_s=run.replayed_at)
+        if run.expiry is not None and run.expiry.expired(time.time()):  # not sent: too late
+            return self._finish_dead(run, run.expiry.reason, kind=EXPIRED, spent=False)
         try:
             request = build_request(event, dest, nid=run.nid, now_s=time.time(),
                                     sequence=self._sequence(run, dest, given.seq))
@@ -310,7 +316,8 @@ class Deliverer:
             return self._finish_dead(run, decision.why, kind="circuit", spent=False)
         if decision.verdict is Verdict.PARK:  # no task until the circuit closes (or dead)
             return self._park(run, dest)
-        return self._wait(run, dest, jitter(decision.wait_s), decision.why)
+        wait_s = capped_wait_s(jitter(decision.wait_s), time.time(), run.expiry)
+        return self._wait(run, dest, wait_s, decision.why)
 
     def _send_limited(self, run: Run, dest: Destination, request: Any, given: Given
                       ) -> AttemptResult | None:
@@ -372,7 +379,8 @@ class Deliverer:
     def _park(self, run: Run, dest: Destination) -> Outcome:
         """in flight -> parked: the circuit is open (workers/state/parking.py)."""
         pipe = self.scripts.pipeline()
-        self.parking.park(pipe, run.event_id, dest, run.first_at)
+        self.parking.park(pipe, run.event_id, dest, run.first_at,
+                          expires_at=run.expiry.at_s if run.expiry is not None else None)
         self._queue_unlock(pipe, run)
         pipe.execute()
         run.done.add(Chore.WATCHDOG)  # park() removed the watchdog entry: the lot holds it
@@ -388,9 +396,11 @@ class Deliverer:
         since = given.circuit_since if given is not None else None
         # waits on an open circuit do not eat the attempts' span
         deadline = run.first_at + span_s(dest) + (given.circuit_waited_s if given else 0.0)
+        expired = run.expiry is not None and run.expiry.expired(time.time())
         if result.status is not None and is_delivered(result.status):
             outcome = Outcome.DELIVERED
-        elif result.retryable and attempt < dest.retry.max_attempts and time.time() < deadline:
+        elif (result.retryable and attempt < dest.retry.max_attempts and time.time() < deadline
+              and not expired):
             outcome = Outcome.RETRYING
         else:
             outcome = Outcome.DEAD
@@ -440,6 +450,8 @@ class Deliverer:
             return outcome
         if outcome is Outcome.DEAD:
             reason = result.error or "failed"
+            if result.retryable and expired and run.expiry is not None:
+                return self._finish_dead(run, run.expiry.reason, record=False, kind=EXPIRED)
             if result.retryable:
                 reason = f"gave up after {attempt} attempts; last: {reason}"
             return self._finish_dead(run, reason, record=False,
@@ -448,6 +460,7 @@ class Deliverer:
         if result.retry_after_s is not None:
             wait_s = max(wait_s, result.retry_after_s)
         wait_s = min(wait_s, max(0.0, deadline - time.time()))  # never past the span
+        wait_s = capped_wait_s(wait_s, time.time(), run.expiry)  # nor past the expiry
         log.warning("notification %s to %s attempt %d failed (%s); retry in %.1f s", run.nid,
                     dest.name, attempt, result.error, wait_s, extra=outcome_fields)
         if wait_s <= self.settings.max_countdown_s:

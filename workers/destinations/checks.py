@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from workers.destinations.backoff import RetryPolicy
+from workers.destinations.expiry import MAX_EXPIRE_AFTER_S
 from workers.destinations.model import MASK, CircuitOptions, Destination, Header, TlsOptions
 from workers.errors import FieldError
 from workers.http.netsafety import parse_cidrs
@@ -61,7 +62,13 @@ def show(value: Any) -> str:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool); an int too large for a float is none."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # 10**400 from a JSON body: refused, not a crash
+        return False
 
 
 class Checker:
@@ -260,3 +267,38 @@ def check_retry(c: Checker, value: Any) -> RetryPolicy:
             policy.max_attempts, float(policy.backoff_s), float(policy.backoff_max_s), policy.policy
         )
     return policy
+
+
+def check_expire_after(c: Checker, value: Any, events: tuple[str, ...], *,
+                       from_preset: bool = False) -> float | dict[str, float] | None:
+    """``expire_after_s``: seconds in (0, 7 days], or a map from one of the destination's
+    event types to such seconds (an empty map: none). A preset's map keeps only the
+    destination's events (the user may have narrowed them)."""
+    expected = f"a number of seconds in (0, {MAX_EXPIRE_AFTER_S:g}] (7 days)"
+
+    def seconds(field: str, item: Any) -> float | None:
+        if is_number(item) and 0 < item <= MAX_EXPIRE_AFTER_S:
+            return float(item)
+        c.fail(field, item, f"{show(item)} is not {expected}")
+        return None
+
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        if is_number(value) and 0 < value <= MAX_EXPIRE_AFTER_S:
+            return float(value)
+        c.fail("expire_after_s", value, f"{show(value)} is not {expected}, nor a map from "
+               "event type to seconds (e.g. {RECORDING_STARTED_EVENT: 120})")
+        return None
+    out: dict[str, float] = {}
+    for key, item in value.items():
+        field = f"expire_after_s.{key}"
+        if key not in events:
+            if not from_preset:
+                c.fail(field, key, f"{show(key)} is not one of this destination's events "
+                       f"({', '.join(events) or 'none'})")
+            continue
+        limit = seconds(field, item)
+        if limit is not None:
+            out[key] = limit
+    return out or None

@@ -12,6 +12,7 @@ store can encrypt them apart from the rest.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -47,6 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "events": ["RECORDING_STARTED_EVENT", "RECORDING_ENDED_EVENT"],
         "results": ["success"],
         "ordered": True,
+        # a screen capture started minutes late is worse than none; a stop is always
+        # wanted (README "Expiry")
+        "expire_after_s": {"RECORDING_STARTED_EVENT": 120},
         "params": {
             "RECORDING_STARTED_EVENT": (
                 "event=AudioRecordingStarted&calledAors=%CALLEDAORS%&ucid=%UCID%"
@@ -79,7 +83,10 @@ class Header:
 
 def url_userinfo(url: str) -> str | None:
     """The ``user:pass`` part of ``url``, or None."""
-    netloc = urlsplit(url).netloc
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # an unclosed "[" (IPv6 literal): read the authority by hand
+        netloc = re.split(r"[/?#]", url.partition("//")[2], maxsplit=1)[0]
     return netloc.rpartition("@")[0] if "@" in netloc else None
 
 
@@ -123,6 +130,8 @@ class Destination:
     max_in_flight: int | None = None
     ordered: bool = False
     on_dead_letter: OnDeadLetter = "continue"
+    #: seconds for every event type, or a map event type -> seconds (workers/destinations/expiry.py)
+    expire_after_s: float | dict[str, float] | None = None
     enabled: bool = True
     preset: str | None = None
     all_events: bool = False
@@ -226,6 +235,12 @@ class Destination:
             out["on_dead_letter"] = self.on_dead_letter
         if self.auth is not None:
             out["auth"] = self.auth.to_dict(None if include_secrets else MASK)
+        if self.expire_after_s is not None or "expire_after_s" in PRESETS.get(
+                self.preset or "", {}):
+            # when the preset has a default, always (null too): it cannot come back on load
+            out["expire_after_s"] = (dict(self.expire_after_s)
+                                     if isinstance(self.expire_after_s, dict)
+                                     else self.expire_after_s)
         return out
 
 

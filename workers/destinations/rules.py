@@ -18,6 +18,7 @@ from workers.destinations.checks import (
     Checker,
     check_cidrs,
     check_circuit,
+    check_expire_after,
     check_headers,
     check_retry,
     check_secret,
@@ -52,6 +53,7 @@ FIELDS: tuple[str, ...] = (
     "max_in_flight",
     "ordered",
     "on_dead_letter",
+    "expire_after_s",
     "enabled",
     "auth",
 )
@@ -144,6 +146,8 @@ def parse_destination(
         lambda v: v in ("continue", "hold"),
         "'continue' or 'hold'",
     )
+    expire_after_s = check_expire_after(c, merged.get("expire_after_s"), events,
+                                        from_preset="expire_after_s" not in data)
     tls = check_tls(c, merged.get("tls", {}))
     circuit = check_circuit(c, merged.get("circuit", {}))
     retry = check_retry(c, merged.get("retry", {}))
@@ -171,6 +175,7 @@ def parse_destination(
         max_in_flight=in_flight,
         ordered=ordered,
         on_dead_letter=on_dead,
+        expire_after_s=expire_after_s,
         enabled=enabled,
         preset=preset,
         all_events=all_events,
@@ -337,7 +342,11 @@ def _masked_url(url: str) -> tuple[str, bool]:
 
 def _host(url: str) -> str:
     """``host:port`` of ``url`` (without userinfo), lower case."""
-    return urlsplit(url).netloc.rpartition("@")[2].lower()
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # an unclosed "[": compared as written (the URL is refused anyway)
+        netloc = url.partition("//")[2].partition("/")[0]
+    return netloc.rpartition("@")[2].lower()
 
 
 def _check_template(c: Checker, field: str, template: str, types: tuple[str, ...],

@@ -12,12 +12,13 @@ the schema test (``tests/admin/test_openapi.py``) failing.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from producer.events import EVENT_TYPES
 from workers.destinations.backoff import MAX_ATTEMPTS_LIMIT
+from workers.destinations.expiry import MAX_EXPIRE_AFTER_S
 
 __all__ = [
     "CircuitModel",
@@ -138,6 +139,9 @@ Auth = OAuth2Auth | LoginFormAuth
 HeaderValue = str | SecretHeader
 Params = str | dict[EventType, str]
 Events = Literal["all"] | list[EventType]
+ExpireSeconds = Annotated[float, Field(gt=0, le=MAX_EXPIRE_AFTER_S)]
+#: ``expire_after_s``: seconds for every event type, or a map from event type to seconds.
+ExpireAfter = ExpireSeconds | dict[EventType, ExpireSeconds]
 
 
 class _Fields(BaseModel):
@@ -175,6 +179,11 @@ class _Fields(BaseModel):
     )
     on_dead_letter: Literal["continue", "hold"] = Field(
         default="continue", description="ordered destinations: hold the recording's later ones"
+    )
+    expire_after_s: ExpireAfter | None = Field(
+        default=None,
+        description="seconds from the event's occurred_at after which an undelivered "
+        "notification is a dead letter (expired after N s); or a map event type -> seconds",
     )
     enabled: bool = True
     auth: Auth | None = Field(default=None, description="how a token is obtained and sent")
@@ -238,6 +247,7 @@ class DestinationPatch(BaseModel):
     max_in_flight: int | None = Field(default=None, ge=1)
     ordered: bool | None = None
     on_dead_letter: Literal["continue", "hold"] | None = None
+    expire_after_s: ExpireSeconds | dict[EventType, ExpireSeconds | None] | None = None
     enabled: bool | None = None
     auth: dict[str, str | int | None] | None = None
 

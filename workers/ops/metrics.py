@@ -136,7 +136,8 @@ class RecnotifyCollector(Collector):
         dead_by_dest: dict[str, float] = defaultdict(float)
         dead = CounterMetricFamily(
             "recnotify_dead_letters", "Notifications that ended as dead letters, by "
-            "destination and reason (final, exhausted, refused, internal, invalid, circuit)",
+            "destination and reason (final, exhausted, refused, internal, invalid, circuit, "
+            "expired)",
             labels=["destination", "reason"])
         for field, value in sorted(hashes["dead_letters"].items()):
             dest, reason = _split(field)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import redis
 from workers.config.settings import Settings
 from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany
+from workers.state.writes import NOTIFICATION_TTL_S
 
 
 def replay_dead_letters(
@@ -47,6 +49,9 @@ def replay_dead_letters(
             nkey = keys.notification(letter["notification_id"])
             # keep the sequence number and ordering fields: same notification, fresh attempts
             pipe.hdel(nkey, "state", "attempts")
+            # the replay restarts the expiry clock (destinations/expiry.py): it is wanted now
+            pipe.hset(nkey, "replayed_at", time.time())
+            pipe.expire(nkey, NOTIFICATION_TTL_S)
             pipe.delete(keys.notification_log(letter["notification_id"]))
         pipe.execute()
         enqueue([(d["event_id"], d["destination"]) for d in batch])

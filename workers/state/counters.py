@@ -12,7 +12,7 @@ or script a delivery already runs, so they cost no extra round trip):
 - ``latency``: field ``dest|le`` per histogram bucket (cumulative when exported),
   plus ``dest|sum`` (ms) and ``dest|count``
 - ``dead_letters``: field ``dest|reason-kind`` (final, exhausted, refused, internal,
-  invalid, circuit): a notification that ended dead is counted here once
+  invalid, circuit, expired): a notification that ended dead is counted here once
 - ``disabled``: field ``dest|410`` (destinations disabled by 410 Gone)
 - ``dispatched``: field ``events|total`` and ``notifications|total``
 

@@ -40,12 +40,14 @@ The transitions (:data:`TRANSITIONS`): from -> to, the trigger, and the writes.
   rate limit, in-flight cap, an ordered destination's open circuit (``writes.queue_waiting``).
 - in_flight -> parked: the circuit gate says park (unordered). ``ParkingLot.park``.
 - in_flight -> dead: a final status, a refused address, attempts or span spent
-  (``attempt_conclude.lua`` + the dead letter); or the circuit rule (below).
+  (``attempt_conclude.lua`` + the dead letter); or the circuit rule (below); or expiry
+  (below): checked before the request is built, and after a failed attempt.
 - waiting -> queued: the countdown ends, or the schedule mover moves it
   (``schedule_lease.lua``).
 - parked -> queued: the circuit closed, the probe's turn, or the destination was
   disabled or removed. ``parking_sweep.lua`` (ZADD ``schedule`` due now).
-- parked -> dead: the circuit rule. ``parking_sweep.lua`` + ``ParkingLot.bury``.
+- parked -> dead: the circuit rule. ``parking_sweep.lua`` + ``ParkingLot.bury``; or
+  expiry: ``parking_expire.lua`` + ``ParkingLot.bury_expired``.
 
 ``delivered`` and ``dead`` are terminal: nothing leaves them but an operator's replay
 (which starts a new life for the same notification id).
@@ -63,6 +65,17 @@ that refuses only first attempts) from losing work:
 - time spent waiting on an open circuit does not eat a notification's retry span: once
   it is attempted again, its attempts have the span the retry policy gives
   (``circuit_waited_s`` in the notification hash).
+
+Expiry (SPEC 4 ``expire_after_s``, ``workers/destinations/expiry.py``): a notification not
+delivered within its destination's limit for its event type, counted from the event's
+``occurred_at``, goes to dead with the reason ``expired after N s`` (kind ``expired``),
+wherever it sits: in flight, the deliverer checks before sending; waiting, no wait
+(a retry's backoff, a gate's, an ordered destination's open circuit) is scheduled past
+the expiry, so the run that follows it finds it expired and ends it at expiry; parked,
+the sweep buries it; held, its release queues it and its run finds it expired. An
+ordered destination's expired head is a dead letter like any other: ``on_dead_letter``
+decides whether the recording goes on. No new edge: expiry is a trigger of the
+``in_flight -> dead`` and ``parked -> dead`` transitions.
 
 Every write named here is in ``workers/state/writes.py``, a script of ``lua/``, or the
 enqueue (``workers.taskqueue.enqueue``); nothing else changes a notification's state.

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,12 +48,13 @@ import redis.client
 
 from workers.config.settings import Keys
 from workers.destinations.cache import ConfigCache
+from workers.destinations.expiry import EXPIRED, expired_reason
 from workers.destinations.model import Destination, span_s
 from workers.http.request import notification_id
 from workers.state.codec import as_text
 from workers.state.schedule import schedule_member
 from workers.state.scripts import Scripts
-from workers.state.writes import queue_dead_letter, queue_waiting
+from workers.state.writes import NOTIFICATION_TTL_S, queue_dead_letter, queue_waiting
 
 log = logging.getLogger("recnotify.parking")
 
@@ -88,8 +89,9 @@ class ParkingLot:
         return found
 
     def park(self, pipe: redis.client.Pipeline, event_id: str, dest: Destination,
-             first_at: float) -> float:
-        """Queue on ``pipe`` what parks one notification; returns its deadline."""
+             first_at: float, *, expires_at: float | None = None) -> float:
+        """Queue on ``pipe`` what parks one notification; returns its deadline.
+        ``expires_at``: when it expires (destinations/expiry.py), the sweep buries it then."""
         deadline = first_at + span_s(dest)
         queue_waiting(pipe, self.keys, nid=notification_id(event_id, dest.name),
                       event_id=event_id, destination=dest.name, first_at=first_at,
@@ -100,6 +102,9 @@ class ParkingLot:
         pipe.sadd(self.keys.parked_index, dest.name)
         pipe.zrem(self.keys.schedule, member)
         pipe.zrem(self.keys.watchdog, member)  # the lot holds it now: no watchdog
+        if expires_at is not None:
+            pipe.zadd(self.keys.parked_expiry(dest.name), {member: expires_at})
+            pipe.expire(self.keys.parked_expiry(dest.name), NOTIFICATION_TTL_S)
         return deadline
 
     def parked(self, destination: str) -> int:
@@ -114,6 +119,8 @@ class ParkingLot:
             dest = config.get(name)
             gone = dest is None or not dest.enabled
             reset_s = dest.circuit.reset_s if dest is not None else 0.0
+            if dest is not None and dest.expire_after_s is not None:
+                buried += self.bury_expired(dest)  # first: an expired one is no probe
             reply: Any = self.scripts.run(
                 "parking_sweep",
                 [self.keys.parked(name), self.keys.parked_since(name), self.keys.parked_index,
@@ -128,8 +135,29 @@ class ParkingLot:
             log.info("parking: %d notification(s) released to the queue", released)
         return Swept(released, buried)
 
-    def bury(self, dest: Destination, members: Iterable[str], reason: str) -> int:
-        """Dead-letter parked notifications whose span ended and whose probe failed."""
+    def bury_expired(self, dest: Destination) -> int:
+        """Dead-letter ``dest``'s parked notifications whose expiry has passed; how many.
+
+        A notification parked by an open circuit runs no task, so no attempt can find it
+        expired: the sweep does. :meth:`park` keeps each parked member's expiry in
+        ``parked-expiry:{destination}`` (score: when it expires); ``lua/parking_expire.lua``
+        hands back the members due, each buried with its own event type's reason
+        (``expired after N s``, kind ``expired``). The circuit rule does not apply: an
+        expired notification is not worth a probe's verdict.
+        """
+        members: Any = self.scripts.run(
+            "parking_expire", [self.keys.parked_expiry(dest.name), self.keys.parked(dest.name)],
+            [self.batch, self.lease_s])
+        if not members:
+            return 0
+        names = [as_text(m) for m in members]
+        return self.bury(dest, names, lambda raw: expired_reason(dest.expire_after_s, raw),
+                         kind=EXPIRED)
+
+    def bury(self, dest: Destination, members: Iterable[str],
+             reason: str | Callable[[bytes | None], str], *, kind: str = "circuit") -> int:
+        """Dead-letter parked notifications whose span ended and whose probe failed (or,
+        ``kind`` expired, that expired: ``reason`` is then made from each one's event)."""
         pairs = [tuple(json.loads(m)) for m in members]
         keys = self.keys
         read = self.client.pipeline(transaction=False)
@@ -146,15 +174,17 @@ class ParkingLot:
             member = schedule_member(event_id, dest.name)
             write.zrem(keys.parked(dest.name), member)
             write.zrem(keys.parked_since(dest.name), member)
+            write.zrem(keys.parked_expiry(dest.name), member)
             if state in (b"delivered", b"dead"):
                 continue  # finished meanwhile by another copy
             nid = notification_id(event_id, dest.name)
             write.zrem(keys.schedule, member)
             write.zrem(keys.watchdog, member)
+            why = reason(raw_event) if callable(reason) else reason
             queue_dead_letter(write, keys, nid=nid, event_id=event_id, destination=dest.name,
                               raw_event=raw_event, attempts=int(attempts or 0),
-                              history=history, reason=reason, kind="circuit")
-            log.error("notification %s to %s dead-lettered: %s", nid, dest.name, reason)
+                              history=history, reason=why, kind=kind)
+            log.error("notification %s to %s dead-lettered: %s", nid, dest.name, why)
             buried += 1
         write.execute()
         return buried

@@ -34,6 +34,7 @@ from producer.errors import InvalidEvent
 from producer.events import Event, parse_event_json
 from workers.config.settings import Settings
 from workers.destinations.cache import ConfigCache
+from workers.destinations.expiry import expires_at_s
 from workers.destinations.model import Destination
 from workers.http.request import notification_id
 from workers.state.entries import entry_event_id, entry_time
@@ -264,7 +265,9 @@ class StreamConsumer:
                     ordered_pairs.add(self._queue_ordered(pipe, dest.name, recording, entry_id,
                                                           event.id))
                 elif dest.name in open_circuits and dest.enabled:
-                    self.parking.park(pipe, event.id, dest, now)
+                    self.parking.park(pipe, event.id, dest, now, expires_at=expires_at_s(
+                        dest.expire_after_s, event.type, occurred_at=event.occurred_at,
+                        first_at_s=now))
                     parked += 1
                 else:
                     tasks.append((event.id, dest.name))

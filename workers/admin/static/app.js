@@ -344,6 +344,7 @@ function fillForm(d) {
   $("#f-rate").value = d.rate_limit_per_s ?? "";
   $("#f-in-flight").value = d.max_in_flight ?? "";
   $("#f-on-dead-letter").value = d.on_dead_letter === "hold" ? "hold" : "continue";
+  $("#f-expire").value = expireText(d.expire_after_s);
   $("#f-secret").value = "";
   $("#f-secret-clear").checked = false;
   const hasSecret = d.secret === MASK;
@@ -366,6 +367,27 @@ $("#f-preset").addEventListener("change", () => {
 function number(sel) {
   const raw = $(sel).value.trim();
   return raw === "" ? null : Number(raw);
+}
+
+// expire_after_s as the form shows it: "120", or "TYPE=seconds, TYPE=seconds"
+function expireText(value) {
+  if (value === null || value === undefined) return "";
+  if (typeof value === "number") return String(value);
+  return Object.entries(value).map(([type, s]) => `${type}=${s}`).join(", ");
+}
+
+// ... and back; what does not read as either goes as typed, for the server to refuse
+function expireValue(sel) {
+  const raw = $(sel).value.trim();
+  if (raw === "") return null;
+  if (!raw.includes("=")) return Number.isNaN(Number(raw)) ? raw : Number(raw);
+  const out = {};
+  for (const part of raw.split(",")) {
+    const [type, s, extra] = part.split("=").map((x) => x.trim());
+    if (!type || !s || extra !== undefined || Number.isNaN(Number(s))) return raw;
+    out[type] = Number(s);
+  }
+  return out;
 }
 
 function text(sel) {
@@ -421,6 +443,7 @@ function formBody() {
     rate_limit_per_s: number("#f-rate"),
     max_in_flight: number("#f-in-flight"),
     on_dead_letter: $("#f-on-dead-letter").value,
+    expire_after_s: expireValue("#f-expire"),
   };
   if ($("#f-preset").value) body.preset = $("#f-preset").value;
   const headers = {};
