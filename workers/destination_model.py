@@ -12,11 +12,15 @@ store can encrypt them apart from the rest.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from workers.backoff import RetryPolicy
+
+if TYPE_CHECKING:
+    from workers.filters import Filter
 
 __all__ = [
     "MASK",
@@ -129,6 +133,8 @@ class Destination:
     enabled: bool = True
     preset: str | None = None
     all_events: bool = False
+    #: conditions on the event's parameters (workers.filters); None: every event passes
+    filter: Filter | None = None
 
     def __repr__(self) -> str:
         return (
@@ -224,6 +230,8 @@ class Destination:
             out["max_in_flight"] = self.max_in_flight
         if self.on_dead_letter != "continue":
             out["on_dead_letter"] = self.on_dead_letter
+        if self.filter is not None:
+            out["filter"] = copy.deepcopy(self.filter.source)
         return out
 
 

@@ -3,7 +3,9 @@
 The index is keyed by (scope kind, scope value, event type), so matching costs
 four dictionary look-ups however many destinations exist: the event's route,
 account and realm, and ``global``. The result filter and the enabled flag are
-applied to those few candidates only.
+applied to those few candidates only, and so is a destination's ``filter``
+(:mod:`workers.filters`, compiled at save): its cost is per candidate, not per
+destination, and an index with no filters pays one empty-dict check per event.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from producer.events import Event
+from producer.events import Event, ParamValue
+from workers.filters import Filter, event_values
 
 
 class Routable(Protocol):
@@ -42,10 +45,17 @@ def matches(destination: Routable, event: Event) -> bool:
     if event.result not in destination.results:
         return False
     kind, value = split_scope(destination.scope)
-    if kind == "global":
-        return True
     scope_of_event = {"route": event.route, "account": event.account, "realm": event.realm}
-    return scope_of_event.get(kind) == value
+    if kind != "global" and scope_of_event.get(kind) != value:
+        return False
+    filter_ = _filter_of(destination)
+    return filter_ is None or filter_.matches(event)
+
+
+def _filter_of(destination: object) -> Filter | None:
+    """A destination's compiled filter (a Routable need not have one)."""
+    filter_ = getattr(destination, "filter", None)
+    return filter_ if isinstance(filter_, Filter) else None
 
 
 D = TypeVar("D", bound=Routable)
@@ -57,20 +67,26 @@ class RoutingIndex(Generic[D]):
 
     by_key: dict[tuple[str, str, str], tuple[D, ...]] = field(default_factory=dict)
     by_name: dict[str, D] = field(default_factory=dict)
+    #: the compiled filter of each enabled destination that has one, by name
+    filters: dict[str, Filter] = field(default_factory=dict)
 
     @classmethod
     def build(cls, destinations: Iterable[D]) -> RoutingIndex[D]:
         buckets: dict[tuple[str, str, str], list[D]] = defaultdict(list)
         by_name: dict[str, D] = {}
+        filters: dict[str, Filter] = {}
         for dest in destinations:
             by_name[dest.name] = dest
             if not dest.enabled:
                 continue
+            filter_ = _filter_of(dest)
+            if filter_ is not None:
+                filters[dest.name] = filter_
             kind, value = split_scope(dest.scope)
             for event_type in dest.events:
                 buckets[(kind, value, event_type)].append(dest)
         ordered = {k: tuple(sorted(v, key=lambda d: d.name)) for k, v in buckets.items()}
-        return cls(by_key=ordered, by_name=by_name)
+        return cls(by_key=ordered, by_name=by_name, filters=filters)
 
     def match(self, event: Event) -> list[D]:
         """Every destination ``event`` notifies, each once, in a stable order."""
@@ -82,10 +98,19 @@ class RoutingIndex(Generic[D]):
         if event.realm is not None:
             keys.append(("realm", event.realm, event.type))
         found: list[D] = []
+        filters = self.filters
+        values: dict[str, ParamValue] | None = None  # built once, for the first filter
         for key in keys:
             for dest in self.by_key.get(key, ()):
-                if event.result in dest.results:
-                    found.append(dest)
+                if event.result not in dest.results:
+                    continue
+                filter_ = filters.get(dest.name) if filters else None
+                if filter_ is not None:
+                    if values is None:
+                        values = event_values(event)
+                    if not filter_.test(values):
+                        continue
+                found.append(dest)
         return found
 
     def __len__(self) -> int:
