@@ -43,6 +43,15 @@ URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s#]+$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 
 _STRICT = ConfigDict(extra="forbid")
+FILTER_DESCRIPTION = (
+    "conditions on the event's parameters and scope keys (SPEC 2 names, upper case): "
+    '{"NAME": value} or {"NAME": {"$op": operand}} with $eq $neq $in $nin $gt $gte $lt $lte '
+    "$exists $startsWith $contains, combined with $and/$or (lists) and $not; a number "
+    "operand compares numerically; null or {}: no filter"
+)
+FILTER_EXAMPLES = [{"DURATION": {"$gt": 10}},
+                   {"$or": [{"CALLEDAORS": {"$contains": "sip:100@"}},
+                            {"CALLEDAORS": {"$contains": "sip:200@"}}]}]
 
 
 class TlsModel(BaseModel):
@@ -137,6 +146,9 @@ class _Fields(BaseModel):
         default="continue", description="ordered destinations: hold the recording's later ones"
     )
     enabled: bool = True
+    filter: dict[str, Any] | None = Field(
+        default=None, description=FILTER_DESCRIPTION, examples=FILTER_EXAMPLES
+    )
 
 
 class DestinationIn(_Fields):
@@ -198,6 +210,10 @@ class DestinationPatch(BaseModel):
     ordered: bool | None = None
     on_dead_letter: Literal["continue", "hold"] | None = None
     enabled: bool | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None, description="merges per key like every object (RFC 7396); null removes "
+        "the filter"
+    )
 
 
 class DestinationFile(BaseModel):

@@ -71,7 +71,7 @@ FIELD_OPERATORS: tuple[str, ...] = (
 )
 LOGICAL_OPERATORS: tuple[str, ...] = ("$and", "$or", "$not")
 #: Deepest nesting of objects and lists in a filter (the filter object itself is level 1).
-MAX_FILTER_DEPTH = 10
+MAX_FILTER_DEPTH = 16
 #: Most values (objects, lists, keys' values, list items) in one filter, and per list or map.
 MAX_FILTER_VALUES = 1_000
 MAX_FILTER_ITEMS = 256
@@ -80,6 +80,7 @@ MAX_FILTER_TEXT_CHARS = 1_024
 _MAX_INT = 2**63
 #: A string parameter that reads as a decimal number (no exponent, no spaces, no "inf").
 _NUMBER_RE = re.compile(r"[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})")
+_NAME_RE = re.compile(r"\$?[A-Za-z_][A-Za-z0-9_]{0,39}")
 _EXAMPLE = '{"DURATION": {"$gt": 10}}'
 
 Values = Mapping[str, ParamValue]
@@ -152,8 +153,16 @@ def _problem(where: str, value: Any, message: str) -> FieldError:
     return FieldError("filter", value, f"{where}: {message}" if where else message)
 
 
+def _label(key: Any) -> str:
+    """A key as a message shows it: as is when it reads like a name, else quoted (so a
+    newline or a control character in it never splits a message)."""
+    if isinstance(key, str) and _NAME_RE.fullmatch(key):
+        return key
+    return show(key) if isinstance(key, str) else f"<{type(key).__name__}>"
+
+
 def _join(where: str, key: Any) -> str:
-    name = str(key)[:40] if isinstance(key, str) else f"<{type(key).__name__}>"
+    name = _label(key)
     return f"{where}.{name}" if where else name
 
 
@@ -342,6 +351,7 @@ class _Compiler:
             self.fail(where, name, f"{show(name)} is not a parameter name (e.g. DURATION)")
             return ""
         self.names.add(name)
+        label = _label(name)
         lacking = [t for t in self.types if name not in params_for(t)]
         upper = name.upper()
         hint = (f"; did you mean {upper}?" if upper != name
@@ -349,11 +359,11 @@ class _Compiler:
         # the wording of templates' "placeholder %X% is not a parameter of ..."
         if len(lacking) == 1:
             valid = ", ".join(sorted(params_for(lacking[0])))
-            self.fail("", name, f"{name} is not a parameter of {lacking[0]} "
+            self.fail("", name, f"{label} is not a parameter of {lacking[0]} "
                       f"(valid: {valid}{hint})")
         elif lacking:
             common = frozenset.intersection(*(params_for(t) for t in self.types))
-            self.fail("", name, f"{name} is not a parameter of {', '.join(lacking)} (valid "
+            self.fail("", name, f"{label} is not a parameter of {', '.join(lacking)} (valid "
                       f"for every event of this destination: {', '.join(sorted(common))}"
                       f"{hint}; or filter on it in a destination of only the events that "
                       "have it)")
@@ -363,7 +373,7 @@ class _Compiler:
         if op not in FIELD_OPERATORS:
             if op in LOGICAL_OPERATORS:
                 self.fail(where, op, f"{op} combines filters, not values: write "
-                          f'{{"{op}": [{{"{name or "NAME"}": ...}}, ...]}}')
+                          f'{{"{op}": [{{"{_label(name) if name else "NAME"}": ...}}, ...]}}')
             else:
                 self.fail(where, op, f"unknown operator {show(op)} "
                           f"({self._hint(op, FIELD_OPERATORS)})")

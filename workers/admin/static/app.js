@@ -272,7 +272,8 @@ function showErrors(errors) {
     }
     target = target || $("#form-errors");
     target.textContent = (target.textContent ? target.textContent + " " : "") + error.message;
-    const input = target.parentElement && target.parentElement.querySelector("input, select");
+    const input = target.parentElement
+      && target.parentElement.querySelector("input, select, textarea");
     if (input) input.classList.add("invalid");
   }
 }
@@ -342,6 +343,7 @@ function fillForm(d) {
   $("#secret-clear-label").hidden = !hasSecret;
   $("#secret-note").textContent = hasSecret ? "A secret is stored; leave empty to keep it." : "";
   $("#f-ordered").checked = !!d.ordered;
+  $("#f-filter").value = d.filter ? JSON.stringify(d.filter, null, 2) : "";
   $("#f-enabled").checked = d.enabled !== false;
   eventsChanged();
   if (perType) renderPerTypeParams(d.params);
@@ -363,6 +365,20 @@ function number(sel) {
 function text(sel) {
   const raw = $(sel).value.trim();
   return raw === "" ? null : raw;
+}
+
+// The filter textarea: null when empty, else its JSON (the text itself when it is not JSON;
+// the submit handler refuses that before anything is sent).
+function filterValue() {
+  const raw = $("#f-filter").value.trim();
+  if (raw === "") return null;
+  try { return JSON.parse(raw); } catch { return raw; }
+}
+
+function filterJsonError() {
+  const raw = $("#f-filter").value.trim();
+  if (raw === "") return null;
+  try { JSON.parse(raw); return null; } catch (e) { return e.message; }
 }
 
 function cidrs(sel) {
@@ -413,6 +429,7 @@ function formBody() {
     rate_limit_per_s: number("#f-rate"),
     max_in_flight: number("#f-in-flight"),
     on_dead_letter: $("#f-on-dead-letter").value,
+    filter: filterValue(),
   };
   if ($("#f-preset").value) body.preset = $("#f-preset").value;
   const headers = {};
@@ -435,6 +452,11 @@ function formBody() {
 $("#dest-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   clearErrors();
+  const badJson = filterJsonError();
+  if (badJson) {
+    showErrors([{ field: "filter", message: `filter: not valid JSON (${badJson})` }]);
+    return;
+  }
   const body = formBody();
   try {
     if (state.editing) {
