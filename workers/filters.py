@@ -209,8 +209,11 @@ def _number(value: ParamValue) -> int | float | None:
     """``value`` as a number, or None when it does not read as one."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and _NUMBER_RE.fullmatch(value):
-        return float(value) if "." in value else int(value)
+    if isinstance(value, str):
+        if value.isascii() and value.isdigit() and len(value) <= 40:  # the common case
+            return int(value)
+        if _NUMBER_RE.fullmatch(value):
+            return float(value) if "." in value else int(value)
     return None
 
 
@@ -221,15 +224,35 @@ def _text(value: ParamValue) -> str:
 def _all(tests: list[Test]) -> Test:
     if len(tests) == 1:
         return tests[0]
+    if len(tests) == 2:  # the common case, without a generator per call
+        first, second = tests
+        return lambda values: first(values) and second(values)
     frozen = tuple(tests)
-    return lambda values: all(t(values) for t in frozen)
+
+    def every(values: Values) -> bool:
+        for test in frozen:  # noqa: SIM110 - no generator per call on the match path
+            if not test(values):
+                return False
+        return True
+
+    return every
 
 
 def _any(tests: list[Test]) -> Test:
     if len(tests) == 1:
         return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda values: first(values) or second(values)
     frozen = tuple(tests)
-    return lambda values: any(t(values) for t in frozen)
+
+    def some(values: Values) -> bool:
+        for test in frozen:  # noqa: SIM110 - no generator per call on the match path
+            if test(values):
+                return True
+        return False
+
+    return some
 
 
 def _never(_values: Values) -> bool:
@@ -243,8 +266,11 @@ def _on_field(name: str, pred: Callable[[ParamValue], bool]) -> Test:
         value = values.get(name)
         if value is None:
             return False
-        if isinstance(value, list):
-            return any(pred(item) for item in value)
+        if type(value) is list:
+            for item in value:  # noqa: SIM110 - no generator per call on the match path
+                if pred(item):
+                    return True
+            return False
         return pred(value)
 
     return test

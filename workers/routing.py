@@ -63,16 +63,25 @@ D = TypeVar("D", bound=Routable)
 
 @dataclass(frozen=True)
 class RoutingIndex(Generic[D]):
-    """Destinations indexed by (scope kind, scope value, event type)."""
+    """Destinations indexed by (scope kind, scope value, event type).
+
+    ``by_key`` holds the destinations without a filter; ``filtered_by_key`` those
+    with one, beside its compiled test, so an event whose candidates have no filter
+    pays nothing for the feature, and one with filtered candidates builds the
+    filter's view of the event once.
+    """
 
     by_key: dict[tuple[str, str, str], tuple[D, ...]] = field(default_factory=dict)
     by_name: dict[str, D] = field(default_factory=dict)
     #: the compiled filter of each enabled destination that has one, by name
     filters: dict[str, Filter] = field(default_factory=dict)
+    filtered_by_key: dict[tuple[str, str, str], tuple[tuple[D, Filter], ...]] = field(
+        default_factory=dict)
 
     @classmethod
     def build(cls, destinations: Iterable[D]) -> RoutingIndex[D]:
         buckets: dict[tuple[str, str, str], list[D]] = defaultdict(list)
+        filtered: dict[tuple[str, str, str], list[tuple[D, Filter]]] = defaultdict(list)
         by_name: dict[str, D] = {}
         filters: dict[str, Filter] = {}
         for dest in destinations:
@@ -84,12 +93,19 @@ class RoutingIndex(Generic[D]):
                 filters[dest.name] = filter_
             kind, value = split_scope(dest.scope)
             for event_type in dest.events:
-                buckets[(kind, value, event_type)].append(dest)
+                if filter_ is None:
+                    buckets[(kind, value, event_type)].append(dest)
+                else:
+                    filtered[(kind, value, event_type)].append((dest, filter_))
         ordered = {k: tuple(sorted(v, key=lambda d: d.name)) for k, v in buckets.items()}
-        return cls(by_key=ordered, by_name=by_name, filters=filters)
+        ordered_filtered = {k: tuple(sorted(v, key=lambda p: p[0].name))
+                            for k, v in filtered.items()}
+        return cls(by_key=ordered, by_name=by_name, filters=filters,
+                   filtered_by_key=ordered_filtered)
 
     def match(self, event: Event) -> list[D]:
-        """Every destination ``event`` notifies, each once, in a stable order."""
+        """Every destination ``event`` notifies, each once, in a stable order (per scope:
+        those without a filter by name, then those whose filter passes, by name)."""
         keys = [("global", "", event.type)]
         if event.route is not None:
             keys.append(("route", event.route, event.type))
@@ -98,19 +114,18 @@ class RoutingIndex(Generic[D]):
         if event.realm is not None:
             keys.append(("realm", event.realm, event.type))
         found: list[D] = []
-        filters = self.filters
+        filtered = self.filtered_by_key
         values: dict[str, ParamValue] | None = None  # built once, for the first filter
         for key in keys:
             for dest in self.by_key.get(key, ()):
-                if event.result not in dest.results:
-                    continue
-                filter_ = filters.get(dest.name) if filters else None
-                if filter_ is not None:
-                    if values is None:
-                        values = event_values(event)
-                    if not filter_.test(values):
-                        continue
-                found.append(dest)
+                if event.result in dest.results:
+                    found.append(dest)
+            if filtered and key in filtered:
+                if values is None:
+                    values = event_values(event)
+                for dest, filter_ in filtered[key]:
+                    if event.result in dest.results and filter_.test(values):
+                        found.append(dest)
         return found
 
     def __len__(self) -> int:
