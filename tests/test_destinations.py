@@ -420,3 +420,14 @@ def test_control_characters_in_url_parameters_are_refused_at_save() -> None:
                            "url": "http://h.example/x", "params": "a=1\r\nX-Injected: 1"})
     (error,) = info.value.errors
     assert error.field == "params" and "0x0d" in error.message and "'crlf'" in error.message
+
+
+def test_a_stray_bracket_in_the_url_is_refused_with_the_password_masked() -> None:
+    # urlsplit raises "Invalid IPv6 URL" on these; it once escaped as a bare 500 (schemathesis)
+    for url, shown in [("https://h]x/", "'https://h]x/'"),
+                       ("https://user:pa]ss@host/x", "'https://********@host/x'")]:
+        with pytest.raises(InvalidDestination) as info:
+            parse_destination({"name": "b", "events": "all", "url": url})
+        (error,) = info.value.errors
+        assert error.field == "url" and f"{shown} is not a valid URL" in error.message
+        assert "pa]ss" not in str(info.value)

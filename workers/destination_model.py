@@ -13,6 +13,7 @@ store can encrypt them apart from the rest.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -86,7 +87,11 @@ class Header:
 
 def url_userinfo(url: str) -> str | None:
     """The ``user:pass`` part of ``url``, or None."""
-    netloc = urlsplit(url).netloc
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # "Invalid IPv6 URL" (a stray bracket): find the authority by hand,
+        # so a password in it is still masked in the message that refuses the URL
+        netloc = re.split(r"[/?#]", url.partition("//")[2], maxsplit=1)[0]
     return netloc.rpartition("@")[0] if "@" in netloc else None
 
 
