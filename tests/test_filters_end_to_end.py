@@ -100,8 +100,9 @@ def cli(workers: WorkerFactory, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 
 LACKING = ("destination 'started': filter: DURATION is not a parameter of "
-           "RECORDING_STARTED_EVENT (valid: ACCOUNT, CALLEDAORS, CALLID, CALLINGAOR, ERROR, EVENT, "
-           "EVENTID, REALM, RECORDINGID, RESULT, ROUTE, RSS, SESSIONID, STARTTIME, TIMESTAMP, UCID)")
+           "RECORDING_STARTED_EVENT (valid: ACCOUNT, CALLEDAORS, CALLID, CALLINGAOR, ERROR, "
+           "EVENT, EVENTID, REALM, RECORDINGID, RESULT, ROUTE, RSS, SESSIONID, STARTTIME, "
+           "TIMESTAMP, UCID)")
 
 
 def test_import_refuses_a_filter_on_a_parameter_the_event_lacks_in_one_line(
