@@ -42,6 +42,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -280,27 +281,25 @@ def _negate(test: Test) -> Test:
     return lambda values: not test(values)
 
 
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "$eq": operator.eq, "$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt,
+    "$lte": operator.le,
+}
+
+
 def _compare(op: str, operand: Scalar) -> Callable[[ParamValue], bool]:
-    """The one-value predicate of an ordering or equality operator."""
+    """The one-value predicate of an ordering or equality operator (``value OP operand``)."""
+    check = _COMPARISONS[op]
     if isinstance(operand, str):
         s: str = operand
-        text_cmp: dict[str, Callable[[str], bool]] = {
-            "$eq": lambda t: t == s, "$gt": lambda t: t > s, "$gte": lambda t: t >= s,
-            "$lt": lambda t: t < s, "$lte": lambda t: t <= s,
-        }
-        check = text_cmp[op]
-        return lambda v: check(_text(v))
+        return lambda v: check(v if type(v) is str else str(v), s)
     number: int | float = operand
-    num_cmp: dict[str, Callable[[int | float], bool]] = {
-        "$eq": lambda n: n == number, "$gt": lambda n: n > number,
-        "$gte": lambda n: n >= number, "$lt": lambda n: n < number,
-        "$lte": lambda n: n <= number,
-    }
-    ncheck = num_cmp[op]
 
     def numeric(v: ParamValue) -> bool:
+        if type(v) is str and v.isdigit() and v.isascii() and len(v) <= 40:  # the common case
+            return check(int(v), number)
         n = _number(v)
-        return n is not None and ncheck(n)
+        return n is not None and check(n, number)
 
     return numeric
 

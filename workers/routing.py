@@ -61,27 +61,29 @@ def _filter_of(destination: object) -> Filter | None:
 D = TypeVar("D", bound=Routable)
 
 
+Key = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
 class RoutingIndex(Generic[D]):
     """Destinations indexed by (scope kind, scope value, event type).
 
-    ``by_key`` holds the destinations without a filter; ``filtered_by_key`` those
-    with one, beside its compiled test, so an event whose candidates have no filter
-    pays nothing for the feature, and one with filtered candidates builds the
-    filter's view of the event once.
+    Each key holds two tuples: the destinations without a filter, and those with one
+    beside its compiled filter. An event's candidates without a filter cost what they
+    did before filters existed (one look-up per key); a filtered candidate adds its
+    filter's test, and the filter's view of the event is built once per event.
     """
 
-    by_key: dict[tuple[str, str, str], tuple[D, ...]] = field(default_factory=dict)
+    by_key: dict[Key, tuple[tuple[D, ...], tuple[tuple[D, Filter], ...]]] = field(
+        default_factory=dict)
     by_name: dict[str, D] = field(default_factory=dict)
     #: the compiled filter of each enabled destination that has one, by name
     filters: dict[str, Filter] = field(default_factory=dict)
-    filtered_by_key: dict[tuple[str, str, str], tuple[tuple[D, Filter], ...]] = field(
-        default_factory=dict)
 
     @classmethod
     def build(cls, destinations: Iterable[D]) -> RoutingIndex[D]:
-        buckets: dict[tuple[str, str, str], list[D]] = defaultdict(list)
-        filtered: dict[tuple[str, str, str], list[tuple[D, Filter]]] = defaultdict(list)
+        plain: dict[Key, list[D]] = defaultdict(list)
+        filtered: dict[Key, list[tuple[D, Filter]]] = defaultdict(list)
         by_name: dict[str, D] = {}
         filters: dict[str, Filter] = {}
         for dest in destinations:
@@ -94,14 +96,15 @@ class RoutingIndex(Generic[D]):
             kind, value = split_scope(dest.scope)
             for event_type in dest.events:
                 if filter_ is None:
-                    buckets[(kind, value, event_type)].append(dest)
+                    plain[(kind, value, event_type)].append(dest)
                 else:
                     filtered[(kind, value, event_type)].append((dest, filter_))
-        ordered = {k: tuple(sorted(v, key=lambda d: d.name)) for k, v in buckets.items()}
-        ordered_filtered = {k: tuple(sorted(v, key=lambda p: p[0].name))
-                            for k, v in filtered.items()}
-        return cls(by_key=ordered, by_name=by_name, filters=filters,
-                   filtered_by_key=ordered_filtered)
+        by_key = {
+            key: (tuple(sorted(plain.get(key, ()), key=lambda d: d.name)),
+                  tuple(sorted(filtered.get(key, ()), key=lambda p: p[0].name)))
+            for key in plain.keys() | filtered.keys()
+        }
+        return cls(by_key=by_key, by_name=by_name, filters=filters)
 
     def match(self, event: Event) -> list[D]:
         """Every destination ``event`` notifies, each once, in a stable order (per scope:
@@ -114,16 +117,19 @@ class RoutingIndex(Generic[D]):
         if event.realm is not None:
             keys.append(("realm", event.realm, event.type))
         found: list[D] = []
-        filtered = self.filtered_by_key
         values: dict[str, ParamValue] | None = None  # built once, for the first filter
         for key in keys:
-            for dest in self.by_key.get(key, ()):
+            bucket = self.by_key.get(key)
+            if bucket is None:
+                continue
+            plain, filtered = bucket
+            for dest in plain:
                 if event.result in dest.results:
                     found.append(dest)
-            if filtered and key in filtered:
+            if filtered:
                 if values is None:
                     values = event_values(event)
-                for dest, filter_ in filtered[key]:
+                for dest, filter_ in filtered:
                     if event.result in dest.results and filter_.test(values):
                         found.append(dest)
         return found
