@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.events import EVENT_TYPES, ParamValue, validate_event
+from producer.events import EVENT_TYPES, ParamValue, params_for, validate_event
 from workers.destinations import dump_file, load_file, parse_destination
 from workers.errors import InvalidDestination
 from workers.filters import (
@@ -348,3 +348,46 @@ def test_routing_applies_the_filter_after_the_index_lookup() -> None:
     assert names(DURATION="30", CALLEDAORS=["sip:100@x"]) == ["any", "aor", "long"]
     assert names(DURATION="5", CALLEDAORS=["sip:7@x"]) == ["any"]
     assert names(DURATION=11) == ["any", "long"]
+
+
+ROUTED_TYPES = ("SEGMENT_ENDED_EVENT", "RECORDING_ENDED_EVENT")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["global", "route:r", "account:a", "realm:x"]),
+                          st.sampled_from(ROUTED_TYPES),
+                          st.one_of(st.none(), nested(2)), st.booleans()),
+                min_size=1, max_size=12),
+       st.sampled_from(ROUTED_TYPES), st.sampled_from([None, "r"]), st.sampled_from([None, "a"]),
+       VALUES)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_the_index_agrees_with_the_plain_rule_for_filtered_destinations(
+        specs: list[tuple[str, str, Any, bool]], event_type: str, route: str | None,
+        account: str | None, values: dict[str, Any]) -> None:
+    # filters name FILENAME, which only SEGMENT_ENDED_EVENT has among the two
+    dests = [parse_destination({"name": f"d{n}", "events": [t], "scope": scope,
+                                "filter": spec if t == "SEGMENT_ENDED_EVENT" else None,
+                                "enabled": enabled, "url": "http://127.0.0.1:9/"})
+             for n, (scope, t, spec, enabled) in enumerate(specs)]
+    params = {k: v for k, v in values.items()
+              if k != "ROUTE" and k in params_for(event_type)}  # ROUTE is the event's own
+    event = validate_event({"type": event_type, "route": route, "account": account,
+                            "realm": "x", "params": params})
+    found = RoutingIndex.build(dests).match(event)
+    assert len(found) == len({d.name for d in found})
+    assert sorted(d.name for d in found) == sorted(d.name for d in dests if matches(d, event))
+
+
+def test_the_file_schema_and_the_api_shape_describe_a_filter() -> None:
+    import jsonschema
+    import yaml
+
+    from workers.destination_schema import DestinationOut, file_json_schema
+
+    doc = yaml.safe_load("destinations:\n  - name: long\n    events: [SEGMENT_ENDED_EVENT]\n"
+                         "    url: http://127.0.0.1:9/\n    filter: {DURATION: {$gt: 10}}\n")
+    jsonschema.Draft202012Validator(file_json_schema()).validate(doc)
+    [dest] = load_file(yaml.safe_dump(doc))
+    assert DestinationOut.model_validate(dest.to_dict()).filter == {"DURATION": {"$gt": 10}}
+    bad = dict(doc["destinations"][0], filter="DURATION > 10")
+    assert list(jsonschema.Draft202012Validator(file_json_schema()).iter_errors(
+        {"destinations": [bad]}))
