@@ -391,3 +391,16 @@ def test_the_file_schema_and_the_api_shape_describe_a_filter() -> None:
     bad = dict(doc["destinations"][0], filter="DURATION > 10")
     assert list(jsonschema.Draft202012Validator(file_json_schema()).iter_errors(
         {"destinations": [bad]}))
+
+
+@given(JSON)
+@settings(max_examples=300)
+def test_any_filter_value_in_a_destination_is_saved_or_refused_on_field_filter(spec: Any) -> None:
+    try:
+        dest = parse_destination({"name": "d", "events": list(SEG), "url": "http://127.0.0.1:9/",
+                                  "filter": spec})
+    except InvalidDestination as exc:
+        assert {e.field for e in exc.errors} == {"filter"}
+        assert all(e.message.startswith("destination 'd': filter: ") for e in exc.errors)
+        return
+    assert parse_destination(dest.to_dict()) == dest

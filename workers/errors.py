@@ -7,6 +7,8 @@
     ├── PublishError (ConnectionError)   (producer.errors)
     ├── InvalidDestination (ValueError)  a destination breaks SPEC 4; .errors lists each field
     │   └── DestinationExists            create with a name that is taken
+    ├── InvalidFilter (ValueError)       (workers.filters) a filter that cannot compile;
+    │                                    parse_destination turns it into field errors
     ├── DestinationNotFound (KeyError)   no destination by that name
     ├── ConfigError                      bad settings or environment (what, where, how to fix)
     ├── StoreError                       the configuration database failed or is unreachable
