@@ -16,6 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from producer import Publisher
 from tests.admin_server import AdminServer
 from tests.helpers import TEST_SECRET_KEY, WorkerFactory
 from tests.receiver import Receiver
@@ -43,16 +44,16 @@ FILTERED = """destinations:
 """
 
 
-def segment(pub: object, seg: str, duration: str | int, account: str = "acme") -> None:
-    pub.publish("SEGMENT_ENDED_EVENT", account=account,  # type: ignore[attr-defined]
+def segment(pub: Publisher, seg: str, duration: str | int, account: str = "acme") -> None:
+    pub.publish("SEGMENT_ENDED_EVENT", account=account,
                 params={"UCID": "call-1", "SEGMENTID": seg, "DURATION": duration})
 
 
-def recording(pub: object, event_type: str, ucid: str, aors: list[str] | None) -> None:
-    params: dict[str, object] = {"UCID": ucid}
+def recording(pub: Publisher, event_type: str, ucid: str, aors: list[str] | None) -> None:
+    params: dict[str, str | int | list[str]] = {"UCID": ucid}
     if aors is not None:
         params["CALLEDAORS"] = aors
-    pub.publish(event_type, route="support-line", params=params)  # type: ignore[attr-defined]
+    pub.publish(event_type, route="support-line", params=params)
 
 
 def test_receiver_gets_exactly_the_notifications_the_filters_select(
@@ -63,8 +64,9 @@ def test_receiver_gets_exactly_the_notifications_the_filters_select(
     workers.start()
     pub = workers.publisher()
     # When segments of every length and recordings to various AORs are published
-    for seg, duration in [("s5", "5"), ("s12", "12"), ("s10", "10"), ("s30", 30),
-                          ("sabc", "abc"), ("s10.5", "10.5")]:
+    lengths: list[tuple[str, str | int]] = [("s5", "5"), ("s12", "12"), ("s10", "10"),
+                                            ("s30", 30), ("sabc", "abc"), ("s10.5", "10.5")]
+    for seg, duration in lengths:
         segment(pub, seg, duration)
     segment(pub, "other-account", "99", account="other")  # filter passes, scope does not
     recording(pub, "RECORDING_STARTED_EVENT", "to-100", ["sip:7@x", "sip:100@pbx.example"])
