@@ -431,3 +431,16 @@ def test_a_stray_bracket_in_the_url_is_refused_with_the_password_masked() -> Non
         (error,) = info.value.errors
         assert error.field == "url" and f"{shown} is not a valid URL" in error.message
         assert "pa]ss" not in str(info.value)
+
+
+def test_an_integer_too_large_for_a_float_is_refused_not_a_crash() -> None:
+    # math.isfinite(10**400) raises OverflowError; JSON and YAML both allow such integers
+    with pytest.raises(InvalidDestination) as info:
+        parse_destination({"name": "big", "events": "all", "url": "http://h.example/",
+                           "timeout_s": 10**400})
+    (error,) = info.value.errors
+    assert error.field == "timeout_s" and "is not a number of seconds" in error.message
+    with pytest.raises(InvalidDestination) as info:
+        parse_destination({"name": "big", "events": "all", "url": "http://h.example/",
+                           "retry": {"backoff_s": 10**400}})
+    assert [e.field for e in info.value.errors] == ["retry.backoff_s"]

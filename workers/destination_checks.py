@@ -61,7 +61,12 @@ def show(value: Any) -> str:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON and YAML allow them)
+        return False
 
 
 class Checker:
@@ -248,6 +253,12 @@ def check_retry(c: Checker, value: Any) -> RetryPolicy:
     keys = ("max_attempts", "backoff_s", "backoff_max_s", "policy")
     c.no_unknown(value, keys, "retry.")
     given = {k: value[k] for k in keys if k in value}
+    huge = [k for k, v in given.items()
+            if isinstance(v, int) and not isinstance(v, bool) and not is_number(v)]
+    for k in huge:  # past float range: RetryPolicy's arithmetic would raise OverflowError
+        c.fail(f"retry.{k}", given[k], f"{show(given[k])} is too large a number")
+    if huge:
+        return RetryPolicy()
     try:
         policy = RetryPolicy(**given)
     except (ValueError, TypeError) as exc:
