@@ -388,9 +388,14 @@ def test_the_file_schema_and_the_api_shape_describe_a_filter() -> None:
     jsonschema.Draft202012Validator(file_json_schema()).validate(doc)
     [dest] = load_file(yaml.safe_dump(doc))
     assert DestinationOut.model_validate(dest.to_dict()).filter == {"DURATION": {"$gt": 10}}
-    bad = dict(doc["destinations"][0], filter="DURATION > 10")
-    assert list(jsonschema.Draft202012Validator(file_json_schema()).iter_errors(
-        {"destinations": [bad]}))
+    validator = jsonschema.Draft202012Validator(file_json_schema())
+    for wrong in ["DURATION > 10", {"DURATION": {"$gtt": 10}}, {"DURATION": {"$gt": True}},
+                  {"$xor": []}, {"duration": 1}, {"DURATION": {"$in": []}}]:
+        bad = dict(doc["destinations"][0], filter=wrong)
+        assert list(validator.iter_errors({"destinations": [bad]})), wrong
+    for right in [{"$or": [{"CALLEDAORS": {"$contains": "sip:100@"}}]}, {"ROUTE": "r"}, {}]:
+        fine = dict(doc["destinations"][0], filter=right)
+        assert list(validator.iter_errors({"destinations": [fine]})) == [], right
 
 
 @given(JSON)

@@ -12,9 +12,9 @@ the schema test (``tests/test_admin_openapi.py``) failing.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from producer.events import EVENT_TYPES
 from workers.backoff import MAX_ATTEMPTS_LIMIT
@@ -49,6 +49,25 @@ FILTER_DESCRIPTION = (
     "$exists $startsWith $contains, combined with $and/$or (lists) and $not; a number "
     "operand compares numerically; null or {}: no filter"
 )
+_OPERAND: dict[str, Any] = {"type": ["string", "number"]}
+_LIST: dict[str, Any] = {"type": "array", "minItems": 1, "items": _OPERAND}
+_CONDITION: dict[str, Any] = {"anyOf": [_OPERAND, {
+    "type": "object", "minProperties": 1, "additionalProperties": False,
+    "properties": {"$eq": _OPERAND, "$neq": _OPERAND, "$gt": _OPERAND, "$gte": _OPERAND,
+                   "$lt": _OPERAND, "$lte": _OPERAND, "$in": _LIST, "$nin": _LIST,
+                   "$exists": {"type": "boolean"}, "$startsWith": {"type": "string"},
+                   "$contains": {"type": "string"}}}]}
+_NESTED: dict[str, Any] = {"type": "object", "minProperties": 1}
+#: The filter's JSON Schema: operators and operand types at the top level (nested filters
+#: are objects; parse_destination checks them, and the names against the event types).
+FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"$and": {"type": "array", "minItems": 1, "items": _NESTED},
+                   "$or": {"type": "array", "minItems": 1, "items": _NESTED},
+                   "$not": _NESTED},
+    "patternProperties": {"^[A-Z][A-Z_]*$": _CONDITION},
+}
+FilterDoc = Annotated[dict[str, Any], WithJsonSchema(FILTER_SCHEMA)]
 FILTER_EXAMPLES = [{"DURATION": {"$gt": 10}},
                    {"$or": [{"CALLEDAORS": {"$contains": "sip:100@"}},
                             {"CALLEDAORS": {"$contains": "sip:200@"}}]}]
@@ -146,7 +165,7 @@ class _Fields(BaseModel):
         default="continue", description="ordered destinations: hold the recording's later ones"
     )
     enabled: bool = True
-    filter: dict[str, Any] | None = Field(
+    filter: FilterDoc | None = Field(
         default=None, description=FILTER_DESCRIPTION, examples=FILTER_EXAMPLES
     )
 
@@ -210,7 +229,7 @@ class DestinationPatch(BaseModel):
     ordered: bool | None = None
     on_dead_letter: Literal["continue", "hold"] | None = None
     enabled: bool | None = None
-    filter: dict[str, Any] | None = Field(
+    filter: FilterDoc | None = Field(
         default=None, description="merges per key like every object (RFC 7396); null removes "
         "the filter"
     )
