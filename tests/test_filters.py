@@ -63,6 +63,12 @@ def test_only_calls_to_certain_aors_matches_any_item_of_calledaors() -> None:
     assert not aors.test({"CALLEDAORS": []}) and not aors.test({})
 
 
+def test_only_ascii_decimal_text_reads_as_a_number() -> None:
+    over_10 = ok({"DURATION": {"$gt": 10}})
+    for text in ["+11", "11.", ".5e2", "1e3", " 11", "11 ", "\u0661\u0662", "inf", "0x20", "1_000"]:
+        assert over_10.test({"DURATION": text}) is (text in ("+11", "11.")), text
+
+
 def test_a_bare_value_is_eq_and_a_string_operand_compares_as_text() -> None:
     seq3 = ok({"SEQUENCE": "3"})
     assert seq3.test({"SEQUENCE": 3}) and seq3.test({"SEQUENCE": "3"})

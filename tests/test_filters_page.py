@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.admin_server import AdminServer
-from tests.browser import admin_tab, browser, sign_in
+from tests.browser import admin_tab, browser, screenshot, sign_in
 from tests.helpers import WorkerFactory
 
 __all__ = ["browser"]  # the fixture, re-exported for pytest
@@ -44,5 +44,6 @@ def test_page_shows_the_filter_and_refuses_bad_ones_next_to_the_field(
     page.click("#f-save")
     expect(error).to_contain_text("filter: DURATION is not a parameter of RECORDING_STARTED_EVENT")
     expect(page.locator("#editor")).to_be_visible()
+    screenshot(page, "admin-filter-refused.png")
     assert workers.store.get("started").to_dict()["filter"] == {
         "CALLEDAORS": {"$contains": "sip:100@"}}

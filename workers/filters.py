@@ -80,7 +80,7 @@ MAX_FILTER_TEXT_CHARS = 1_024
 #: Integers beyond this magnitude are refused (no event carries one; floats stay exact).
 _MAX_INT = 2**63
 #: A string parameter that reads as a decimal number (no exponent, no spaces, no "inf").
-_NUMBER_RE = re.compile(r"[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})")
+_NUMBER_RE = re.compile(r"[+-]?([0-9]{1,40}(\.[0-9]{0,40})?|\.[0-9]{1,40})")
 _NAME_RE = re.compile(r"\$?[A-Za-z_][A-Za-z0-9_]{0,39}")
 _EXAMPLE = '{"DURATION": {"$gt": 10}}'
 
