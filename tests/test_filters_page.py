@@ -29,6 +29,9 @@ def test_page_shows_the_filter_and_refuses_bad_ones_next_to_the_field(
                       "    url: http://127.0.0.1:9/x\n"
                       "    filter: {CALLEDAORS: {$contains: 'sip:100@'}}\n")
     sign_in(page, server)
+    events_cell = page.locator("#dest-table tr.dest-row", has_text="started").locator(".d-events")
+    expect(events_cell).to_have_text("RECORDING_STARTED_EVENT (filtered)")
+    assert events_cell.get_attribute("title") == '{"CALLEDAORS":{"$contains":"sip:100@"}}'
     page.locator("#dest-table tr.dest-row", has_text="started").get_by_role(
         "button", name="Edit").click()
     expect(page.locator("#editor")).to_be_visible()

@@ -90,7 +90,8 @@ async function loadDestinations() {
     api("GET", "/api/status").catch(() => [])]);
   const byName = Object.fromEntries(status.map((s) => [s.destination, s]));
   state.dests.forEach((d, i) => {
-    const events = d.events === "all" ? "all" : d.events.join(", ");
+    const events = (d.events === "all" ? "all" : d.events.join(", "))
+      + (d.filter ? " (filtered)" : "");
     const a = last[i];
     const st = byName[d.name] || {};
     const outcome = a ? `${a.outcome} (${a.status || a.error || ""}) ${a.time || ""}` : "none yet";
@@ -107,7 +108,9 @@ async function loadDestinations() {
       el("button", { type: "button", textContent: "Test", onclick: () => pickTest(d.name) }),
       el("button", { type: "button", textContent: "Delete", onclick: () => removeDest(d) }));
     const row = el("tr", { className: "dest-row" }, el("td", { className: "d-name" }, d.name),
-      el("td", {}, d.scope), el("td", {}, events), el("td", { className: "url" }, d.url),
+      el("td", {}, d.scope),
+      el("td", { className: "d-events", title: d.filter ? JSON.stringify(d.filter) : "" }, events),
+      el("td", { className: "url" }, d.url),
       el("td", {}, d.enabled ? "yes" : "no"),
       el("td", { className: "d-circuit circuit-" + (st.circuit || "closed") }, st.circuit || "closed"),
       el("td", { className: "d-waiting" }, st.waiting ?? 0),
