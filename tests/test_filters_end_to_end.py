@@ -121,6 +121,8 @@ def test_import_refuses_a_filter_on_a_parameter_the_event_lacks_in_one_line(
     path.write_text(path.read_text().replace("DURATION: {$gt: 10}",
                                              "CALLEDAORS: {$contains: 'sip:100@'}"))
     assert cli.invoke(main, ["destinations", "import", str(path)]).exit_code == 0
+    listed = cli.invoke(main, ["destinations", "list"]).output
+    assert "RECORDING_STARTED_EVENT (filtered)" in listed, listed
     shown = yaml.safe_load(cli.invoke(main, ["destinations", "show", "started"]).output)
     assert shown["filter"] == {"CALLEDAORS": {"$contains": "sip:100@"}}
 
