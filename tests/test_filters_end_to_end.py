@@ -170,3 +170,18 @@ def test_admin_api_refuses_keeps_and_changes_a_filter_that_workers_apply(
     # and null removes it
     cleared = admin.call("PATCH", "/api/destinations/started", json={"filter": None})
     assert cleared.status_code == 200 and "filter" not in cleared.json()
+
+
+def test_a_test_notification_says_whether_the_sample_event_passes_the_filter(
+        workers: WorkerFactory, receiver: Receiver, admin: AdminServer) -> None:
+    for name, duration in (("short", 1000), ("long", 60)):
+        created = admin.call("POST", "/api/destinations", json={
+            "name": name, "events": ["SEGMENT_ENDED_EVENT"], "url": receiver.url(f"/{name}"),
+            "params": "d=%DURATION%", "filter": {"DURATION": {"$gt": duration}}})
+        assert created.status_code == 201, created.text
+    # the sample segment lasts 120 s: over 60, not over 1000; both are sent (it is a test)
+    short = admin.call("POST", "/api/destinations/short/test", json={}).json()
+    long = admin.call("POST", "/api/destinations/long/test", json={}).json()
+    assert (short["filter_passes"], long["filter_passes"]) == (False, True)
+    assert (short["outcome"], long["outcome"]) == ("delivered", "delivered")
+    assert sorted(r.path for r in receiver.received()) == ["/long", "/short"]

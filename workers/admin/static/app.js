@@ -492,7 +492,8 @@ $("#t-send").addEventListener("click", async () => {
     const r = await api("POST", `/api/destinations/${encodeURIComponent(name)}/test`,
       { type: $("#t-type").value });
     $("#t-url").textContent = r.url;
-    $("#t-outcome").textContent = r.outcome;
+    $("#t-outcome").textContent = r.outcome + (r.filter_passes === false
+      ? " (sent as a test; the sample event does not pass this destination's filter)" : "");
     $("#t-outcome").className = r.outcome;
     $("#t-status").textContent = r.status ? `HTTP ${r.status}` : (r.error || "");
     $("#t-latency").textContent = `${r.latency_ms} ms`;
