@@ -50,3 +50,9 @@ def test_page_shows_the_filter_and_refuses_bad_ones_next_to_the_field(
     screenshot(page, "admin-filter-refused.png")
     assert workers.store.get("started").to_dict()["filter"] == {
         "CALLEDAORS": {"$contains": "sip:100@"}}
+    # a test notification is sent anyway, and says the sample event would not pass
+    page.click("#f-cancel")
+    page.select_option("#t-dest", "started")
+    page.click("#t-send")
+    expect(page.locator("#t-outcome")).to_contain_text(
+        "the sample event does not pass this destination's filter")
