@@ -13,6 +13,8 @@ as one line (exit 1) and the admin API as ``{"errors": [...]}``::
         │                                  signing secret (the message names it and the fix)
         ├── InvalidDestination (ValueError) a destination breaks SPEC 4; .errors: each field
         │   └── DestinationExists          create with a name that is taken
+        ├── InvalidFilter (ValueError)     (workers.destinations.filters) a filter that does
+        │                                  not compile; parse_destination makes field errors
         ├── DestinationNotFound (KeyError) no destination by that name
         ├── ConfigError                    bad settings or environment (what, where, the fix)
         ├── StoreError                     the configuration database failed or is unreachable

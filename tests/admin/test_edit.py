@@ -46,6 +46,7 @@ def imported_yaml(url: str) -> str:
     max_in_flight: 5
     ordered: true
     on_dead_letter: hold
+    filter: {{UCID: {{$exists: true}}}}
 """
 
 
@@ -108,6 +109,9 @@ EDITS: list[tuple[str, Callable[[Page], None], dict[str, Any]]] = [
     ("ordered", lambda t: t.uncheck("#f-ordered"), {"ordered": False}),
     ("secret", lambda t: t.fill("#f-secret", NEW_SECRET), {"secret": NEW_SECRET}),
     ("enabled", lambda t: t.uncheck("#f-enabled"), {"enabled": False}),
+    ("filter", lambda t: t.fill("#f-filter", '{"UCID": {"$startsWith": "a"}}'),
+     {"filter": {"UCID": {"$startsWith": "a"}}}),
+    ("filter", lambda t: t.fill("#f-filter", ""), {"filter": None}),
 ]
 
 

@@ -434,3 +434,25 @@ def test_an_unclosed_ipv6_bracket_is_a_refused_url_not_a_crash(url: str) -> None
     with pytest.raises(InvalidDestination, match="url: masked credentials"):
         parse_destination({"name": "d", "events": "all", "url": "https://********@[::1/x"},
                           existing=stored)
+def test_a_stray_bracket_in_the_url_is_refused_with_the_password_masked() -> None:
+    # urlsplit raises "Invalid IPv6 URL" on these; it once escaped as a bare 500 (schemathesis)
+    for url, shown in [("https://h]x/", "'https://h]x/'"),
+                       ("https://user:pa]ss@host/x", "'https://********@host/x'")]:
+        with pytest.raises(InvalidDestination) as info:
+            parse_destination({"name": "b", "events": "all", "url": url})
+        (error,) = info.value.errors
+        assert error.field == "url" and f"{shown} is not a valid URL" in error.message
+        assert "pa]ss" not in str(info.value)
+
+
+def test_an_integer_too_large_for_a_float_is_refused_not_a_crash() -> None:
+    # math.isfinite(10**400) raises OverflowError; JSON and YAML both allow such integers
+    with pytest.raises(InvalidDestination) as info:
+        parse_destination({"name": "big", "events": "all", "url": "http://h.example/",
+                           "timeout_s": 10**400})
+    (error,) = info.value.errors
+    assert error.field == "timeout_s" and "is not a number of seconds" in error.message
+    with pytest.raises(InvalidDestination) as info:
+        parse_destination({"name": "big", "events": "all", "url": "http://h.example/",
+                           "retry": {"backoff_s": 10**400}})
+    assert [e.field for e in info.value.errors] == ["retry.backoff_s"]

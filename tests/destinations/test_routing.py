@@ -12,16 +12,18 @@ from workers.destinations.routing import Routable, RoutingIndex, split_scope
 
 
 def matches(destination: Routable, event: Event) -> bool:
-    """The rule of SPEC 4, for one destination (the oracle the index must agree with)."""
+    """The rule of SPEC 4, for one destination (the oracle the index must agree with):
+    enabled, the event's type and result, its scope, then its filter if it has one."""
     if not destination.enabled or event.type not in destination.events:
         return False
     if event.result not in destination.results:
         return False
     kind, value = split_scope(destination.scope)
-    if kind == "global":
-        return True
     scope_of_event = {"route": event.route, "account": event.account, "realm": event.realm}
-    return scope_of_event.get(kind) == value
+    if kind != "global" and scope_of_event.get(kind) != value:
+        return False
+    filter_ = getattr(destination, "filter", None)
+    return filter_ is None or bool(filter_.matches(event))
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,10 @@ def send_test(state: AdminState, dest: Destination, event_type: str) -> dict[str
         "at": now, "status": status, "error": error, "latency_ms": round(latency_ms, 2),
         "outcome": outcome,
     }])
-    return {"url": url, "status": status, "error": error, "latency_ms": round(latency_ms, 2),
-            "outcome": outcome, "event_id": event.id, "notification_id": nid,
-            "type": event.type}
+    answer = {"url": url, "status": status, "error": error, "latency_ms": round(latency_ms, 2),
+              "outcome": outcome, "event_id": event.id, "notification_id": nid,
+              "type": event.type}
+    if dest.filter is not None:  # sent either way: the test is of the receiver
+        answer["filter_passes"] = dest.filter.matches(event)
+    return answer
 

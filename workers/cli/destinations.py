@@ -126,7 +126,8 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     if not dests:
         click.echo("no destinations (add some with `recnotify destinations import FILE`)")
     for d in dests:
-        events = "all" if d.all_events else ",".join(d.events)
+        events = ("all" if d.all_events else ",".join(d.events)) + (
+            " (filtered)" if d.filter is not None else "")
         state = "enabled" if d.enabled else "DISABLED"
         click.echo(f"{d.name:<30} {d.scope:<24} {d.method:<4} {state:<8} {events}")
 

@@ -17,8 +17,9 @@ from workers.destinations.auth import (
     credential_key,
     file_keys,
 )
-from workers.destinations.checks import _TOKEN_RE, Checker, show
+from workers.destinations.checks import _TOKEN_RE, Checker
 from workers.destinations.model import MASK
+from workers.destinations.values import show
 
 __all__ = ["check_auth"]
 

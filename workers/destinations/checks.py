@@ -7,15 +7,14 @@ message names the destination, the field and the bad value (secrets masked).
 from __future__ import annotations
 
 import difflib
-import math
 import re
-import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from workers.destinations.backoff import RetryPolicy
 from workers.destinations.expiry import MAX_EXPIRE_AFTER_S
 from workers.destinations.model import MASK, CircuitOptions, Destination, Header, TlsOptions
+from workers.destinations.values import is_number, show
 from workers.errors import FieldError
 from workers.http.netsafety import parse_cidrs
 from workers.http.signing import validate_secret
@@ -26,49 +25,6 @@ RESERVED_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "user-agent",
      "webhook-id", "webhook-timestamp", "webhook-signature"}
 )
-
-
-class _ShortRepr(reprlib.Repr):
-    """``repr`` that stops early: a few items per list or map, a few levels, short texts
-    (never the whole value first: an alias bomb's repr would not fit in memory)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel = 3
-        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 8
-        self.maxstring = self.maxother = self.maxlong = 200
-
-    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
-        """As reprlib's, in the map's own order (reprlib sorts the keys)."""
-        if not x:
-            return "{}"
-        if level <= 0:
-            return "{...}"
-        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
-                  for k, v in list(x.items())[: self.maxdict]]
-        return "{" + ", ".join(pieces) + (", ..." if len(x) > self.maxdict else "") + "}"
-
-
-_SHORT_REPR = _ShortRepr()
-
-
-def show(value: Any) -> str:
-    """A bad value as a message quotes it: ``repr``, cut at 200 characters."""
-    try:
-        text = _SHORT_REPR.repr(value)
-    except Exception:  # a hostile __repr__ must not turn a refusal into a crash
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float (not a bool); an int too large for a float is none."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # 10**400 from a JSON body: refused, not a crash
-        return False
 
 
 class Checker:
@@ -255,6 +211,12 @@ def check_retry(c: Checker, value: Any) -> RetryPolicy:
     keys = ("max_attempts", "backoff_s", "backoff_max_s", "policy")
     c.no_unknown(value, keys, "retry.")
     given = {k: value[k] for k in keys if k in value}
+    huge = [k for k, v in given.items()
+            if isinstance(v, int) and not isinstance(v, bool) and not is_number(v)]
+    for k in huge:  # past float range: RetryPolicy's arithmetic would raise OverflowError
+        c.fail(f"retry.{k}", given[k], f"{show(given[k])} is too large a number")
+    if huge:
+        return RetryPolicy()
     try:
         policy = RetryPolicy(**given)
     except (ValueError, TypeError) as exc:

@@ -12,14 +12,18 @@ store can encrypt them apart from the rest.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from workers.destinations.auth import AuthConfig
 from workers.destinations.backoff import RetryPolicy, max_span_s
 from workers.http.tls import TlsOptions
+
+if TYPE_CHECKING:
+    from workers.destinations.filters import Filter
 
 __all__ = [
     "MASK",
@@ -137,6 +141,8 @@ class Destination:
     all_events: bool = False
     #: How a token is obtained and sent (workers/destinations/auth.py); None: no token.
     auth: AuthConfig | None = None
+    #: conditions on the event's parameters (workers.destinations.filters); None: every event passes
+    filter: Filter | None = None
 
     def __repr__(self) -> str:
         return (
@@ -241,6 +247,8 @@ class Destination:
             out["expire_after_s"] = (dict(self.expire_after_s)
                                      if isinstance(self.expire_after_s, dict)
                                      else self.expire_after_s)
+        if self.filter is not None:
+            out["filter"] = copy.deepcopy(self.filter.source)
         return out
 
 

@@ -23,10 +23,10 @@ from workers.destinations.checks import (
     check_retry,
     check_secret,
     check_tls,
-    is_number,
-    show,
 )
+from workers.destinations.filters import Filter, InvalidFilter, compile_filter
 from workers.destinations.model import MASK, PRESETS, Destination, mask_userinfo, url_userinfo
+from workers.destinations.values import is_number, show
 from workers.errors import FieldError, InvalidDestination
 from workers.http.templates import MAX_URL_BYTES, placeholders
 
@@ -56,6 +56,7 @@ FIELDS: tuple[str, ...] = (
     "expire_after_s",
     "enabled",
     "auth",
+    "filter",
 )
 MAX_NAME_CHARS = 100
 #: Longest text in any field (a URL or a template can never render over 8 KiB).
@@ -151,6 +152,7 @@ def parse_destination(
     tls = check_tls(c, merged.get("tls", {}))
     circuit = check_circuit(c, merged.get("circuit", {}))
     retry = check_retry(c, merged.get("retry", {}))
+    filter_ = _filter(c, merged.get("filter"), events)
     if c.errors:
         raise InvalidDestination(name or None, c.errors)
     old_secrets = existing.old_secrets if existing is not None and secret is not None else ()
@@ -180,6 +182,7 @@ def parse_destination(
         preset=preset,
         all_events=all_events,
         auth=auth,
+        filter=filter_,
     )
 
 
@@ -217,7 +220,8 @@ def _bounds(c: Checker, data: Mapping[str, Any]) -> None:
             return True
         return all(walk(item, f"{where}[{n}]", depth + 1) for n, item in enumerate(value))
 
-    walk(data, "", 0)
+    # a filter has its own limits (workers.destinations.filters: deeper nesting, fewer values)
+    walk({k: v for k, v in data.items() if k != "filter"}, "", 0)
 
 
 def _name(c: Checker, value: Any) -> str:
@@ -429,3 +433,12 @@ def _results(c: Checker, value: Any) -> tuple[str, ...]:
         return tuple(r for r in RESULTS if r in value)
     c.fail("results", value, f"{show(value)} is not a non-empty subset of [success, failure]")
     return RESULTS
+
+
+def _filter(c: Checker, value: Any, events: tuple[str, ...]) -> Filter | None:
+    try:
+        return compile_filter(value, events)
+    except InvalidFilter as exc:
+        for problem in exc.problems:
+            c.fail("filter", problem.value, problem.message)
+        return None

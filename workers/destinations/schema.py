@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from producer.events import EVENT_TYPES
 from workers.destinations.backoff import MAX_ATTEMPTS_LIMIT
@@ -44,6 +44,34 @@ URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s#]+$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 
 _STRICT = ConfigDict(extra="forbid")
+FILTER_DESCRIPTION = (
+    "conditions on the event's parameters and scope keys (SPEC 2 names, upper case): "
+    '{"NAME": value} or {"NAME": {"$op": operand}} with $eq $neq $in $nin $gt $gte $lt $lte '
+    "$exists $startsWith $contains, combined with $and/$or (lists) and $not; a number "
+    "operand compares numerically; null or {}: no filter"
+)
+_OPERAND: dict[str, Any] = {"type": ["string", "number"]}
+_LIST: dict[str, Any] = {"type": "array", "minItems": 1, "items": _OPERAND}
+_CONDITION: dict[str, Any] = {"anyOf": [_OPERAND, {
+    "type": "object", "minProperties": 1, "additionalProperties": False,
+    "properties": {"$eq": _OPERAND, "$neq": _OPERAND, "$gt": _OPERAND, "$gte": _OPERAND,
+                   "$lt": _OPERAND, "$lte": _OPERAND, "$in": _LIST, "$nin": _LIST,
+                   "$exists": {"type": "boolean"}, "$startsWith": {"type": "string"},
+                   "$contains": {"type": "string"}}}]}
+_NESTED: dict[str, Any] = {"type": "object", "minProperties": 1}
+#: The filter's JSON Schema: operators and operand types at the top level (nested filters
+#: are objects; parse_destination checks them, and the names against the event types).
+FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"$and": {"type": "array", "minItems": 1, "items": _NESTED},
+                   "$or": {"type": "array", "minItems": 1, "items": _NESTED},
+                   "$not": _NESTED},
+    "patternProperties": {"^[A-Z][A-Z_]*$": _CONDITION},
+}
+FilterDoc = Annotated[dict[str, Any], WithJsonSchema(FILTER_SCHEMA)]
+FILTER_EXAMPLES = [{"DURATION": {"$gt": 10}},
+                   {"$or": [{"CALLEDAORS": {"$contains": "sip:100@"}},
+                            {"CALLEDAORS": {"$contains": "sip:200@"}}]}]
 
 
 class TlsModel(BaseModel):
@@ -187,6 +215,9 @@ class _Fields(BaseModel):
     )
     enabled: bool = True
     auth: Auth | None = Field(default=None, description="how a token is obtained and sent")
+    filter: FilterDoc | None = Field(
+        default=None, description=FILTER_DESCRIPTION, examples=FILTER_EXAMPLES
+    )
 
 
 class DestinationIn(_Fields):
@@ -250,6 +281,10 @@ class DestinationPatch(BaseModel):
     expire_after_s: ExpireSeconds | dict[EventType, ExpireSeconds | None] | None = None
     enabled: bool | None = None
     auth: dict[str, str | int | None] | None = None
+    filter: FilterDoc | None = Field(
+        default=None, description="merges per key like every object (RFC 7396); null removes "
+        "the filter"
+    )
 
 
 class DestinationFile(BaseModel):

@@ -90,7 +90,8 @@ async function loadDestinations() {
     api("GET", "/api/status").catch(() => [])]);
   const byName = Object.fromEntries(status.map((s) => [s.destination, s]));
   state.dests.forEach((d, i) => {
-    const events = d.events === "all" ? "all" : d.events.join(", ");
+    const events = (d.events === "all" ? "all" : d.events.join(", "))
+      + (d.filter ? " (filtered)" : "");
     const a = last[i];
     const st = byName[d.name] || {};
     const outcome = a ? `${a.outcome} (${a.status || a.error || ""}) ${a.time || ""}` : "none yet";
@@ -107,7 +108,9 @@ async function loadDestinations() {
       el("button", { type: "button", textContent: "Test", onclick: () => pickTest(d.name) }),
       el("button", { type: "button", textContent: "Delete", onclick: () => removeDest(d) }));
     const row = el("tr", { className: "dest-row" }, el("td", { className: "d-name" }, d.name),
-      el("td", {}, d.scope), el("td", {}, events), el("td", { className: "url" }, d.url),
+      el("td", {}, d.scope),
+      el("td", { className: "d-events", title: d.filter ? JSON.stringify(d.filter) : "" }, events),
+      el("td", { className: "url" }, d.url),
       el("td", {}, d.enabled ? "yes" : "no"),
       el("td", { className: "d-circuit circuit-" + (st.circuit || "closed") }, st.circuit || "closed"),
       el("td", { className: "d-waiting" }, st.waiting ?? 0),
@@ -280,7 +283,8 @@ function showErrors(errors) {
     }
     target = target || $("#form-errors");
     target.textContent = (target.textContent ? target.textContent + " " : "") + error.message;
-    const input = target.parentElement && target.parentElement.querySelector("input, select");
+    const input = target.parentElement
+      && target.parentElement.querySelector("input, select, textarea");
     if (input) input.classList.add("invalid");
   }
 }
@@ -351,6 +355,7 @@ function fillForm(d) {
   $("#secret-clear-label").hidden = !hasSecret;
   $("#secret-note").textContent = hasSecret ? "A secret is stored; leave empty to keep it." : "";
   $("#f-ordered").checked = !!d.ordered;
+  $("#f-filter").value = d.filter ? JSON.stringify(d.filter, null, 2) : "";
   $("#f-enabled").checked = d.enabled !== false;
   eventsChanged();
   if (perType) renderPerTypeParams(d.params);
@@ -393,6 +398,20 @@ function expireValue(sel) {
 function text(sel) {
   const raw = $(sel).value.trim();
   return raw === "" ? null : raw;
+}
+
+// The filter textarea: null when empty, else its JSON (the text itself when it is not JSON;
+// the submit handler refuses that before anything is sent).
+function filterValue() {
+  const raw = $("#f-filter").value.trim();
+  if (raw === "") return null;
+  try { return JSON.parse(raw); } catch { return raw; }
+}
+
+function filterJsonError() {
+  const raw = $("#f-filter").value.trim();
+  if (raw === "") return null;
+  try { JSON.parse(raw); return null; } catch (e) { return e.message; }
 }
 
 function cidrs(sel) {
@@ -444,6 +463,7 @@ function formBody() {
     max_in_flight: number("#f-in-flight"),
     on_dead_letter: $("#f-on-dead-letter").value,
     expire_after_s: expireValue("#f-expire"),
+    filter: filterValue(),
   };
   if ($("#f-preset").value) body.preset = $("#f-preset").value;
   const headers = {};
@@ -466,6 +486,11 @@ function formBody() {
 $("#dest-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   clearErrors();
+  const badJson = filterJsonError();
+  if (badJson) {
+    showErrors([{ field: "filter", message: `filter: not valid JSON (${badJson})` }]);
+    return;
+  }
   const body = formBody();
   try {
     if (state.editing) {
@@ -498,7 +523,8 @@ $("#t-send").addEventListener("click", async () => {
     const r = await api("POST", `/api/destinations/${encodeURIComponent(name)}/test`,
       { type: $("#t-type").value });
     $("#t-url").textContent = r.url;
-    $("#t-outcome").textContent = r.outcome;
+    $("#t-outcome").textContent = r.outcome + (r.filter_passes === false
+      ? " (sent as a test; the sample event does not pass this destination's filter)" : "");
     $("#t-outcome").className = r.outcome;
     $("#t-status").textContent = r.status ? `HTTP ${r.status}` : (r.error || "");
     $("#t-latency").textContent = `${r.latency_ms} ms`;
