@@ -456,3 +456,20 @@ def test_an_integer_too_large_for_a_float_is_refused_not_a_crash() -> None:
         parse_destination({"name": "big", "events": "all", "url": "http://h.example/",
                            "retry": {"backoff_s": 10**400}})
     assert [e.field for e in info.value.errors] == ["retry.backoff_s"]
+
+
+def test_the_published_model_checks_every_destination_too() -> None:
+    """A body the rules would take but the published pydantic model refuses is refused, so
+    the OpenAPI document and `recnotify destinations schema` cannot drift from the service."""
+    from workers.destinations import rules
+
+    good = {"name": "d", "events": "all", "url": "https://h.example/x",
+            "allow_cidrs": "10.0.0.0/8, fd00::/8"}  # a comma string: in the model since
+    assert parse_destination(good).allow_cidrs
+    checker = rules.Checker("'d'")
+    rules.model_errors(checker, {**good, "timeout_s": "10"})  # the model wants a number
+    (error,) = checker.errors
+    assert error.field == "timeout_s"
+    assert error.message.startswith("destination 'd': timeout_s: '10' does not fit the "
+                                    "published schema (")
+    assert error.message.endswith("see `recnotify destinations schema`)")

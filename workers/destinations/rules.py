@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
 from producer.events import EVENT_TYPES, RESULTS, params_for
 from workers.destinations.auth import TOKEN_PLACEHOLDER
 from workers.destinations.auth_checks import check_auth
@@ -26,6 +28,7 @@ from workers.destinations.checks import (
 )
 from workers.destinations.filters import Filter, InvalidFilter, compile_filter
 from workers.destinations.model import MASK, PRESETS, Destination, mask_userinfo, url_userinfo
+from workers.destinations.schema import DestinationIn
 from workers.destinations.values import is_number, show
 from workers.errors import FieldError, InvalidDestination
 from workers.http.templates import MAX_URL_BYTES, placeholders
@@ -153,6 +156,8 @@ def parse_destination(
     circuit = check_circuit(c, merged.get("circuit", {}))
     retry = check_retry(c, merged.get("retry", {}))
     filter_ = _filter(c, merged.get("filter"), events)
+    if not c.errors:
+        model_errors(c, data)  # the model the OpenAPI document and the file schema show
     if c.errors:
         raise InvalidDestination(name or None, c.errors)
     old_secrets = existing.old_secrets if existing is not None and secret is not None else ()
@@ -442,3 +447,22 @@ def _filter(c: Checker, value: Any, events: tuple[str, ...]) -> Filter | None:
         for problem in exc.problems:
             c.fail("filter", problem.value, problem.message)
         return None
+
+
+def model_errors(c: Checker, data: Mapping[str, Any]) -> None:
+    """Validate ``data`` with :class:`~workers.destinations.schema.DestinationIn` too.
+
+    The pydantic model is what the OpenAPI document and ``recnotify destinations schema``
+    publish; checking every body and file entry against it as well means a shape it
+    refuses is refused here (the rules above, with their messages, run first: this adds
+    an error only where they accepted), so the published schema and the service cannot
+    drift apart. Each refusal names the field, the value and what the model expects.
+    """
+    try:
+        DestinationIn.model_validate(dict(data), strict=True)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(part) for part in error["loc"])
+            value = error.get("input")
+            c.fail(field, value, f"{show(value)} does not fit the published schema "
+                   f"({error['msg']}; see `recnotify destinations schema`)")

@@ -196,8 +196,12 @@ class _Fields(BaseModel):
     )
     timeout_s: float = Field(default=10.0, gt=0, le=60)
     tls: TlsModel = TlsModel()
-    allow_cidrs: list[str] = Field(default=[], description="outbound addresses allowed (CIDRs)")
-    deny_cidrs: list[str] = Field(default=[], description="outbound addresses refused (CIDRs)")
+    allow_cidrs: list[str] | str = Field(
+        default=[], description="outbound addresses allowed (CIDRs: a list, or one "
+        "comma-separated string)")
+    deny_cidrs: list[str] | str = Field(
+        default=[], description="outbound addresses refused (CIDRs: a list, or one "
+        "comma-separated string)")
     circuit: CircuitModel = CircuitModel()
     retry: RetryModel = RetryModel()
     rate_limit_per_s: float | None = Field(default=None, gt=0, description="across all workers")
@@ -267,8 +271,8 @@ class DestinationPatch(BaseModel):
     tls: (
         dict[Literal["verify", "ca_bundle", "client_cert", "client_key"], bool | str | None] | None
     ) = None
-    allow_cidrs: list[str] | None = None
-    deny_cidrs: list[str] | None = None
+    allow_cidrs: list[str] | str | None = None
+    deny_cidrs: list[str] | str | None = None
     circuit: dict[Literal["failures", "reset_s"], float | None] | None = None
     retry: (
         dict[Literal["max_attempts", "backoff_s", "backoff_max_s", "policy"], float | str | None]
