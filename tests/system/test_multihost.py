@@ -134,7 +134,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                                      secret_key=TEST_SECRET_KEY)
         yield Cluster(tmp_path, net, redis_host, receiver_host, worker_hosts, settings)
     finally:
-        for host in net.hosts:  # a clean stop for the survivors, then the namespaces go
+        # A clean stop for the survivors (workers before the Redis they flush to), then
+        # the namespaces go with whatever is left in them.
+        for host in sorted(net.hosts, key=lambda h: {"recv": 1, "redis": 2}.get(h.name, 0)):
             for proc in host.procs:
                 stop_process(proc, 15)
         net.close()
@@ -344,6 +346,8 @@ class Kill:
             "held_not_resumed": len(self.held - set(resumed)),
             "held_min_lateness_s": round(min(held_lateness, default=0.0), 1),
             "held_max_lateness_s": round(max(held_lateness, default=0.0), 1),
+            "held_last_resumed_after_kill_s": round(
+                max((resumed[n] - self.at for n in self.held if n in resumed), default=0.0), 1),
             "handed_to_dead_connections": len(swallowed),
             "handed_to_dead_connections_max_lateness_s": round(max(swallowed, default=0.0), 1),
             "unreceived_at_kill": len(unreceived),
