@@ -142,26 +142,30 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         net.close()
 
 
-def _unacked_notifications(client: redis.Redis) -> set[str]:
-    """Notification ids of the Celery messages delivered to a worker and not acknowledged."""
-    found: set[str] = set()
-    for raw in client.hvals(f"{KEY_PREFIX}unacked"):
+def _in_flight(client: redis.Redis) -> tuple[set[str], set[str]]:
+    """One atomic read (MULTI; KEYS is fine on the test's own small Redis): the
+    notifications whose lock is held (attempts in flight) and those whose Celery message
+    a worker took and has not acknowledged."""
+    pipe = client.pipeline(transaction=True)
+    pipe.keys(f"{KEY_PREFIX}lock:*")
+    pipe.hvals(f"{KEY_PREFIX}unacked")
+    lock_keys, unacked = pipe.execute()
+    prefix = len(f"{KEY_PREFIX}lock:")
+    locks = {key.decode()[prefix:] for key in lock_keys}
+    taken: set[str] = set()
+    for raw in unacked:
         try:
             message = json.loads(raw)[0]
             body = message["body"]
             if message.get("properties", {}).get("body_encoding") == "base64":
                 body = base64.b64decode(body)
             args = json.loads(body)[0]
-            found.add(notification_id(args[0], args[1]))
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
-    return found
-
-
-def _locked_notifications(client: redis.Redis) -> set[str]:
-    prefix = f"{KEY_PREFIX}lock:"
-    return {key.decode()[len(prefix):] for key in client.scan_iter(match=prefix + "*",
-                                                                  count=1000)}
+            taken.add(notification_id(args[0], args[1]))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise AssertionError(f"cannot read an unacknowledged Celery message: {raw!r}") from exc
+    # Every attempt in flight holds its message unacknowledged (late ack): read right
+    assert locks <= taken, (locks, taken)
+    return locks, taken
 
 
 def _pending_notifications(client: redis.Redis, settings: Settings,
@@ -359,7 +363,7 @@ class Kill:
 def kill_host(cluster: Cluster, client: redis.Redis, host: Host,
               published: dict[str, float]) -> Kill:
     """Link down first (no FIN or RST leaves the host), then SIGKILL all in it."""
-    locks_before, unacked_before = _locked_notifications(client), _unacked_notifications(client)
+    locks_before, unacked_before = _in_flight(client)
     host.link_down()
     at = time.time()
     pids = host.kill_all()
@@ -368,8 +372,9 @@ def kill_host(cluster: Cluster, client: redis.Redis, host: Host,
     # Its locks and unacknowledged messages outlive a few seconds in which every live
     # attempt elsewhere (0.5 s at the receiver) ends; its consumers' entries stay pending.
     time.sleep(5)
-    attempts = locks_before & _locked_notifications(client)
-    prefetched = (unacked_before & _unacked_notifications(client)) - attempts
+    locks_after, unacked_after = _in_flight(client)
+    attempts = locks_before & locks_after
+    prefetched = (unacked_before & unacked_after) - attempts
     nodes = [node for node, _ in cluster.workers[host.name]]
     stream_entries = _pending_notifications(client, cluster.settings, nodes)
     alive = [node for name, procs in cluster.workers.items() if name != host.name
