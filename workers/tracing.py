@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from producer.events import load_stored_event
+from producer.redis_url import client_from_url
 from workers.request import notification_id
 from workers.routing import RoutingIndex
 from workers.settings import Settings
@@ -15,7 +16,7 @@ from workers.store import Store
 
 
 def event_ids_for_ucid(settings: Settings, ucid: str) -> list[str]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = client_from_url(settings.redis_url, decode_responses=True)
     return sorted(str(m) for m in client.smembers(settings.keys.ucid(ucid)))
 
 
@@ -25,7 +26,7 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
 
     Long-running callers (the admin API) pass their own client and store.
     """
-    client = client or redis.Redis.from_url(settings.redis_url)
+    client = client or client_from_url(settings.redis_url)
     store = store or Store(settings.effective_database_url, settings.secret_key)
     keys = settings.keys
     raw = client.get(keys.event(event_id))

@@ -15,6 +15,7 @@ from functools import cached_property
 import redis
 from fastapi import Request
 
+from producer.redis_url import client_from_url
 from workers.admin.auth import Networks
 from workers.netsafety import AddressRules, parse_cidrs
 from workers.settings import Settings
@@ -37,8 +38,8 @@ class AdminState:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=10,
-                                    socket_connect_timeout=5, health_check_interval=25)
+        return client_from_url(self.settings.redis_url, socket_timeout=10,
+                               socket_connect_timeout=5, health_check_interval=25)
 
     @cached_property
     def transport(self) -> Transport:
