@@ -5,6 +5,8 @@ Every error recnotify raises on purpose derives from :class:`RecnotifyError`::
     RecnotifyError
     ├── InvalidEvent (also ValueError)       an event breaks SPEC section 1/2
     ├── PublishError (also ConnectionError)  Redis did not accept the event in time
+    ├── DurabilityError                      a durable publish: too few replicas have it
+    ├── InvalidPublishOption (also ValueError)  a Publisher option makes no sense
     └── (workers.errors adds)
         ├── InvalidDestination (also ValueError)  a destination breaks SPEC section 4
         ├── ConfigError                           bad settings / environment
@@ -34,3 +36,21 @@ class InvalidEvent(RecnotifyError, ValueError):
 
 class PublishError(RecnotifyError, ConnectionError):
     """Redis did not accept the event within ``publish_timeout_s``: it was NOT published."""
+
+
+class DurabilityError(RecnotifyError):
+    """A durable publish: the primary has the event but fewer than ``wanted`` replicas
+    acknowledged it in time. It may still be delivered; a retry may duplicate it (the
+    event id dedupes). ``event_id``, ``entry_id``, ``wanted``, ``acknowledged`` say which."""
+
+    def __init__(self, message: str, *, event_id: str, entry_id: str, wanted: int,
+                 acknowledged: int) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+        self.entry_id = entry_id
+        self.wanted = wanted
+        self.acknowledged = acknowledged
+
+
+class InvalidPublishOption(RecnotifyError, ValueError):
+    """A ``Publisher`` option (durable replicas, timeouts) that makes no sense."""
