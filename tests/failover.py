@@ -9,7 +9,7 @@ event after a :class:`DurabilityError` (the documented way: its id dedupes) unti
 it is acknowledged or ``publish_timeout_s`` is used up.
 
 "Lost" = acknowledged by ``publish()`` but never delivered to the receiver.
-Used by tests/test_sentinel_failover.py and the longer bench/sentinel_soak.py.
+Used by tests/test_sentinel_failover.py.
 """
 
 from __future__ import annotations

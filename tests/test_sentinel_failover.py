@@ -14,8 +14,8 @@ was lost: events ``publish()`` acknowledged that never reached the receiver.
   faults (the killed primary is started again so the new one has a replica).
 
 Both check that no publish hung: each returned or raised within ``publish_timeout_s``
-(plus the durable wait). ``RECNOTIFY_SENTINEL_SOAK_S`` (opt-in) lengthens the steady
-phases for a soak run; bench/sentinel_soak.py runs the same flow for longer.
+(plus the durable wait). ``RECNOTIFY_TEST_SENTINEL_SOAK_S=SECONDS`` (opt-in) lengthens
+each steady phase (default 1.5 s) for a soak run.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tests.sentinel import SentinelSetup
 
 pytestmark = pytest.mark.slow
 
-STEADY_S = float(os.environ.get("RECNOTIFY_SENTINEL_SOAK_S") or 1.5)
+STEADY_S = float(os.environ.get("RECNOTIFY_TEST_SENTINEL_SOAK_S") or 1.5)
 PUBLISH_TIMEOUT_S = 5.0
 #: Asynchronous replication: an acknowledged event can only be lost this close to a fault.
 WINDOW_SLACK_S = 1.0

@@ -80,7 +80,7 @@ class EnvSettings(BaseSettings):
 OTHER_VARIABLES = frozenset({
     "ADMIN_ADDR", "ADMIN_TOKEN", "TRUSTED_PROXIES", "PROCESSES", "WORKERS", "NODE_NAME",
     "FLOWER_AUTH", "FLOWER_PORT", "LISTEN_SECRET", "REDIS_ADDRESS", "IMAGE",
-    "TEST_REDIS_URL", "TEST_PG_URL",
+    "TEST_REDIS_URL", "TEST_PG_URL", "TEST_SENTINEL_SOAK_S",
 })
 KNOWN = frozenset(PREFIX + name for name in (*EnvSettings.model_fields, *OTHER_VARIABLES))
 
