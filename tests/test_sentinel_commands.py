@@ -164,3 +164,18 @@ def test_admin_service_answers_status(stack: Stack) -> None:
         assert rows["ok"]["circuit"] == "closed"
     finally:
         server.stop()
+
+
+def test_run_checks_the_primarys_persistence_through_the_sentinels(
+        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    # `recnotify run` uses a configured Redis that answers, and warns when it has no AOF
+    # (the setup has none); under sentinel:// redis_answers said False (so `run` refused:
+    # "does not answer") and the check raised ValueError, before one factory built both
+    from workers.cli_run import warn_without_persistence
+    from workers.embedded import redis_answers
+
+    assert redis_answers(stack.sentinels.url)
+    with caplog.at_level("WARNING"):
+        warn_without_persistence(stack.sentinels.url)
+    assert "AOF persistence off" in caplog.text
+    assert "127.0.0.1" in caplog.text
