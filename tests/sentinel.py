@@ -228,10 +228,18 @@ class SentinelSetup:
         self.node(old).kill()
         return old, self.wait_new_primary(old)
 
-    def restart(self, port: int) -> None:
-        """Start a killed server again (the sentinels turn it into a replica)."""
+    def restart_as_replica(self, port: int, timeout_s: float = 20) -> None:
+        """Start a killed server again as a replica of the current primary (what its
+        init script does after a failover; the sentinels alone take up to 10 s), and wait
+        until the primary has it online."""
         node = self.node(port)
+        primary = self.primary_port()
+        args = list(node.args)
+        if "--replicaof" in args:
+            del args[args.index("--replicaof"):args.index("--replicaof") + 3]
+        node.args = [*args, "--replicaof", "127.0.0.1", str(primary)]
         node.start()
+        self.wait_replicated(primary, 1, timeout_s)
 
     def stop(self) -> None:
         for node in (*self.sentinels, *self.servers):
