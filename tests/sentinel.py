@@ -79,6 +79,10 @@ class Node:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def signal(self, number: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(number)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

@@ -10,6 +10,7 @@ database or at the receiver.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -179,3 +180,18 @@ def test_run_checks_the_primarys_persistence_through_the_sentinels(
         warn_without_persistence(stack.sentinels.url)
     assert "AOF persistence off" in caplog.text
     assert "127.0.0.1" in caplog.text
+
+
+def test_no_redis_client_is_built_outside_the_one_factory() -> None:
+    # redis-py's own constructors do not take sentinel://; only client_from_url does
+    pattern = re.compile(r"\bRedis\(|\.from_url\(|StrictRedis\(|\bSentinel\(")
+    offenders = []
+    for path in sorted([*(ROOT / "workers").rglob("*.py"), *(ROOT / "producer").rglob("*.py")]):
+        if path == ROOT / "producer" / "redis_url.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if pattern.search(code) and "Store.from_url" not in code and (
+                    "def from_url" not in code):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []

@@ -22,13 +22,16 @@ each steady phase (default 1.5 s) for a soak run.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from producer import Publisher, PublishError
 from tests.failover import FlowingPublisher, destination_yaml, wait_delivered
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
@@ -125,3 +128,28 @@ def test_durable_publish_loses_nothing_acknowledged_through_both_faults(
     assert len(flow.acked(recovered)) >= 50  # durable again once the replica is back
     assert [f.name for f in faults] == ["SENTINEL FAILOVER", "kill -9"]
     assert missing == set(), (sorted(missing, key=int)[:20], factory.all_logs()[-3000:])
+
+
+def test_a_publish_that_cannot_succeed_raises_in_time_and_never_hangs(
+        sentinel_factory: Callable[[], SentinelSetup]) -> None:
+    params = {"UCID": "u"}
+    # a stopped primary (SIGSTOP: connections hang, no error): TimeoutError, then PublishError
+    stopped = sentinel_factory()
+    publisher = Publisher(stopped.url, key_prefix="rnfail:", publish_timeout_s=1.0)
+    publisher.publish("RECORDING_STARTED_EVENT", route="r", params=params)
+    stopped.node(stopped.primary_port()).signal(signal.SIGSTOP)
+    started = time.monotonic()
+    with pytest.raises(PublishError) as caught:
+        publisher.publish("RECORDING_STARTED_EVENT", route="r", params=params)
+    assert time.monotonic() - started < 2.5
+    assert "was NOT published" in str(caught.value) and "within 1 s" in str(caught.value)
+    # every Redis server gone: the sentinels name a dead one; refused until the timeout
+    gone = sentinel_factory()
+    publisher = Publisher(gone.url, key_prefix="rnfail:", publish_timeout_s=1.0,
+                          durable_replicas=1, durable_timeout_ms=200)
+    for node in gone.servers:
+        node.kill()
+    started = time.monotonic()
+    with pytest.raises(PublishError, match="was NOT published"):
+        publisher.publish("RECORDING_STARTED_EVENT", route="r", params=params)
+    assert 0.9 < time.monotonic() - started < 2.5
