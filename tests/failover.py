@@ -2,7 +2,7 @@
 a real receiver, and the count of what was lost.
 
 :class:`FlowingPublisher` publishes one event every ``1/rate`` s through
-:class:`producer.Publisher` on the ``sentinel://`` URL (route ``flow``, ``UCID`` = a
+:class:`producer.Publisher` on the ``sentinel://`` URL (route ``flow``, ``UCID`` = ``tag`` + a
 sequence number) and records, per event, when ``publish()`` returned (acknowledged)
 or what it raised and how long it took. A durable publisher republishes the *same*
 event after a :class:`DurabilityError` (the documented way: its id dedupes) until
@@ -43,6 +43,8 @@ class FlowingPublisher:
     durable_replicas: int = 0
     durable_timeout_ms: int = 300
     publish_timeout_s: float = 5.0
+    #: prefix of the UCIDs (two publishers in one flow)
+    tag: str = ""
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -79,7 +81,7 @@ class FlowingPublisher:
 
     def _publish_one(self, publisher: Publisher, seq: int) -> Outcome:
         event = validate_event({"type": "RECORDING_STARTED_EVENT", "route": ROUTE,
-                                "params": {"UCID": str(seq)}})
+                                "params": {"UCID": f"{self.tag}{seq}"}})
         started = time.monotonic()
         retries = 0
         while True:
@@ -99,7 +101,8 @@ class FlowingPublisher:
 
     # -- results -------------------------------------------------------------------------
     def acked(self, since: float = 0.0, until: float = float("inf")) -> set[str]:
-        return {str(o.seq) for o in self.outcomes if o.acked and since <= o.finished < until}
+        return {f"{self.tag}{o.seq}" for o in self.outcomes
+                if o.acked and since <= o.finished < until}
 
     def errors(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.acked]

@@ -1,22 +1,23 @@
-"""Failover while notifications flow: real sentinels, a steady publisher, real workers.
+"""Failover while notifications flow: real sentinels, steady publishers, real workers.
 
-Each test runs one flow of events (100/s through ``producer.Publisher`` on the
-``sentinel://`` URL) into a real ``recnotify worker`` and a real receiver, fails the
-primary once with ``SENTINEL FAILOVER`` and once with ``kill -9``, and counts what
-was lost: events ``publish()`` acknowledged that never reached the receiver.
+One flow serves the module: two publisher threads at once (100 events/s each through
+``producer.Publisher`` on the ``sentinel://`` URL; one plain, one with
+``durable_replicas=1``) into a real ``recnotify worker`` and a real receiver. The
+primary fails once with ``SENTINEL FAILOVER`` (the flow then waits until the old
+primary is demoted and replicates from the new one: the sentinels do that on their
+10 s INFO round) and once with ``kill -9`` (the killed server is started again as a
+replica). Lost = acknowledged by ``publish()``, never delivered.
 
-- Plain publish: Redis replicates asynchronously, so an event the old primary
-  acknowledged in the failover window (after the sentinels promoted the replica and
-  before the old primary learned it; or in the last moments before a ``kill -9``) can
-  be lost. The test asserts every loss lies in that window (from 1 s before the fault
-  to 1 s after the new primary answered) and prints the counts.
-- Durable publish (``durable_replicas=1``): nothing acknowledged is lost, in both
-  faults (the killed primary is started again as a replica, so the new one has one;
-  until then durable publishes wait and retry).
+- Plain publish: Redis replicates asynchronously. After ``SENTINEL FAILOVER`` the old
+  primary keeps accepting writes until it is demoted, and drops them then; a
+  ``kill -9`` loses what had not reached the replica. The test asserts every loss
+  was acknowledged in a failover window (1 s before the fault until 1 s after the
+  old primary was demoted / the new one answered) and prints the counts.
+- Durable publish: nothing acknowledged is lost, in both faults.
 
 Both check that no publish hung: each returned or raised within ``publish_timeout_s``
-(plus the durable wait). ``RECNOTIFY_TEST_SENTINEL_SOAK_S=SECONDS`` (opt-in) lengthens
-each steady phase (default 1.5 s) for a soak run.
+(plus the durable wait). ``RECNOTIFY_TEST_SENTINEL_SOAK_S=SECONDS`` (opt-in)
+lengthens each steady phase (default 1.5 s) for a soak run.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -49,85 +49,117 @@ WINDOW_SLACK_S = 1.0
 class Fault:
     name: str
     started: float
-    switched: float  # the new primary answered as primary
-    lost: set[str] = field(default_factory=set)
+    settled: float  # FAILOVER: the old primary replicates from the new; kill: new answers
+    switched_s: float = 0.0
 
 
-def run_flow(tmp_path: Path, setup: SentinelSetup, receiver: Receiver, *, durable: int
-             ) -> tuple[FlowingPublisher, list[Fault], set[str], float, WorkerFactory]:
+@dataclass
+class Flow:
+    plain: FlowingPublisher
+    durable: FlowingPublisher
+    faults: list[Fault] = field(default_factory=list)
+    recovered: float = 0.0
+    missing: set[str] = field(default_factory=set)
+    logs: str = ""
+
+    def lost(self, publisher: FlowingPublisher, fault: Fault | None = None) -> set[str]:
+        acked = (publisher.acked() if fault is None else
+                 publisher.acked(fault.started - WINDOW_SLACK_S, fault.settled + WINDOW_SLACK_S))
+        return self.missing & acked
+
+    def report(self, publisher: FlowingPublisher, name: str) -> str:
+        faults = ", ".join(f"{f.name}: new primary in {f.switched_s:.1f} s, settled in "
+                           f"{f.settled - f.started:.1f} s, lost {len(self.lost(publisher, f))}"
+                           for f in self.faults)
+        return (f"[failover {name}] published {len(publisher.outcomes)}, acknowledged "
+                f"{len(publisher.acked())}, lost {len(self.lost(publisher))} ({faults}); "
+                f"publish errors {len(publisher.errors())}, durable retries "
+                f"{sum(o.durable_retries for o in publisher.outcomes)}, longest publish "
+                f"{publisher.max_latency_s():.2f} s")
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
+    root = tmp_path_factory.mktemp("failover")
+    setup = SentinelSetup(root / "sentinel")
+    try:
+        setup.start()
+        with Receiver() as receiver:
+            yield run_flow(root, setup, receiver)
+    finally:
+        setup.stop()
+
+
+def run_flow(root: object, setup: SentinelSetup, receiver: Receiver) -> Flow:
     factory = WorkerFactory(redis_url=setup.url, key_prefix=f"rnfo-{uuid.uuid4().hex[:8]}:",
-                            tmp_path=tmp_path)
+                            tmp_path=root)  # type: ignore[arg-type]
     factory.configure(destination_yaml(receiver))
-    flow = FlowingPublisher(setup.url, factory.key_prefix, durable_replicas=durable,
-                            publish_timeout_s=PUBLISH_TIMEOUT_S)
-    faults: list[Fault] = []
-    recovered = 0.0
+    result = Flow(
+        FlowingPublisher(setup.url, factory.key_prefix, tag="p",
+                         publish_timeout_s=PUBLISH_TIMEOUT_S),
+        FlowingPublisher(setup.url, factory.key_prefix, tag="d", durable_replicas=1,
+                         publish_timeout_s=PUBLISH_TIMEOUT_S))
+    publishers = (result.plain, result.durable)
     try:
         factory.start(concurrency=8)
-        flow.start()
+        for publisher in publishers:
+            publisher.start()
         time.sleep(STEADY_S)
         started = time.monotonic()
-        setup.failover()
-        faults.append(Fault("SENTINEL FAILOVER", started, time.monotonic()))
+        _old, new = setup.failover()
+        switched = time.monotonic()
+        setup.wait_replicated(new, 1, timeout_s=30)  # the old primary, demoted
+        result.faults.append(Fault("SENTINEL FAILOVER", started, time.monotonic(),
+                                   switched - started))
         time.sleep(STEADY_S)
         started = time.monotonic()
         old, _new = setup.kill_primary()
-        faults.append(Fault("kill -9", started, time.monotonic()))
+        result.faults.append(Fault("kill -9", started, time.monotonic(),
+                                   time.monotonic() - started))
         setup.restart_as_replica(old)
-        recovered = time.monotonic()
+        result.recovered = time.monotonic()
         time.sleep(STEADY_S)
-        flow.stop()
-        acked = flow.acked()
-        missing = wait_delivered(receiver, acked, timeout_s=40, quiet_s=8)
+        for publisher in publishers:
+            publisher.stop()
+        acked = result.plain.acked() | result.durable.acked()
+        result.missing = wait_delivered(receiver, acked, timeout_s=40, quiet_s=8)
     finally:
-        flow.stop()
+        for publisher in publishers:
+            publisher.stop()
+        result.logs = factory.all_logs()[-3000:]
         factory.stop_all()
-    for fault in faults:
-        fault.lost = missing & flow.acked(fault.started - WINDOW_SLACK_S,
-                                          fault.switched + WINDOW_SLACK_S)
-    report = ", ".join(f"{f.name}: switched in {f.switched - f.started:.1f} s, lost "
-                       f"{len(f.lost)}" for f in faults)
-    print(f"\n[failover durable={durable}] published {len(flow.outcomes)}, acknowledged "
-          f"{len(acked)}, lost {len(missing)} ({report}); publish errors "
-          f"{len(flow.errors())}, durable retries "
-          f"{sum(o.durable_retries for o in flow.outcomes)}, longest publish "
-          f"{flow.max_latency_s():.2f} s")
-    return flow, faults, missing, recovered, factory
+    print("\n" + result.report(result.plain, "plain") + "\n"
+          + result.report(result.durable, "durable"))
+    return result
 
 
-def _no_publish_hung(flow: FlowingPublisher, durable_timeout_s: float) -> None:
-    bound = PUBLISH_TIMEOUT_S + durable_timeout_s + 0.5
-    slow = [o for o in flow.outcomes if o.finished - o.started > bound]
-    assert not slow, f"{len(slow)} publish call(s) took longer than {bound} s"
-    for outcome in flow.errors():
+def _no_publish_hung(publisher: FlowingPublisher) -> None:
+    bound = PUBLISH_TIMEOUT_S + publisher.durable_replicas * publisher.durable_timeout_ms / 1000
+    slow = [o for o in publisher.outcomes if o.finished - o.started > bound + 0.5]
+    assert not slow, f"{len(slow)} publish call(s) took longer than {bound + 0.5} s"
+    for outcome in publisher.errors():
         assert outcome.error and ("NOT published" in outcome.error
                                   or "may also still be delivered" in outcome.error), outcome
 
 
-def test_plain_publish_loses_only_events_acknowledged_in_the_failover_window(
-        tmp_path: Path, sentinel_setup: SentinelSetup, receiver: Receiver) -> None:
-    flow, faults, missing, recovered, factory = run_flow(tmp_path, sentinel_setup, receiver,
-                                                         durable=0)
-    _no_publish_hung(flow, 0.0)
-    # the publishers rode out both faults: nothing was refused within publish_timeout_s
-    assert flow.errors() == []
-    # the workers followed both new primaries: events acknowledged after the last fault
-    # (written to the third primary) arrived
-    after = flow.acked(max(recovered, faults[-1].switched + WINDOW_SLACK_S))
-    assert len(after) >= 50 and not (after & missing), factory.all_logs()
+def test_plain_publish_loses_only_events_acknowledged_in_a_failover_window(flow: Flow) -> None:
+    _no_publish_hung(flow.plain)
+    # the publisher rode out both faults: nothing was refused within publish_timeout_s
+    assert flow.plain.errors() == []
+    # the workers followed both new primaries: what was published to the third one arrived
+    after = flow.plain.acked(flow.recovered)
+    assert len(after) >= 50 and not (after & flow.missing), flow.logs
     # whatever was lost was acknowledged in a failover window, nowhere else
-    in_windows = set().union(*(f.lost for f in faults))
-    assert missing == in_windows, sorted(missing - in_windows, key=int)[:20]
+    lost = flow.lost(flow.plain)
+    in_windows = set().union(*(flow.lost(flow.plain, f) for f in flow.faults))
+    assert lost == in_windows, sorted(lost - in_windows)[:20]
 
 
-def test_durable_publish_loses_nothing_acknowledged_through_both_faults(
-        tmp_path: Path, sentinel_setup: SentinelSetup, receiver: Receiver) -> None:
-    flow, faults, missing, recovered, factory = run_flow(tmp_path, sentinel_setup, receiver,
-                                                         durable=1)
-    _no_publish_hung(flow, flow.durable_timeout_ms / 1000)
-    assert len(flow.acked(recovered)) >= 50  # durable again once the replica is back
-    assert [f.name for f in faults] == ["SENTINEL FAILOVER", "kill -9"]
-    assert missing == set(), (sorted(missing, key=int)[:20], factory.all_logs()[-3000:])
+def test_durable_publish_loses_nothing_acknowledged_through_both_faults(flow: Flow) -> None:
+    _no_publish_hung(flow.durable)
+    assert [f.name for f in flow.faults] == ["SENTINEL FAILOVER", "kill -9"]
+    assert len(flow.durable.acked(flow.recovered)) >= 50  # durable again, replica back
+    assert flow.lost(flow.durable) == set(), (sorted(flow.lost(flow.durable))[:20], flow.logs)
 
 
 def test_a_publish_that_cannot_succeed_raises_in_time_and_never_hangs(
