@@ -14,9 +14,12 @@ Used by tests/test_sentinel_failover.py.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
+
+import redis
 
 from producer import DurabilityError, Publisher, RecnotifyError
 from producer.events import validate_event
@@ -45,6 +48,8 @@ class FlowingPublisher:
     publish_timeout_s: float = 5.0
     #: prefix of the UCIDs (two publishers in one flow)
     tag: str = ""
+    #: bytes of padding after the UCID's ``:`` (big events fill the replication link)
+    pad: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -81,7 +86,8 @@ class FlowingPublisher:
 
     def _publish_one(self, publisher: Publisher, seq: int) -> Outcome:
         event = validate_event({"type": "RECORDING_STARTED_EVENT", "route": ROUTE,
-                                "params": {"UCID": f"{self.tag}{seq}"}})
+                                "params": {"UCID": f"{self.tag}{seq}"
+                                           + (":" + "x" * self.pad if self.pad else "")}})
         started = time.monotonic()
         retries = 0
         while True:
@@ -109,6 +115,12 @@ class FlowingPublisher:
 
     def max_latency_s(self) -> float:
         return max((o.finished - o.started for o in self.outcomes), default=0.0)
+
+
+def in_stream(client: redis.Redis, stream: str) -> set[str]:
+    """The UCIDs (padding cut) of the events a Redis has in its stream."""
+    return {json.loads(fields[b"event"])["params"]["UCID"].split(":")[0]
+            for _, fields in client.xrange(stream)}
 
 
 def delivered(receiver: Receiver) -> set[str]:

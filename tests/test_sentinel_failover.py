@@ -15,6 +15,11 @@ replica). Lost = acknowledged by ``publish()``, never delivered.
   old primary was demoted / the new one answered) and prints the counts.
 - Durable publish: nothing acknowledged is lost, in both faults.
 
+On one host a ``kill -9`` alone rarely loses anything: the kernel still sends what
+Redis had written to the replication socket. A replica that lags (here: SIGSTOP for
+0.6 s under 8 KB events) is what makes a ``kill -9`` lose acknowledged events; the
+last test measures that, plain against durable.
+
 Both check that no publish hung: each returned or raised within ``publish_timeout_s``
 (plus the durable wait). ``RECNOTIFY_TEST_SENTINEL_SOAK_S=SECONDS`` (opt-in)
 lengthens each steady phase (default 1.5 s) for a soak run.
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from producer import Publisher, PublishError
-from tests.failover import FlowingPublisher, destination_yaml, wait_delivered
+from tests.failover import FlowingPublisher, destination_yaml, in_stream, wait_delivered
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
 from tests.sentinel import SentinelSetup
@@ -185,3 +190,43 @@ def test_a_publish_that_cannot_succeed_raises_in_time_and_never_hangs(
     with pytest.raises(PublishError, match="was NOT published"):
         publisher.publish("RECORDING_STARTED_EVENT", route="r", params=params)
     assert 0.9 < time.monotonic() - started < 2.5
+
+
+def test_kill_9_with_a_lagging_replica_loses_plain_acknowledged_events_not_durable_ones(
+        sentinel_setup: SentinelSetup) -> None:
+    # Given a replica that falls behind (SIGSTOP for 0.6 s while 8 KB events pour in:
+    # far more than the kernel's socket buffers hold), plain and durable publishers at once
+    setup = sentinel_setup
+    prefix = "rnlag:"
+    plain = FlowingPublisher(setup.url, prefix, rate_per_s=100_000, tag="p", pad=8000)
+    durable = FlowingPublisher(setup.url, prefix, rate_per_s=100_000, tag="d", pad=8000,
+                               durable_replicas=1, durable_timeout_ms=200)
+    primary = setup.primary_port()
+    replica = next(n for n in setup.servers if n.port != primary)
+    try:
+        plain.start()
+        durable.start()
+        time.sleep(0.3)
+        replica.signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        time.sleep(0.6)
+        # When the primary is killed and the replica, resumed, is promoted
+        setup.node(primary).kill()
+        replica.signal(signal.SIGCONT)
+        new = setup.wait_new_primary(primary)
+    finally:
+        plain.stop()
+        durable.stop()
+    survivors = in_stream(setup.primary_client(), f"{prefix}events")
+    assert new == replica.port
+    lost_plain, lost_durable = plain.acked() - survivors, durable.acked() - survivors
+    print(f"\n[lagging replica, kill -9] plain: acknowledged {len(plain.acked())}, lost "
+          f"{len(lost_plain)}; durable: acknowledged {len(durable.acked())}, lost "
+          f"{len(lost_durable)}, refused {len(durable.errors())}")
+    # Then the plain publisher lost events it had acknowledged, only ones acknowledged
+    # after the replica stopped (asynchronous replication); the durable one lost none
+    assert lost_plain and lost_plain <= plain.acked(since=stopped)
+    assert lost_durable == set()
+    assert len(durable.acked()) >= 10
+    _no_publish_hung(plain)
+    _no_publish_hung(durable)
