@@ -195,3 +195,12 @@ def test_no_redis_client_is_built_outside_the_one_factory() -> None:
                     "def from_url" not in code):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_fixture_fails_naming_the_package_when_a_binary_is_missing() -> None:
+    from tests.sentinel import _binary
+
+    with pytest.raises(pytest.fail.Exception) as caught:
+        _binary("redis-sentinel-not-installed-here")
+    assert "apt-get install redis-sentinel" in str(caught.value)
+    assert _binary("redis-sentinel").endswith("redis-sentinel")
