@@ -46,6 +46,12 @@ def durability_problem(event_id: str, entry_id: str, wanted: int, acknowledged: 
             "a retry may publish it twice (republish the same event so its id dedupes)")
 
 
+def refused_for_replicas(exc: Exception) -> bool:
+    """True for ``NOREPLICAS``: a primary with ``min-replicas-to-write`` refused the write
+    (nothing was written; retrying is safe, it succeeds once replicas are back)."""
+    return str(exc).startswith("NOREPLICAS")
+
+
 def xadd_and_wait(client: redis.Redis, stream: str, payload: str, replicas: int,
                   timeout_ms: int) -> tuple[str, int]:
     """``XADD`` then ``WAIT`` in one pipeline: (the entry id, replicas that acknowledged)."""

@@ -29,7 +29,12 @@ from producer.constants import (
     events_key,
 )
 from producer.discovery import explicit_data_dir, find_running
-from producer.durable import check_durable_options, durability_problem, xadd_and_wait
+from producer.durable import (
+    check_durable_options,
+    durability_problem,
+    refused_for_replicas,
+    xadd_and_wait,
+)
 from producer.errors import DurabilityError, PublishError
 from producer.events import Event, ParamValue, validate_event
 from producer.redis_url import client_from_url
@@ -130,7 +135,10 @@ class Publisher:
                     return self._publish_durably(event, payload)
                 entry_id = self._redis.xadd(self.stream, {"event": payload})
                 return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            except _RETRYABLE as exc:
+            except (*_RETRYABLE, redis.exceptions.ResponseError) as exc:
+                # NOREPLICAS (min-replicas-to-write) was refused too: retry like READONLY
+                if not isinstance(exc, _RETRYABLE) and not refused_for_replicas(exc):
+                    raise
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise PublishError(

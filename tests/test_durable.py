@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer import DurabilityError, InvalidPublishOption, Publisher, RecnotifyError
+from producer import (
+    DurabilityError,
+    InvalidPublishOption,
+    Publisher,
+    PublishError,
+    RecnotifyError,
+)
 from producer.durable import MAX_DURABLE_TIMEOUT_MS, check_durable_options, durability_problem
 from tests.helpers import ROOT, WorkerFactory
 from tests.sentinel import SentinelSetup
@@ -93,3 +101,36 @@ def test_publish_command_durable_flag_and_variable(workers: WorkerFactory,
     assert len(done.stdout.strip()) == 36
     two = _publish_cli(env, "--durable", "2", "--durable-timeout-ms", "100")
     assert two.returncode == 1 and "1 of 2 replica(s)" in two.stderr
+
+
+def test_a_primary_refusing_writes_without_replicas_is_a_clear_publish_error(
+        sentinel_setup: SentinelSetup) -> None:
+    # Given the primary set up as docs/capacity.md advises (min-replicas-to-write 1) and
+    # its only replica stopped: it answers NOREPLICAS (a redis ResponseError) to a write
+    primary = sentinel_setup.primary_client()
+    primary.config_set("min-replicas-max-lag", 1)
+    primary.config_set("min-replicas-to-write", 1)
+    replica = next(n for n in sentinel_setup.servers if n.port != sentinel_setup.primary_port())
+    publisher = Publisher(sentinel_setup.url, key_prefix="rnnorep:", publish_timeout_s=1.0)
+    replica.signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 10
+        while primary.info("replication").get("min_slaves_good_slaves", 1) != 0:
+            assert time.monotonic() < deadline, "the primary never noticed the lagging replica"
+            time.sleep(0.1)
+        # Then a publish is retried until publish_timeout_s, then PublishError: NOT published
+        started = time.monotonic()
+        with pytest.raises(PublishError) as caught:
+            publisher.publish("RECORDING_STARTED_EVENT", route="r", params={"UCID": "u"})
+        assert 0.9 < time.monotonic() - started < 2.5
+        assert "was NOT published" in str(caught.value) and "NOREPLICAS" in str(caught.value)
+    finally:
+        replica.signal(signal.SIGCONT)
+    # and once the replica is back, the same publisher goes on
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            publisher.publish("RECORDING_STARTED_EVENT", route="r", params={"UCID": "u"})
+            break
+        except PublishError:
+            assert time.monotonic() < deadline
