@@ -37,6 +37,7 @@ from producer.durable import (
 )
 from producer.errors import DurabilityError, PublishError
 from producer.events import Event, ParamValue, validate_event
+from producer.master_watch import MasterWatch
 from producer.redis_url import client_from_url
 
 _RETRYABLE = (
@@ -95,6 +96,8 @@ class Publisher:
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
+        # sentinel:// only: follow a forced failover within a second (producer.master_watch)
+        self._watch = MasterWatch(self._redis)
 
     def publish(
         self,
@@ -160,6 +163,7 @@ class Publisher:
         return entry_id
 
     def close(self) -> None:
+        self._watch.stop()
         self._redis.close()
 
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+import redis
 
 from producer import Publisher, PublishError
 from tests.failover import FlowingPublisher, destination_yaml, in_stream, wait_delivered
@@ -230,3 +231,20 @@ def test_kill_9_with_a_lagging_replica_loses_plain_acknowledged_events_not_durab
     assert len(durable.acked()) >= 10
     _no_publish_hung(plain)
     _no_publish_hung(durable)
+
+
+def test_a_publisher_follows_a_forced_failover_before_the_old_primary_is_demoted(
+        sentinel_setup: SentinelSetup) -> None:
+    setup = sentinel_setup
+    publisher = Publisher(setup.url, key_prefix="rnwatch:")
+    publisher.publish("RECORDING_STARTED_EVENT", route="r", params={"UCID": "before"})
+    old, new = setup.failover()
+    time.sleep(2.0)
+    # the sentinels demote the old primary only on their 10 s INFO round: still writable
+    old_client, new_client = redis.Redis(port=old), redis.Redis(port=new)
+    assert old_client.info("replication")["role"] == "master"
+    publisher.publish("RECORDING_STARTED_EVENT", route="r", params={"UCID": "after"})
+    # the publisher asked the sentinels again (producer.master_watch): the new primary has it
+    assert "after" in in_stream(new_client, "rnwatch:events")
+    assert "after" not in in_stream(old_client, "rnwatch:events")
+    publisher.close()
