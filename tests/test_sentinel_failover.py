@@ -22,7 +22,7 @@ last test measures that, plain against durable.
 
 Both check that no publish hung: each returned or raised within ``publish_timeout_s``
 (plus the durable wait). ``RECNOTIFY_TEST_SENTINEL_SOAK_S=SECONDS`` (opt-in)
-lengthens each steady phase (default 1.5 s) for a soak run.
+lengthens each steady phase (default 1 s) for a soak run.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from tests.sentinel import SentinelSetup
 
 pytestmark = pytest.mark.slow
 
-STEADY_S = float(os.environ.get("RECNOTIFY_TEST_SENTINEL_SOAK_S") or 1.5)
+STEADY_S = float(os.environ.get("RECNOTIFY_TEST_SENTINEL_SOAK_S") or 1.0)
 PUBLISH_TIMEOUT_S = 5.0
 #: Asynchronous replication: an acknowledged event can only be lost this close to a fault.
 WINDOW_SLACK_S = 1.0
