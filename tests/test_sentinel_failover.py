@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import redis
@@ -96,9 +97,9 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
         setup.stop()
 
 
-def run_flow(root: object, setup: SentinelSetup, receiver: Receiver) -> Flow:
+def run_flow(root: Path, setup: SentinelSetup, receiver: Receiver) -> Flow:
     factory = WorkerFactory(redis_url=setup.url, key_prefix=f"rnfo-{uuid.uuid4().hex[:8]}:",
-                            tmp_path=root)  # type: ignore[arg-type]
+                            tmp_path=root)
     factory.configure(destination_yaml(receiver))
     result = Flow(
         FlowingPublisher(setup.url, factory.key_prefix, tag="p",
