@@ -3,14 +3,22 @@
 Recorder components import this package; it depends on redis-py only.
 """
 
-from producer.errors import InvalidEvent, PublishError, RecnotifyError
+from producer.errors import (
+    DurabilityError,
+    InvalidEvent,
+    InvalidPublishOption,
+    PublishError,
+    RecnotifyError,
+)
 from producer.events import EVENT_TYPES, Event, parameter_reference, params_for, validate_event
 from producer.publish import Publisher, publish
 
 __all__ = [
     "EVENT_TYPES",
+    "DurabilityError",
     "Event",
     "InvalidEvent",
+    "InvalidPublishOption",
     "PublishError",
     "Publisher",
     "RecnotifyError",

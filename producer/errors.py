@@ -8,6 +8,8 @@ as one line (exit 1) and the admin API as ``{"errors": [...]}``::
     ├── InvalidEvent (ValueError)          an event breaks SPEC 1/2 (.field, .value)
     ├── InvalidRedisUrl (ValueError)       a Redis URL recnotify cannot use (password masked)
     ├── PublishError (ConnectionError)     Redis did not accept the event in time: NOT published
+    ├── DurabilityError                    a durable publish: too few replicas have it (yet)
+    ├── InvalidPublishOption (ValueError)  a Publisher option that makes no sense
     └── (workers.errors: the service side)
         ├── InvalidValue (ValueError)      a value breaks a rule: a retry policy, a CIDR, a
         │                                  signing secret (the message names it and the fix)
@@ -52,3 +54,21 @@ class PublishError(RecnotifyError, ConnectionError):
 
 class InvalidRedisUrl(RecnotifyError, ValueError):
     """A Redis URL recnotify cannot use; the message names it (password masked)."""
+
+
+class DurabilityError(RecnotifyError):
+    """A durable publish: the primary has the event but fewer than ``wanted`` replicas
+    acknowledged it in time. It may still be delivered; a retry may duplicate it (the
+    event id dedupes). ``event_id``, ``entry_id``, ``wanted``, ``acknowledged`` say which."""
+
+    def __init__(self, message: str, *, event_id: str, entry_id: str, wanted: int,
+                 acknowledged: int) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+        self.entry_id = entry_id
+        self.wanted = wanted
+        self.acknowledged = acknowledged
+
+
+class InvalidPublishOption(RecnotifyError, ValueError):
+    """A ``Publisher`` option (durable replicas, timeouts) that makes no sense."""

@@ -1,7 +1,8 @@
 """Publishing events to the Redis stream (SPEC 3).
 
 ``Publisher.publish`` validates the event (nothing invalid is ever written), then
-writes it with one ``XADD``. It rides out a brief Redis outage: connection errors
+writes it with one ``XADD`` (``durable_replicas=N``: then ``WAIT`` for N replicas).
+It rides out a brief Redis outage: connection errors
 are retried with a short backoff for up to ``publish_timeout_s`` before
 :class:`PublishError` (a ``ConnectionError``) says the event was *not* accepted.
 """
@@ -19,6 +20,7 @@ import redis
 import redis.exceptions
 
 from producer.constants import (
+    DEFAULT_DURABLE_TIMEOUT_MS,
     DEFAULT_KEY_PREFIX,
     DEFAULT_PUBLISH_TIMEOUT_S,
     DEFAULT_REDIS_URL,
@@ -27,8 +29,15 @@ from producer.constants import (
     events_key,
 )
 from producer.discovery import explicit_data_dir, find_running
-from producer.errors import PublishError
+from producer.durable import (
+    check_durable_options,
+    durability_problem,
+    refused_for_replicas,
+    xadd_and_wait,
+)
+from producer.errors import DurabilityError, PublishError
 from producer.events import Event, ParamValue, validate_event
+from producer.master_watch import MasterWatch
 from producer.redis_url import client_from_url
 
 _RETRYABLE = (
@@ -59,7 +68,14 @@ class Publisher:
         key_prefix: str | None = None,
         publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
         client: redis.Redis | None = None,
+        durable_replicas: int = 0,
+        durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS,
     ) -> None:
+        """``durable_replicas=N`` (opt-in): return only once N replicas have the event
+        (``WAIT``), else :class:`DurabilityError`; see :mod:`producer.durable`."""
+        check_durable_options(durable_replicas, durable_timeout_ms, publish_timeout_s)
+        self.durable_replicas = durable_replicas
+        self.durable_timeout_ms = durable_timeout_ms
         # Not configured: the service `recnotify run` started (its run file), else the default.
         running = None
         if not (redis_url or os.environ.get(ENV_REDIS_URL)):
@@ -80,6 +96,8 @@ class Publisher:
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
+        # sentinel:// only: follow a forced failover within a second (producer.master_watch)
+        self._watch = MasterWatch(self._redis)
 
     def publish(
         self,
@@ -116,9 +134,14 @@ class Publisher:
         delay_s = 0.05
         while True:
             try:
+                if self.durable_replicas:
+                    return self._publish_durably(event, payload)
                 entry_id = self._redis.xadd(self.stream, {"event": payload})
                 return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            except _RETRYABLE as exc:
+            except (*_RETRYABLE, redis.exceptions.ResponseError) as exc:
+                # NOREPLICAS (min-replicas-to-write) was refused too: retry like READONLY
+                if not isinstance(exc, _RETRYABLE) and not refused_for_replicas(exc):
+                    raise
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise PublishError(
@@ -129,7 +152,18 @@ class Publisher:
                 time.sleep(min(delay_s, remaining))
                 delay_s = min(delay_s * 2, 0.5)
 
+    def _publish_durably(self, event: Event, payload: str) -> str:
+        entry_id, acknowledged = xadd_and_wait(self._redis, self.stream, payload,
+                                               self.durable_replicas, self.durable_timeout_ms)
+        problem = durability_problem(event.id, entry_id, self.durable_replicas, acknowledged,
+                                     self.durable_timeout_ms)
+        if problem:
+            raise DurabilityError(problem, event_id=event.id, entry_id=entry_id,
+                                  wanted=self.durable_replicas, acknowledged=acknowledged)
+        return entry_id
+
     def close(self) -> None:
+        self._watch.stop()
         self._redis.close()
 
 

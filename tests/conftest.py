@@ -21,6 +21,7 @@ import redis
 from tests.admin_server import AdminServer
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
+from tests.sentinel import sentinel_factory, sentinel_setup  # noqa: F401 - fixtures
 from workers.ops.embedded import EmbeddedRedis, redis_answers
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from producer import Publisher
+from producer.redis_url import client_from_url
 from workers.config.settings import Settings
 from workers.destinations import load_file
 from workers.store.database import Store
@@ -68,7 +69,7 @@ class WorkerFactory:
 
     @property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+        return client_from_url(self.redis_url)
 
     # -- processes -----------------------------------------------------------------------
     def env(self, **extra: str) -> dict[str, str]:

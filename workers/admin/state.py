@@ -14,6 +14,7 @@ from functools import cached_property
 import redis
 from fastapi import Request
 
+from producer.redis_url import client_from_url
 from workers.admin.auth import Networks
 from workers.config.settings import Settings
 from workers.http.netsafety import AddressRules, global_rules
@@ -37,8 +38,8 @@ class AdminState:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=10,
-                                    socket_connect_timeout=5, health_check_interval=25)
+        return client_from_url(self.settings.redis_url, socket_timeout=10,
+                               socket_connect_timeout=5, health_check_interval=25)
 
     @cached_property
     def transport(self) -> Transport:

@@ -207,8 +207,7 @@ def dl_replay(ctx: click.Context, destination: str | None) -> None:
     Example:
       recnotify dead-letters replay --destination crm
     """
-    import redis
-
+    from producer.redis_url import client_from_url
     from workers.ops.replay import replay_dead_letters
     from workers.taskqueue.app import create_app
     from workers.taskqueue.enqueue import make_enqueue
@@ -216,7 +215,7 @@ def dl_replay(ctx: click.Context, destination: str | None) -> None:
     settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
     store = _store(ctx)
     total = len(store.list_dead_letters(destination=destination))
-    client = redis.Redis.from_url(settings.redis_url)
+    client = client_from_url(settings.redis_url)
     with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
         count = replay_dead_letters(
             settings,
@@ -237,13 +236,12 @@ def dl_purge(ctx: click.Context, destination: str | None, yes: bool) -> None:
     """Delete dead letters for good. Example: recnotify dead-letters purge --yes"""
     if not yes and sys.stdin.isatty():
         click.confirm("delete these dead letters for good?", abort=True)
-    import redis
-
+    from producer.redis_url import client_from_url
     from workers.ops.replay import purge_dead_letters
     from workers.taskqueue.app import create_app
     from workers.taskqueue.enqueue import make_enqueue
 
     settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
-    count = purge_dead_letters(settings, _store(ctx), redis.Redis.from_url(settings.redis_url),
+    count = purge_dead_letters(settings, _store(ctx), client_from_url(settings.redis_url),
                                make_enqueue(create_app(settings)), destination=destination)
     click.echo(f"purged {count} dead letter(s)")

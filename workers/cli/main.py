@@ -169,6 +169,12 @@ def main(
     metavar="NAME=VALUE",
     help="A parameter (repeatable; CALLEDAORS may repeat to make a list).",
 )
+@click.option("--durable", "durable", type=click.IntRange(min=0), metavar="N", default=None,
+              help="Return only once N replicas have the event (Redis WAIT); "
+                   "env RECNOTIFY_PUBLISH_DURABLE_REPLICAS.")
+@click.option("--durable-timeout-ms", type=click.IntRange(min=1), default=None,
+              help="How long --durable waits for the replicas; "
+                   "env RECNOTIFY_PUBLISH_DURABLE_TIMEOUT_MS (1000).")
 @click.pass_context
 def publish(
     ctx: click.Context,
@@ -179,6 +185,8 @@ def publish(
     result: str,
     error_text: str | None,
     params: tuple[str, ...],
+    durable: int | None = None,
+    durable_timeout_ms: int | None = None,
 ) -> None:
     """Publish one event and print its id.
 
@@ -200,8 +208,11 @@ def publish(
             values.setdefault(name, []).append(value)
         else:
             values[name] = value
-    publisher = Publisher(settings.redis_url, key_prefix=settings.key_prefix,
-                          publish_timeout_s=settings.publish_timeout_s)
+    publisher = Publisher(
+        settings.redis_url, key_prefix=settings.key_prefix,
+        publish_timeout_s=settings.publish_timeout_s,
+        durable_replicas=settings.publish_durable_replicas if durable is None else durable,
+        durable_timeout_ms=durable_timeout_ms or settings.publish_durable_timeout_ms)
     event_id = publisher.publish(
         event_type,
         route=route,

@@ -39,7 +39,7 @@ from producer.discovery import (
     write_pointer,
     write_run_file,
 )
-from producer.redis_url import redact
+from producer.redis_url import client_from_url, redact
 from workers.config.secret_key import ensure_key_file, read_or_create_private
 from workers.config.settings import Settings
 from workers.errors import ConfigError
@@ -81,7 +81,7 @@ def resolve_redis(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
 
 def warn_without_persistence(url: str) -> None:
     try:
-        config = redis.Redis.from_url(url).config_get("appendonly")
+        config = client_from_url(url).config_get("appendonly")
     except redis.exceptions.RedisError:
         return
     if config.get("appendonly") != "yes":

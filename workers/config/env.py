@@ -17,7 +17,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from producer.constants import DEFAULT_KEY_PREFIX, DEFAULT_PUBLISH_TIMEOUT_S
+from producer.constants import (
+    DEFAULT_DURABLE_TIMEOUT_MS,
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_PUBLISH_TIMEOUT_S,
+)
+from producer.durable import MAX_DURABLE_TIMEOUT_MS
 from workers.errors import ConfigError
 
 PREFIX = "RECNOTIFY_"
@@ -51,6 +56,9 @@ class EnvSettings(BaseSettings):
     STREAM_RETENTION_S: Seconds = DEFAULT_STREAM_RETENTION_S
     RECORD_RETENTION_DAYS: Annotated[float, Field(gt=0)] = DEFAULT_RECORD_RETENTION_DAYS
     PUBLISH_TIMEOUT_S: Seconds = DEFAULT_PUBLISH_TIMEOUT_S
+    PUBLISH_DURABLE_REPLICAS: Annotated[int, Field(ge=0)] = 0
+    PUBLISH_DURABLE_TIMEOUT_MS: Annotated[int, Field(gt=0, le=MAX_DURABLE_TIMEOUT_MS)] = (
+        DEFAULT_DURABLE_TIMEOUT_MS)
     VISIBILITY_TIMEOUT_S: Annotated[int, Field(ge=10)] = DEFAULT_VISIBILITY_TIMEOUT_S
     MAX_COUNTDOWN_S: Annotated[float, Field(gt=0, le=300)] = DEFAULT_MAX_COUNTDOWN_S
     CLAIM_IDLE_S: Seconds = DEFAULT_CLAIM_IDLE_S
@@ -72,7 +80,7 @@ class EnvSettings(BaseSettings):
 OTHER_VARIABLES = frozenset({
     "ADMIN_ADDR", "ADMIN_TOKEN", "TRUSTED_PROXIES", "PROCESSES", "WORKERS", "NODE_NAME",
     "FLOWER_AUTH", "FLOWER_PORT", "LISTEN_SECRET", "REDIS_ADDRESS", "IMAGE",
-    "TEST_REDIS_URL", "TEST_PG_URL",
+    "TEST_REDIS_URL", "TEST_PG_URL", "TEST_SENTINEL_SOAK_S",
 })
 KNOWN = frozenset(PREFIX + name for name in (*EnvSettings.model_fields, *OTHER_VARIABLES))
 

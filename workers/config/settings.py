@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from producer.constants import (
+    DEFAULT_DURABLE_TIMEOUT_MS,
     DEFAULT_KEY_PREFIX,
     DEFAULT_PUBLISH_TIMEOUT_S,
     DEFAULT_REDIS_URL,
@@ -183,6 +184,9 @@ class Settings:
     stream_retention_s: float = DEFAULT_STREAM_RETENTION_S
     record_retention_days: float = DEFAULT_RECORD_RETENTION_DAYS
     publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S
+    #: ``recnotify publish``: wait for this many replicas (WAIT), 0 = do not
+    publish_durable_replicas: int = 0
+    publish_durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     max_countdown_s: float = DEFAULT_MAX_COUNTDOWN_S
     claim_idle_s: float = DEFAULT_CLAIM_IDLE_S
@@ -233,6 +237,8 @@ class Settings:
             stream_retention_s=typed.STREAM_RETENTION_S,
             record_retention_days=typed.RECORD_RETENTION_DAYS,
             publish_timeout_s=typed.PUBLISH_TIMEOUT_S,
+            publish_durable_replicas=typed.PUBLISH_DURABLE_REPLICAS,
+            publish_durable_timeout_ms=typed.PUBLISH_DURABLE_TIMEOUT_MS,
             concurrency=typed.CONCURRENCY,
             visibility_timeout_s=typed.VISIBILITY_TIMEOUT_S,
             max_countdown_s=typed.MAX_COUNTDOWN_S,

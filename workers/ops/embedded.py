@@ -41,6 +41,7 @@ from typing import IO
 
 import redis
 
+from producer.redis_url import client_from_url
 from workers.errors import ConfigError
 
 #: The address clients use when nothing is configured; the embedded server takes it when free.
@@ -52,7 +53,7 @@ SERVER_NAMES = ("redis-server", "valkey-server")
 def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
     """True when a Redis server answers PING at ``url``."""
     try:
-        client = redis.Redis.from_url(
+        client = client_from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         try:

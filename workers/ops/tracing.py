@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from producer.events import load_stored_event
+from producer.redis_url import client_from_url
 from workers.config.settings import Settings
 from workers.destinations.routing import RoutingIndex
 from workers.http.request import notification_id
@@ -16,7 +17,7 @@ from workers.store.database import Store
 
 
 def event_ids_for_ucid(settings: Settings, ucid: str) -> list[str]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = client_from_url(settings.redis_url, decode_responses=True)
     return sorted(str(m) for m in client.smembers(settings.keys.ucid(ucid)))
 
 
@@ -26,7 +27,7 @@ def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None
 
     Long-running callers (the admin API) pass their own client and store.
     """
-    client = client or redis.Redis.from_url(settings.redis_url)
+    client = client or client_from_url(settings.redis_url)
     store = store or Store.of(settings)
     keys = settings.keys
     raw = client.get(keys.event(event_id))
