@@ -56,3 +56,43 @@ def test_page_shows_the_filter_and_refuses_bad_ones_next_to_the_field(
     page.click("#t-send")
     expect(page.locator("#t-outcome")).to_contain_text(
         "the sample event does not pass this destination's filter")
+
+
+def test_page_edits_a_token_auth_and_keeps_its_password_while_it_stays_masked(
+        tab: tuple[Page, AdminServer], workers: WorkerFactory) -> None:
+    page, server = tab
+    workers.configure(
+        "destinations:\n  - name: face\n    preset: face\n    url: http://127.0.0.1:9/x\n"
+        "    auth: {type: login_form, login_url: 'http://127.0.0.1:9/Face/login', "
+        "username: rec@example.com, password: s3cret-pw}\n")
+    sign_in(page, server)
+    page.locator("#dest-table tr.dest-row", has_text="face").get_by_role(
+        "button", name="Edit").click()
+    shown = page.input_value("#f-auth")
+    assert '"password": "********"' in shown and "s3cret-pw" not in page.content()
+    # an edit of another field leaves the auth exactly as stored
+    page.fill("#f-url", "http://127.0.0.1:9/y")
+    page.click("#f-save")
+    expect(page.locator("#editor")).to_be_hidden()
+    stored = workers.store.get("face")
+    assert stored.url == "http://127.0.0.1:9/y"
+    assert stored.auth is not None
+    assert (stored.auth.user, stored.auth.credential) == ("rec@example.com", "s3cret-pw")
+    # the user changed in the JSON, the masked password kept
+    page.locator("#dest-table tr.dest-row", has_text="face").get_by_role(
+        "button", name="Edit").click()
+    page.fill("#f-auth", shown.replace("rec@example.com", "ops@example.com"))
+    page.click("#f-save")
+    expect(page.locator("#editor")).to_be_hidden()
+    stored = workers.store.get("face")
+    assert stored.auth is not None
+    assert (stored.auth.user, stored.auth.credential) == ("ops@example.com", "s3cret-pw")
+    # bad JSON is refused in the page; an unknown type by the server, at the field
+    page.locator("#dest-table tr.dest-row", has_text="face").get_by_role(
+        "button", name="Edit").click()
+    page.fill("#f-auth", '{"type": ')
+    page.click("#f-save")
+    expect(page.locator('[data-error-for="auth"]')).to_contain_text("auth: not valid JSON")
+    page.fill("#f-auth", '{"type": "magic_link"}')
+    page.click("#f-save")
+    expect(page.locator('[data-error-for="auth"]')).to_contain_text("magic_link")

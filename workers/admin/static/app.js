@@ -356,6 +356,7 @@ function fillForm(d) {
   $("#secret-note").textContent = hasSecret ? "A secret is stored; leave empty to keep it." : "";
   $("#f-ordered").checked = !!d.ordered;
   $("#f-filter").value = d.filter ? JSON.stringify(d.filter, null, 2) : "";
+  $("#f-auth").value = d.auth ? JSON.stringify(d.auth, null, 2) : "";
   $("#f-enabled").checked = d.enabled !== false;
   eventsChanged();
   if (perType) renderPerTypeParams(d.params);
@@ -402,14 +403,14 @@ function text(sel) {
 
 // The filter textarea: null when empty, else its JSON (the text itself when it is not JSON;
 // the submit handler refuses that before anything is sent).
-function filterValue() {
-  const raw = $("#f-filter").value.trim();
+function filterValue(sel = "#f-filter") {
+  const raw = $(sel).value.trim();
   if (raw === "") return null;
   try { return JSON.parse(raw); } catch { return raw; }
 }
 
-function filterJsonError() {
-  const raw = $("#f-filter").value.trim();
+function filterJsonError(sel = "#f-filter") {
+  const raw = $(sel).value.trim();
   if (raw === "") return null;
   try { JSON.parse(raw); return null; } catch (e) { return e.message; }
 }
@@ -464,6 +465,7 @@ function formBody() {
     on_dead_letter: $("#f-on-dead-letter").value,
     expire_after_s: expireValue("#f-expire"),
     filter: filterValue(),
+    auth: filterValue("#f-auth"),
   };
   if ($("#f-preset").value) body.preset = $("#f-preset").value;
   const headers = {};
@@ -486,10 +488,12 @@ function formBody() {
 $("#dest-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   clearErrors();
-  const badJson = filterJsonError();
-  if (badJson) {
-    showErrors([{ field: "filter", message: `filter: not valid JSON (${badJson})` }]);
-    return;
+  for (const field of ["filter", "auth"]) {
+    const badJson = filterJsonError(`#f-${field}`);
+    if (badJson) {
+      showErrors([{ field, message: `${field}: not valid JSON (${badJson})` }]);
+      return;
+    }
   }
   const body = formBody();
   try {
