@@ -272,7 +272,7 @@ def test_the_sweep_buries_expired_parked_notifications_before_choosing_a_probe(
     import time
 
     from tests.state.test_parking import Source
-    from workers.config.settings import Keys
+    from workers.config.keys import Keys
     from workers.destinations.cache import ConfigCache
     from workers.http.request import notification_id
     from workers.state.circuit import CircuitBreaker

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.state.circuit import CircuitBreaker, Verdict
 
 

@@ -28,7 +28,7 @@ from hypothesis.stateful import (
 )
 
 from tests.state.test_parking import Source, dest
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.destinations.cache import ConfigCache
 from workers.http.request import notification_id
 from workers.state.circuit import CircuitBreaker, Verdict

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.destinations import parse_destination
 from workers.destinations.cache import ConfigCache
 from workers.http.request import notification_id

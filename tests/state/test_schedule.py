@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.state.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S, Schedule, schedule_member
 
 

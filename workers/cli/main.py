@@ -9,32 +9,20 @@ after its name. With no Redis URL configured, commands use the service a running
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import redis
 
 from producer.errors import RecnotifyError
-from producer.redis_url import client_from_url, redact
 from workers import __version__
+from workers.cli.common import fail, redis_down
 from workers.config.env import unknown_variables
 from workers.config.logs import setup_logging
 from workers.config.settings import DEFAULT_DATA_DIR_TEXT, Settings
-from workers.errors import ConfigError
-
-
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.find_object(Settings) or Settings.from_env()
-
-
-def fail(message: str) -> NoReturn:
-    """The one way a command fails: one line on stderr, exit code 1."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 class RecnotifyGroup(click.Group):
@@ -62,23 +50,6 @@ class RecnotifyGroup(click.Group):
         except click.Abort:
             fail("aborted")
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def redis_down(settings: Any, exc: BaseException) -> str:
-    url = redact(settings.redis_url) if isinstance(settings, Settings) else "the configured URL"
-    return (f"Redis at {url} does not answer ({exc}): start it (`recnotify run` starts one), "
-            "or point --redis-url / RECNOTIFY_REDIS_URL at the service's Redis")
-
-
-def require_redis(settings: Settings) -> None:
-    """A ConfigError (one line) unless the service's Redis answers now."""
-    client = client_from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        client.ping()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise ConfigError(redis_down(settings, exc)) from None
-    finally:
-        client.close()
 
 
 @click.group(cls=RecnotifyGroup,
@@ -152,274 +123,18 @@ def main(
     ctx.obj = Settings.from_env(**ctx.meta["recnotify.overrides"])
 
 
-# -- publish ---------------------------------------------------------------------------------
-@main.command()
-@click.argument("event_type", metavar="TYPE")
-@click.option("--route")
-@click.option("--account")
-@click.option("--realm")
-@click.option(
-    "--result", type=click.Choice(["success", "failure"]), default="success", show_default=True
+from workers.cli import (  # noqa: E402  (sub-commands register)
+    admin,
+    destinations,
+    events,
+    listen,
+    replay,
+    run,
+    service,
 )
-@click.option("--error", "error_text", metavar="TEXT", help="Reason of a failure.")
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A parameter (repeatable; CALLEDAORS may repeat to make a list).",
-)
-@click.option("--durable", "durable", type=click.IntRange(min=0), metavar="N", default=None,
-              help="Return only once N replicas have the event (Redis WAIT); "
-                   "env RECNOTIFY_PUBLISH_DURABLE_REPLICAS.")
-@click.option("--durable-timeout-ms", type=click.IntRange(min=1), default=None,
-              help="How long --durable waits for the replicas; "
-                   "env RECNOTIFY_PUBLISH_DURABLE_TIMEOUT_MS (1000).")
-@click.pass_context
-def publish(
-    ctx: click.Context,
-    event_type: str,
-    route: str | None,
-    account: str | None,
-    realm: str | None,
-    result: str,
-    error_text: str | None,
-    params: tuple[str, ...],
-    durable: int | None = None,
-    durable_timeout_ms: int | None = None,
-) -> None:
-    """Publish one event and print its id.
 
-    \b
-    Example:
-      recnotify publish RECORDING_STARTED_EVENT --route support-line \\
-          --param UCID=13-23132@1.2.3.4 --param CALLEDAORS=sip:7654321@1.2.3.1:5060
-    """
-    from producer.events import LIST_PARAMS
-    from producer.publish import Publisher
-
-    settings = _settings(ctx)
-    values: dict[str, Any] = {}
-    for item in params:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
-        if name in LIST_PARAMS:
-            values.setdefault(name, []).append(value)
-        else:
-            values[name] = value
-    publisher = Publisher(
-        settings.redis_url, key_prefix=settings.key_prefix,
-        publish_timeout_s=settings.publish_timeout_s,
-        durable_replicas=settings.publish_durable_replicas if durable is None else durable,
-        durable_timeout_ms=durable_timeout_ms or settings.publish_durable_timeout_ms)
-    event_id = publisher.publish(
-        event_type,
-        route=route,
-        account=account,
-        realm=realm,
-        result=result,
-        error=error_text,
-        params=values,
-    )
-    click.echo(event_id)
-
-
-# -- worker ----------------------------------------------------------------------------------
-@main.command()
-@click.option(
-    "--concurrency",
-    "-c",
-    type=int,
-    envvar="RECNOTIFY_CONCURRENCY",
-    default=64,
-    show_default=True,
-    help="Delivery threads in this process.",
-)
-@click.option(
-    "--processes",
-    "-p",
-    type=click.IntRange(min=1),
-    envvar="RECNOTIFY_PROCESSES",
-    help="Worker processes, each with its consumer and delivery threads "
-    "[env RECNOTIFY_PROCESSES; default: one per CPU].",
-)
-@click.option(
-    "--node-name",
-    "-n",
-    envvar="RECNOTIFY_NODE_NAME",
-    help="Worker name (default: host-pid); unique per process (-p0, -p1 ... appended "
-    "with several processes).",
-)
-@click.pass_context
-def worker(ctx: click.Context, concurrency: int, processes: int | None,
-           node_name: str | None) -> None:
-    """Run the worker: the stream consumer and the delivery pool, one process per CPU.
-
-    Run more of them (on one host or many) to scale out.
-
-    \b
-    Example:
-      RECNOTIFY_REDIS_URL=redis://redis:6379/0 recnotify worker -c 100
-      recnotify worker --processes 1
-    """
-    from dataclasses import replace
-
-    from workers.taskqueue.app import create_app
-    from workers.taskqueue.service import available_cpus, install
-
-    settings = _settings(ctx)
-    settings.require_database()
-    # Celery would log an "Unrecoverable error" traceback and exit 0
-    require_redis(settings)
-    count = processes or available_cpus()
-    if count > 1:
-        _run_processes(settings, count, concurrency, node_name or settings.node_name)
-        return
-    settings = replace(settings, concurrency=concurrency,
-                       node_name=node_name or settings.node_name)
-    app = create_app(settings)
-    install(app)
-    app.worker_main(
-        [
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(concurrency),
-            "--queues",
-            "deliver",
-            "--hostname",
-            f"recnotify@{settings.node_name}",
-            "--task-events",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            settings.log_level,
-        ]
-    )
-
-
-def _run_processes(settings: Settings, count: int, concurrency: int, base: str) -> None:
-    """``count`` single-process workers as children that die with this one."""
-    import os
-    import subprocess
-
-    from workers.cli.run import _supervise
-    from workers.ops.embedded import child_preexec
-
-    env = {**os.environ, **settings.to_env()}
-    children = [
-        (f"worker {index}", subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", "--processes", "1", "-c",
-             str(concurrency), "--node-name", f"{base}-p{index}"],
-            env=env, preexec_fn=child_preexec()))
-        for index in range(count)
-    ]
-    _supervise(children, None)
-    if any(child.returncode for _, child in children):
-        sys.exit(1)
-
-
-# -- check -----------------------------------------------------------------------------------
-@main.command()
-@click.option(
-    "--self",
-    "self_only",
-    is_flag=True,
-    help="Only the worker on this host (liveness probe; ignores the database).",
-)
-@click.pass_context
-def check(ctx: click.Context, self_only: bool) -> None:
-    """Exit 0 when Redis, the database and at least one worker answer.
-
-    \b
-    Examples:
-      recnotify check            # readiness of the whole service
-      recnotify check --self     # liveness of this host's worker
-    """
-    from workers.ops.health import check_all, check_self
-
-    settings = _settings(ctx)
-    if self_only:
-        problems = check_self(settings)
-    else:
-        try:
-            settings.require_database()
-            problems = check_all(settings)
-        except RecnotifyError as exc:
-            problems = [str(exc)]
-    if problems:
-        for problem in problems:
-            click.echo(f"FAIL: {problem}", err=True)
-        sys.exit(1)
-    click.echo("OK")
-
-
-# -- db --------------------------------------------------------------------------------------
-@main.group()
-def db() -> None:
-    """The destination database."""
-
-
-@db.command("upgrade")
-@click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
-    """Create or upgrade the schema (migrations). Example: recnotify db upgrade"""
-    from workers.store.database import Store
-
-    settings = _settings(ctx)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    Store.of(settings).upgrade()
-    click.echo("database schema is up to date")
-
-
-# -- trace -----------------------------------------------------------------------------------
-@main.command()
-@click.argument("event_id", required=False)
-@click.option("--ucid", help="Trace every event of this call.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def trace(ctx: click.Context, event_id: str | None, ucid: str | None, as_json: bool) -> None:
-    """An event, its notifications, every attempt and where each stands.
-
-    \b
-    Examples:
-      recnotify trace 2ebfde20-fce5-481d-8714-f9642c0a56b3
-      recnotify trace --ucid 13-23132@1.2.3.4
-    """
-    from workers.ops.tracing import event_ids_for_ucid, trace_event
-
-    settings = _settings(ctx)
-    if not event_id and not ucid:
-        raise click.UsageError("give an EVENT_ID or --ucid")
-    settings.require_database()
-    ids = [event_id] if event_id else event_ids_for_ucid(settings, ucid or "")
-    traces = [trace_event(settings, i) for i in ids]
-    if as_json:
-        click.echo(json.dumps(traces, indent=2))
-        return
-    if not traces:
-        click.echo(f"no events found for UCID {ucid!r}")
-    for item in traces:
-        click.echo(_format_trace(item))
-
-
-def _format_trace(item: dict[str, Any]) -> str:
-    lines = [f"event {item['event_id']}: {item.get('type') or '(event data not in Redis)'}"]
-    for n in item["notifications"]:
-        state = f"{n['state']}: {n['waiting']}" if n.get("waiting") else n["state"]
-        lines.append(f"  -> {n['destination']}  [{state}]  id={n['notification_id']}")
-        for a in n["attempts"]:
-            status = a.get("status") or a.get("error") or ""
-            lines.append(f"       attempt {a['attempt']}: {status}  ({a.get('latency_ms', 0)} ms)")
-    if not item["notifications"]:
-        lines.append("  (no notifications recorded)")
-    return "\n".join(lines)
-
-
-from workers.cli import admin, destinations, listen, replay, run  # noqa: E402  (sub-commands register)
-
+events.register(main)
+service.register(main)
 destinations.register(main)
 run.register(main)
 listen.register(main)

@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.state.codec import as_text
 from workers.state.scripts import Batch, Scripts
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import redis
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.state.scripts import Scripts
 
 #: Extra seconds a slot outlives its attempt's timeout before it counts as leaked.

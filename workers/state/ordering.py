@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany
 from workers.state.scripts import Batch, Scripts

@@ -46,7 +46,7 @@ from typing import Any
 import redis
 import redis.client
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.destinations.cache import ConfigCache
 from workers.destinations.expiry import EXPIRED, expired_reason
 from workers.destinations.model import Destination, span_s

@@ -37,7 +37,7 @@ from typing import Any
 import redis
 import redis.client
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany, watchdog_copies
 from workers.state.scripts import Scripts

@@ -13,7 +13,7 @@ import time
 
 import redis.client
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.http.outcome import Outcome
 from workers.state.counters import count_wait
 from workers.state.records import dead_record

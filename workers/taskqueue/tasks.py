@@ -29,7 +29,7 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Retry as CeleryRetry
 
-from workers.config.settings import Keys
+from workers.config.keys import Keys
 from workers.errors import DeadLettered, DeliveryError
 from workers.http.outcome import Outcome
 from workers.http.request import notification_id
