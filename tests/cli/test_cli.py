@@ -261,3 +261,12 @@ def test_a_missing_schema_is_one_line_saying_where_it_looked(
     assert line.startswith(f"error: no recnotify database at {tmp_path / 'empty'}"), line
     assert "recnotify db upgrade" in line
     assert not (tmp_path / "empty" / "recnotify.db").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["destinations"], ["dead-letters"], ["db"]])
+def test_a_group_without_a_command_prints_its_help_and_exits_0(
+        cli: CliRunner, command: list[str]) -> None:
+    result = cli.invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ") and "Commands:" in result.output
+    assert "error:" not in result.output

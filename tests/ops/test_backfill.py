@@ -152,6 +152,20 @@ def test_an_interrupted_backfill_resumes_where_it_stopped_without_sending_twice(
     assert len(got) == 40
 
 
+def test_a_backfill_is_wanted_now_so_an_old_event_is_not_expired_on_arrival(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers.start()
+    ids = publish_history(workers, calls=1)
+    wait_consumed(workers, 8)
+    time.sleep(2.2)  # older than the destination's expiry below
+    add_destination(workers, receiver, "crm", expire_after_s="2")
+    assert backfill(workers, Selection("crm")).run()["notifications"] == 4
+    got = receiver.wait_for(4)
+    assert sorted(r.header("webhook-id") or "" for r in got) == sorted(
+        notification_id(e, "crm") for e in ids["acme"])
+    assert workers.store.list_dead_letters() == []
+
+
 def test_an_ordered_destination_gets_each_recordings_history_in_order(
         workers: WorkerFactory, receiver: Receiver) -> None:
     workers.start()

@@ -80,3 +80,13 @@ def test_each_filter_selects_exactly_its_events(account: str, route: str, type_:
     assert not Selection("d", event_id=event.id + "x").wants(event)
     others = [t for t in EVENT_TYPES if t != type_]
     assert not Selection("d", type=others[0]).wants(event)
+
+
+def test_a_relative_window_is_the_same_job_whenever_it_is_resolved() -> None:
+    """`--since 2h` run again a minute later resumes the same job (its window kept)."""
+    first = Selection("crm", since_s=parse_when("2h", now_s=NOW), since="2h")
+    later = Selection("crm", since_s=parse_when("2h", now_s=NOW + 60), since="2h")
+    assert first.job_id == later.job_id
+    assert later.window_of(first).since_s == first.since_s
+    assert Selection("crm", since_s=first.since_s).job_id != first.job_id
+    assert Selection("crm", since_s=first.since_s, since="3h").job_id != first.job_id

@@ -70,6 +70,7 @@ def _selection(body: dict[str, Any]) -> tuple[Selection, bool, float | None]:
             if body.get("until") else None,
             account=body.get("account"), route=body.get("route"), realm=body.get("realm"),
             ucid=body.get("ucid"), event_id=body.get("event_id"), type=body.get("type"),
+            since=body.get("since") or None, until=body.get("until") or None,
         ), dry_run, rate
     except InvalidValue as exc:
         field = next((f for f in ("since", "until", "type") if f in str(exc)), "body")
@@ -96,14 +97,15 @@ def start_replay(state: State, caller: Caller, body: Body) -> Any:
     if dry_run:
         return JSONResponse({"dry_run": True, **job.plan().as_dict()}, status_code=200)
     current = read_job(state.redis, state.settings, job.job_id)
-    running = state.backfills.get(job.job_id)
-    if running is not None and running.is_alive():
-        raise ApiError(409, "destination", f"replay {job.job_id} is already running: poll "
-                       f"/api/replays/{job.job_id}")
+    try:
+        job.acquire()  # here, not in the thread: a second POST gets its 409 now
+    except ConfigError as exc:
+        raise ApiError(409, "destination", f"{exc}; poll /api/replays/{job.job_id}") from None
+    state.redis.hset(state.settings.keys.backfill(job.job_id), "state", "running")
 
     def work() -> None:
         try:
-            job.run()
+            job.run(locked=True)
         except Exception:  # its checkpoint says failed, with the reason
             log.exception("replay %s failed", job.job_id)
 

@@ -42,6 +42,9 @@ class RecnotifyGroup(click.Group):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `recnotify`, `recnotify db`
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "recnotify"
             fail(f"{exc.format_message()} (see `{where} --help`)")

@@ -62,7 +62,7 @@ def replay(ctx: click.Context, destination: str, since: str | None, until: str |
         since_s=parse_when(since, now_s=now_s, option="--since") if since else None,
         until_s=parse_when(until, now_s=now_s, option="--until") if until else None,
         account=account, route=route, realm=realm, ucid=ucid, event_id=event_id,
-        type=event_type)
+        type=event_type, since=since, until=until)
     dest = Store.of(settings).get(destination)
     client = client_from_url(settings.redis_url)
     client.ping()

@@ -258,9 +258,10 @@ class Deliverer:
         dest = given.dest
         if run.raw_event is None:
             return self._finish_dead(run, "event data not found in Redis (expired or lost)")
-        if dest is None and self.config.refresh():
+        if dest is None:
             # a destination made a moment ago (then backfilled, replayed or tested at once):
-            # this process's copy predated it
+            # this process's copy may predate it (or another thread refreshed it meanwhile)
+            self.config.refresh()
             dest = self.config.get(run.destination)
             given = run.given = replace(given, dest=dest)
         if dest is None:

@@ -461,8 +461,27 @@ def model_errors(c: Checker, data: Mapping[str, Any]) -> None:
     try:
         DestinationIn.model_validate(dict(data), strict=True)
     except ValidationError as exc:
+        found: dict[str, tuple[Any, str]] = {}
         for error in exc.errors(include_url=False):
-            field = ".".join(str(part) for part in error["loc"])
-            value = error.get("input")
+            found.setdefault(_data_path(data, error["loc"]), (error.get("input"), error["msg"]))
+        for field, (value, why) in found.items():
+            if any(other.startswith(field + ".") for other in found):
+                continue  # a union reports each branch: keep the deepest refusal
             c.fail(field, value, f"{show(value)} does not fit the published schema "
-                   f"({error['msg']}; see `recnotify destinations schema`)")
+                   f"({why}; see `recnotify destinations schema`)")
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> str:
+    """The field path in ``data`` of a pydantic error location: the parts that are keys
+    or indexes of the data, without the union-branch tags pydantic adds."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, Mapping):
+            found = part in node
+        else:
+            found = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if found:
+            node = node[part]
+            parts.append(str(part))
+    return ".".join(parts) or "body"

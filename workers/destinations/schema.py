@@ -113,7 +113,7 @@ class SecretHeader(BaseModel):
 
     model_config = _STRICT
     value: str = Field(description="the value; ******** keeps the stored one")
-    secret: Literal[True] = True
+    secret: bool = Field(default=True, description="false: a plain header (as NAME: value)")
 
 
 class SecretHeaderPatch(BaseModel):
@@ -184,7 +184,7 @@ class _Fields(BaseModel):
         pattern=SCOPE_PATTERN,
         description="global, route:NAME, account:NAME or realm:NAME",
     )
-    params: Params = Field(
+    params: Params | None = Field(
         default="",
         description="URL parameter template (%NAME% placeholders), or "
         "a map from event type to template",
@@ -196,10 +196,10 @@ class _Fields(BaseModel):
     )
     timeout_s: float = Field(default=10.0, gt=0, le=60)
     tls: TlsModel = TlsModel()
-    allow_cidrs: list[str] | str = Field(
+    allow_cidrs: list[str] | str | None = Field(
         default=[], description="outbound addresses allowed (CIDRs: a list, or one "
         "comma-separated string)")
-    deny_cidrs: list[str] | str = Field(
+    deny_cidrs: list[str] | str | None = Field(
         default=[], description="outbound addresses refused (CIDRs: a list, or one "
         "comma-separated string)")
     circuit: CircuitModel = CircuitModel()

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 
 from producer.errors import InvalidEvent
-from producer.events import Event, parse_event_json
+from producer.events import Event, load_stored_event, parse_event_json
 from workers.config.settings import Settings
 from workers.destinations.model import Destination
 from workers.destinations.routing import RoutingIndex
@@ -45,7 +45,10 @@ from workers.ops.selection import Selection
 from workers.state.codec import as_text
 from workers.state.entries import entry_event_id, entry_time
 from workers.state.notification import EnqueueMany
-from workers.state.ordering import Ordering, make_member
+from workers.state.ordering import Ordering, make_member, pair_key
+from workers.state.schedule import schedule_member
+from workers.state.scripts import Scripts
+from workers.state.writes import NOTIFICATION_TTL_S
 
 __all__ = ["Backfill", "BackfillCounts", "read_job"]
 
@@ -56,6 +59,9 @@ DEFAULT_WINDOW = 200
 BATCH = 200
 JOB_TTL_S = 7 * 86_400
 LOCK_TTL_S = 30
+LOCK_REFRESH_S = 5.0
+#: How long the window may stay full with nothing finishing before the run stops.
+STALL_S = 600.0
 FINISHED = (b"delivered", b"dead")
 
 
@@ -68,12 +74,14 @@ class BackfillCounts:
     notifications: int = 0
     in_progress: int = 0
     unreadable: int = 0
+    held: int = 0
     per_type: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"scanned": self.scanned, "events": self.events,
                 "notifications": self.notifications, "in_progress": self.in_progress,
-                "unreadable": self.unreadable, "per_type": dict(sorted(self.per_type.items()))}
+                "unreadable": self.unreadable, "held": self.held,
+                "per_type": dict(sorted(self.per_type.items()))}
 
 
 def read_job(client: redis.Redis, settings: Settings, job_id: str) -> dict[str, Any] | None:
@@ -83,6 +91,8 @@ def read_job(client: redis.Redis, settings: Settings, job_id: str) -> dict[str, 
         return None
     job = {as_text(k): as_text(v) for k, v in raw.items()}
     counts = json.loads(job.pop("counts", "{}") or "{}")
+    if job.get("state") == "running" and not client.exists(settings.keys.backfill_lock(job_id)):
+        job["state"] = "interrupted"  # its runner died: the same selection resumes it
     return {"id": job_id, "state": job.get("state", ""), "cursor": job.get("cursor", ""),
             "selection": json.loads(job.get("selection", "{}") or "{}"),
             "started_at": float(job.get("started_at") or 0),
@@ -116,6 +126,8 @@ class Backfill:
         # a batch never holds more than half the window: room is made before it is read
         self.batch = max(1, min(BATCH, self.window // 2))
         self._outstanding: deque[str] = deque()
+        self._locked_at = 0.0
+        self.scripts = Scripts.of(client)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
     # -- reading the retained events ------------------------------------------------------
@@ -163,32 +175,61 @@ class Backfill:
         return counts
 
     # -- the run ----------------------------------------------------------------------------
-    def run(self, *, progress: Callable[[int], None] | None = None,
-            stop: threading.Event | None = None) -> dict[str, Any]:
-        """Send the selection; returns the final checkpoint. Resumes an unfinished job."""
-        key = self.keys.backfill(self.job_id)
+    def acquire(self) -> None:
+        """Take the job's lock (one runner per job), or say who holds it."""
         lock = self.keys.backfill_lock(self.job_id)
         if not self.client.set(lock, self._holder, nx=True, ex=LOCK_TTL_S):
             holder = as_text(self.client.get(lock))
             raise ConfigError(f"backfill {self.job_id} is already running ({holder}): wait for "
                               "it, or stop it first; it resumes where it stopped")
+        self._locked_at = time.monotonic()
+
+    def run(self, *, progress: Callable[[int], None] | None = None,
+            stop: threading.Event | None = None, locked: bool = False) -> dict[str, Any]:
+        """Send the selection; returns the final checkpoint. Resumes an unfinished job.
+        ``locked``: the caller took the lock already (:meth:`acquire`)."""
+        key = self.keys.backfill(self.job_id)
+        if not locked:
+            self.acquire()
         try:
-            return self._run(key, lock, progress, stop or threading.Event())
+            return self._run(key, progress, stop or threading.Event())
         except Exception as exc:
             self.client.hset(key, mapping={"state": "failed", "error": str(exc)[:500],
                                            "updated_at": time.time()})
             raise
         finally:
-            self.client.delete(lock)
+            self.scripts.run("lock_release", [self.keys.backfill_lock(self.job_id)],
+                             [self._holder])
 
-    def _run(self, key: str, lock: str, progress: Callable[[int], None] | None,
+    def _keep_lock(self) -> None:
+        """Refresh the lock (every few seconds, waits included); stop if another took it."""
+        if time.monotonic() - self._locked_at < LOCK_REFRESH_S:
+            return
+        lock = self.keys.backfill_lock(self.job_id)
+        if as_text(self.client.get(lock)) != self._holder:
+            raise ConfigError(f"backfill {self.job_id} lost its lock to another runner; it "
+                              "stopped here (run the same command again to resume)")
+        self.client.expire(lock, LOCK_TTL_S)
+        self._locked_at = time.monotonic()
+
+    def _wait(self, seconds: float, stop: threading.Event) -> None:
+        """Wait (interruptibly), keeping the lock."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            stop.wait(min(left, LOCK_REFRESH_S))
+            self._keep_lock()
+
+    def _run(self, key: str, progress: Callable[[int], None] | None,
              stop: threading.Event) -> dict[str, Any]:
         job = read_job(self.client, self.settings, self.job_id)
         counts = BackfillCounts()
         cursor = ""
-        if job and job["state"] in ("running", "interrupted", "failed"):
+        if job and job["state"] in ("running", "interrupted", "failed") and job["selection"]:
             cursor = job["cursor"]
-            for name in ("scanned", "events", "notifications", "in_progress", "unreadable"):
+            # the window it resolved when it started ("2h" then, not now)
+            self.selection = self.selection.window_of(Selection(**job["selection"]))
+            for name in ("scanned", "events", "notifications", "in_progress", "unreadable",
+                         "held"):
                 setattr(counts, name, int(job.get(name, 0)))
             counts.per_type.update(job.get("per_type", {}))
             log.info("backfill %s resumes after entry %s", self.job_id, cursor or "(start)")
@@ -207,34 +248,45 @@ class Backfill:
             before = len(self._outstanding)
             pairs: list[tuple[str, str]] = []
             ordered: set[str] = set()
-            pipe = self.client.pipeline(transaction=True)
             events = [(entry_id, self._event(entry_id, raw)) for entry_id, raw in batch]
             wanted = [(entry_id, event) for entry_id, event in events
                       if event is not None and self._wanted(event)]
-            states = self._states([notification_id(e.id, self.destination.name)
-                                   for _, e in wanted])
+            looked = self._look([(e, notification_id(e.id, self.destination.name))
+                                 for _, e in wanted])
+            pipe = self.client.pipeline(transaction=True)
             for entry_id, event in wanted:
                 nid = notification_id(event.id, self.destination.name)
-                if states.get(nid) not in (None, *FINISHED):
+                verdict = looked.get(nid, "busy")
+                if verdict == "busy":  # queued, in flight, waiting, parked, or sent already
                     counts.in_progress += 1
                     continue
+                if verdict == "other content":  # the consumer dead-lettered this entry
+                    counts.unreadable += 1
+                    continue
+                if verdict == "held":
+                    counts.held += 1
+                    continue
                 self._resend(pipe, entry_id, event, nid, pairs, ordered)
+                looked[nid] = "busy"  # the same event twice in the stream: once
                 counts.events += 1
                 counts.notifications += 1
                 counts.per_type[event.type] += 1
             counts.scanned += len(batch)
             counts.unreadable += sum(event is None for _, event in events)
-            cursor = batch[-1][0]
             resent = len(self._outstanding) - before
             self._pace(sent_here + resent, started, stop)
-            pipe.hset(key, mapping={"cursor": cursor, "updated_at": time.time(),
-                                    "counts": json.dumps(counts.as_dict())})
-            pipe.expire(lock, LOCK_TTL_S)
             pipe.execute()
             if pairs:
                 self.enqueue(pairs)
             if ordered:
                 self.ordering.release(sorted(ordered), self.enqueue, self.ordering.frontier())
+            # the cursor moves only once the batch is enqueued: a crash before this line
+            # scans the batch again (its notifications then look busy or are sent again,
+            # under the same ids), never skips it
+            cursor = batch[-1][0]
+            self.client.hset(key, mapping={"cursor": cursor, "updated_at": time.time(),
+                                           "counts": json.dumps(counts.as_dict())})
+            self._keep_lock()
             sent_here += resent
             if progress:
                 progress(len(batch))
@@ -244,21 +296,50 @@ class Backfill:
         log.info("backfill %s %s: %s", self.job_id, state, counts.as_dict())
         return read_job(self.client, self.settings, self.job_id) or {}
 
-    def _states(self, nids: list[str]) -> dict[str, bytes | None]:
-        if not nids:
+    def _look(self, items: list[tuple[Event, str]]) -> dict[str, str]:
+        """Per notification id: ``send``, ``busy`` (not finished: a lock, a watchdog entry,
+        a non-terminal state), ``held`` (its recording waits on a held dead letter) or
+        ``other content`` (the stored event under this id differs). One round trip."""
+        if not items:
             return {}
         pipe = self.client.pipeline(transaction=False)
-        for nid in nids:
+        for event, nid in items:
             pipe.hget(self.keys.notification(nid), "state")
-        return dict(zip(nids, pipe.execute(), strict=True))
+            pipe.exists(self.keys.lock(nid))
+            pipe.zscore(self.keys.watchdog, schedule_member(event.id, self.destination.name))
+            pipe.get(self.keys.event(event.id))
+            recording = event.ordering_key()
+            if self.destination.ordered and recording is not None:
+                pipe.hget(self.keys.ord_inflight,
+                          pair_key(self.destination.name, recording))
+            else:
+                pipe.echo(b"")
+        replies = pipe.execute()
+        verdicts: dict[str, str] = {}
+        for n, (event, nid) in enumerate(items):
+            state, locked, watched, stored, inflight = replies[5 * n: 5 * n + 5]
+            if stored is not None and load_stored_event(stored).to_json() != event.to_json():
+                verdicts[nid] = "other content"
+            elif locked or watched is not None or (state is not None and state not in FINISHED):
+                verdicts[nid] = "busy"
+            elif inflight and as_text(inflight).endswith("@held"):
+                verdicts[nid] = "held"
+            else:
+                verdicts[nid] = "send"
+        return verdicts
 
     def _resend(self, pipe: redis.client.Pipeline, entry_id: str, event: Event, nid: str,
                 pairs: list[tuple[str, str]], ordered: set[str]) -> None:
         """Queue on ``pipe`` what makes this notification new again, then its dispatch."""
         retention_s = max(1, int(self.settings.stream_retention_s))
-        pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s)
+        pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s, nx=True)
         nkey = self.keys.notification(nid)
-        pipe.hdel(nkey, "state", "attempts", "reason")  # same notification, fresh attempts
+        # same notification, fresh attempts: a new retry span, no circuit waits carried
+        # over, and the expiry clock starts now (it is wanted now, as a replayed dead letter)
+        pipe.hdel(nkey, "state", "attempts", "reason", "first_at", "circuit_since",
+                  "circuit_waited_s", "waiting")
+        pipe.hset(nkey, "replayed_at", time.time())
+        pipe.expire(nkey, NOTIFICATION_TTL_S)
         pipe.delete(self.keys.notification_log(nid))
         self._outstanding.append(nid)
         recording = event.ordering_key()
@@ -276,17 +357,33 @@ class Backfill:
         """Wait until ``sent`` notifications since ``started`` keep under the rate."""
         ahead_s = sent / self.rate_per_s - (time.monotonic() - started)
         if ahead_s > 0:
-            stop.wait(ahead_s)
+            self._wait(ahead_s, stop)
 
     def _make_room(self, stop: threading.Event) -> None:
-        """Wait until one more batch keeps the unfinished notifications within the window."""
+        """Wait until one more batch keeps the unfinished notifications within the window;
+        fail when none of them finishes for ``STALL_S`` (a receiver down for that long:
+        stop here, resume later)."""
+        last_progress = time.monotonic()
         while len(self._outstanding) > self.window - self.batch and not stop.is_set():
+            before = len(self._outstanding)
             self._settle()
+            if len(self._outstanding) < before:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > STALL_S:
+                raise ConfigError(
+                    f"backfill {self.job_id}: none of {len(self._outstanding)} notifications "
+                    f"to {self.destination.name} finished in {STALL_S:g} s; it stopped here "
+                    "(see `recnotify trace`; run the same command again to resume)")
             if len(self._outstanding) > self.window - self.batch:
-                stop.wait(0.2)
+                self._wait(0.2, stop)
 
     def _settle(self) -> None:
         """Forget the outstanding notifications that have finished."""
         nids = list(self._outstanding)
-        states = self._states(nids)
+        if not nids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for nid in nids:
+            pipe.hget(self.keys.notification(nid), "state")
+        states = dict(zip(nids, pipe.execute(), strict=True))
         self._outstanding = deque(n for n in nids if states.get(n) not in FINISHED)

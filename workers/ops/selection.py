@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from producer.events import EVENT_TYPES, Event
@@ -54,6 +54,10 @@ class Selection:
     ucid: str | None = None
     event_id: str | None = None
     type: str | None = None
+    #: The window as the operator wrote it (``2h``, an ISO time): the job's identity, so
+    #: the same command resumes the same job even though ``2h`` resolves anew each time.
+    since: str | None = None
+    until: str | None = None
 
     def __post_init__(self) -> None:
         if self.type is not None and self.type not in EVENT_TYPES:
@@ -65,9 +69,18 @@ class Selection:
 
     @property
     def job_id(self) -> str:
-        """The same selection is the same job: running it again resumes it."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return "bf_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        """The same selection, as written, is the same job: running it again resumes it.
+        A window given as text counts as that text (its resolved times may move); one
+        given only in seconds counts as the seconds."""
+        given = asdict(self)
+        for text, seconds in (("since", "since_s"), ("until", "until_s")):
+            if given[text] is not None:
+                given[seconds] = None
+        return "bf_" + hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()[:16]
+
+    def window_of(self, stored: Selection) -> Selection:
+        """This selection with the window a checkpoint resolved (resuming keeps it)."""
+        return replace(self, since_s=stored.since_s, until_s=stored.until_s)
 
     @property
     def first_entry(self) -> str:
