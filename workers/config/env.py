@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producer.constants import DEFAULT_KEY_PREFIX, DEFAULT_PUBLISH_TIMEOUT_S
+from workers.config.telemetry import check_mode
 from workers.errors import ConfigError
 
 PREFIX = "RECNOTIFY_"
@@ -59,6 +60,13 @@ class EnvSettings(BaseSettings):
     DENY_CIDRS: str = ""
     LOG_FORMAT: Literal["text", "json"] = "text"
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    #: OpenTelemetry tracing: off, otlp, console or jsonl:PATH (workers/config/telemetry.py)
+    OTEL: str = "off"
+
+    @field_validator("OTEL")
+    @classmethod
+    def _otel_mode(cls, value: str) -> str:
+        return check_mode(value)
 
     @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
     @classmethod
@@ -94,6 +102,8 @@ def read_env(env: Mapping[str, str]) -> EnvSettings:
 def _accepted(error: Any, whole: bool) -> str:
     kind = str(error.get("type", ""))
     ctx = error.get("ctx") or {}
+    if kind == "value_error":
+        return str(ctx.get("error", ""))
     if kind == "literal_error":
         return f"give one of {ctx.get('expected', '')}"
     bounds = [f"{word} {ctx[key]}" for key, word in (("gt", ">"), ("ge", ">="),

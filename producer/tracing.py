@@ -1,0 +1,90 @@
+"""Trace context across the hop (issue 18): W3C ``traceparent`` and the publish span.
+
+opentelemetry-api only (it is a no-op without an SDK). Tracing is on in a process when
+an OpenTelemetry SDK tracer provider is installed there: the recorder's own, or the one
+``RECNOTIFY_OTEL`` sets up in recnotify's processes (workers/config/telemetry.py). Off
+(the default), every hook here is one check and returns: no span, no context, no header.
+
+The trace travels with the event: ``Publisher.publish`` starts the span ``recnotify
+publish`` (a child of the event's ``traceparent`` when the recorder gave one, else of the
+recorder's current span, if any) and writes that span's context into the event's
+``traceparent``; the workers continue it from the stored event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+
+from producer.events import Event
+
+#: W3C trace context, version 00: ``00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>``.
+TRACEPARENT_RE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+_UNCONFIGURED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+_tracer: trace.Tracer | None = None
+
+
+def tracer() -> trace.Tracer | None:
+    """recnotify's tracer when an SDK tracer provider is installed, else None (off)."""
+    global _tracer
+    if _tracer is not None:
+        return _tracer
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, _UNCONFIGURED):
+        return None
+    _tracer = provider.get_tracer("recnotify")
+    return _tracer
+
+
+def span_context_of(traceparent: str | None) -> SpanContext | None:
+    """The remote span context a ``traceparent`` names (None: absent or not one)."""
+    match = TRACEPARENT_RE.fullmatch(traceparent or "")
+    if match is None:
+        return None
+    trace_id, span_id = int(match.group(1), 16), int(match.group(2), 16)
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True,
+                       trace_flags=TraceFlags(int(match.group(3), 16) & 0x01))
+
+
+def parent_context(traceparent: str | None) -> Context | None:
+    """A context whose current span is ``traceparent``'s (None: use the current one)."""
+    remote = span_context_of(traceparent)
+    if remote is None:
+        return None
+    return trace.set_span_in_context(NonRecordingSpan(remote))
+
+
+def traceparent_of(span: Span) -> str:
+    """The W3C ``traceparent`` of ``span`` (what goes into the event and the header)."""
+    ctx = span.get_span_context()
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+@contextmanager
+def publish_span(event: Event, stream: str) -> Iterator[Event]:
+    """Around one publish: the event to write, carrying the span's ``traceparent``.
+
+    Off: ``event`` itself (its own ``traceparent``, if any, is carried unchanged).
+    """
+    active = tracer()
+    if active is None:
+        yield event
+        return
+    attributes: dict[str, Any] = {
+        "messaging.system": "redis", "messaging.operation.type": "send",
+        "messaging.destination.name": stream, "recnotify.event_id": event.id,
+        "recnotify.event_type": event.type,
+    }
+    with active.start_as_current_span("recnotify publish", parent_context(event.traceparent),
+                                      kind=SpanKind.PRODUCER, attributes=attributes) as span:
+        yield replace(event, traceparent=traceparent_of(span))
