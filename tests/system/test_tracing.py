@@ -91,7 +91,8 @@ def test_one_event_is_one_trace_from_publish_to_the_receivers_200(
     for span in spans:
         by_name.setdefault(span["name"], []).append(span)
     [consume] = by_name["recnotify consume"]
-    attempts = sorted(by_name["recnotify deliver"], key=lambda s: s["attributes"]["recnotify.attempt"])
+    attempts = sorted(by_name["recnotify deliver"],
+                      key=lambda s: s["attributes"]["recnotify.attempt"])
     # ...are one trace: consume and each attempt are children of publish
     assert {s["trace_id"] for s in spans} == {trace_id}
     assert consume["parent_span_id"] == publish_id and consume["kind"] == "CONSUMER"
