@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,46 @@ def test_jsonl_mode_writes_each_finished_span_as_one_line(tmp_path: Path) -> Non
     assert deliver["status"] == "ERROR"
     assert flush["links"] == [{"trace_id": deliver["trace_id"], "span_id": deliver["span_id"]}]
     assert flush["attributes"]["recnotify.records"] == 2
+
+
+def test_otlp_mode_sends_the_spans_to_the_collector_the_standard_variables_name(
+        redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    posted: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posted.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"PATH": "/usr/bin:/bin", "RECNOTIFY_OTEL": "otlp", "OTEL_SERVICE_NAME": "rec-test",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+           "RECNOTIFY_REDIS_URL": redis_url, "RECNOTIFY_KEY_PREFIX": key_prefix,
+           "RECNOTIFY_DATA_DIR": str(tmp_path)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "workers", "publish", "RECORDING_STARTED_EVENT",
+             "--traceparent", GOOD], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=60)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    [(path, body)] = posted
+    assert path == "/v1/traces"
+    request = ExportTraceServiceRequest.FromString(body)
+    [resource_spans] = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert service["service.name"] == "rec-test"
+    [span] = [s for scope in resource_spans.scope_spans for s in scope.spans]
+    assert span.name == "recnotify publish" and span.trace_id.hex() == GOOD[3:35]
+    assert span.parent_span_id.hex() == GOOD[36:52]

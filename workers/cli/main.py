@@ -171,6 +171,8 @@ def main(
     metavar="NAME=VALUE",
     help="A parameter (repeatable; CALLEDAORS may repeat to make a list).",
 )
+@click.option("--traceparent", metavar="00-TRACE-SPAN-FLAGS",
+              help="The recorder's W3C trace context (SPEC 1); README: Tracing.")
 @click.pass_context
 def publish(
     ctx: click.Context,
@@ -181,6 +183,7 @@ def publish(
     result: str,
     error_text: str | None,
     params: tuple[str, ...],
+    traceparent: str | None,
 ) -> None:
     """Publish one event and print its id.
 
@@ -212,6 +215,7 @@ def publish(
         result=result,
         error=error_text,
         params=values,
+        traceparent=traceparent,
     )
     click.echo(event_id)
 
