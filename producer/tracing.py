@@ -14,31 +14,38 @@ recorder's current span, if any) and writes that span's context into the event's
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
-
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from typing import TYPE_CHECKING, Any
 
 from producer.events import Event
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, SpanContext, Tracer
 
 #: W3C trace context, version 00: ``00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>``.
 TRACEPARENT_RE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
-_UNCONFIGURED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
-_tracer: trace.Tracer | None = None
+_tracer: Tracer | None = None
 
 
-def tracer() -> trace.Tracer | None:
-    """recnotify's tracer when an SDK tracer provider is installed, else None (off)."""
+def tracer() -> Tracer | None:
+    """recnotify's tracer when an SDK tracer provider is installed, else None (off).
+
+    A process that never imported OpenTelemetry has none: then nothing is imported here
+    either (``import producer`` stays as quick as without tracing).
+    """
     global _tracer
     if _tracer is not None:
         return _tracer
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
     provider = trace.get_tracer_provider()
-    if isinstance(provider, _UNCONFIGURED):
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
     _tracer = provider.get_tracer("recnotify")
     return _tracer
@@ -46,6 +53,8 @@ def tracer() -> trace.Tracer | None:
 
 def span_context_of(traceparent: str | None) -> SpanContext | None:
     """The remote span context a ``traceparent`` names (None: absent or not one)."""
+    from opentelemetry.trace import SpanContext, TraceFlags
+
     match = TRACEPARENT_RE.fullmatch(traceparent or "")
     if match is None:
         return None
@@ -58,10 +67,12 @@ def span_context_of(traceparent: str | None) -> SpanContext | None:
 
 def parent_context(traceparent: str | None) -> Context | None:
     """A context whose current span is ``traceparent``'s (None: use the current one)."""
+    from opentelemetry import trace
+
     remote = span_context_of(traceparent)
     if remote is None:
         return None
-    return trace.set_span_in_context(NonRecordingSpan(remote))
+    return trace.set_span_in_context(trace.NonRecordingSpan(remote))
 
 
 def traceparent_of(span: Span) -> str:
@@ -80,6 +91,8 @@ def publish_span(event: Event, stream: str) -> Iterator[Event]:
     if active is None:
         yield event
         return
+    from opentelemetry.trace import SpanKind
+
     attributes: dict[str, Any] = {
         "messaging.system": "redis", "messaging.operation.type": "send",
         "messaging.destination.name": stream, "recnotify.event_id": event.id,

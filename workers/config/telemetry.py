@@ -26,14 +26,16 @@ import json
 import os
 import threading
 from collections.abc import Iterable, MutableMapping, Sequence
-from typing import Any, TypeVar
-
-from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from producer.events import Event
-from producer.tracing import parent_context, span_context_of, traceparent_of, tracer
+from producer.tracing import TRACEPARENT_RE, parent_context, span_context_of, traceparent_of, tracer
 from workers.errors import ConfigError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Link, Span
+
+# Nothing of OpenTelemetry is imported unless tracing is on (setup() imports it).
 
 #: The ``RECNOTIFY_OTEL`` values meaning off / OTLP.
 OFF = frozenset({"", "0", "off", "false", "no"})
@@ -102,6 +104,8 @@ def setup(mode: str, *, service_name: str = "recnotify") -> bool:
             exporter = (ConsoleSpanExporter() if mode == "console"
                         else _json_lines_exporter(mode.removeprefix("jsonl:")))
             provider.add_span_processor(SimpleSpanProcessor(exporter))
+        from opentelemetry import trace
+
         trace.set_tracer_provider(provider)
         _installed = True
         return True
@@ -182,12 +186,16 @@ class AttemptSpan:
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if exc is not None:
+            from opentelemetry.trace import Status, StatusCode
+
             self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
         self.span.end()
 
     def done(self, status: int | None, concluded: T) -> T:
         """The attempt's answer: HTTP status (None: no answer) and where the notification
         stands (an Outcome; a short Retry is ``retrying``); returns ``concluded``."""
+        from opentelemetry.trace import Status, StatusCode
+
         outcome = str(getattr(concluded, "value", "retrying"))
         if status is not None:
             self.span.set_attribute("http.response.status_code", status)
@@ -209,9 +217,11 @@ def attempt_span(event: Event, destination: str, attempt: int, nid: str,
     """
     active = tracer()
     if active is None:
-        if event.traceparent is not None:
+        if event.traceparent is not None and TRACEPARENT_RE.fullmatch(event.traceparent):
             _set_traceparent(headers, event.traceparent)
         return NO_SPAN
+    from opentelemetry.trace import SpanKind
+
     span = active.start_span("recnotify deliver", parent_context(event.traceparent),
                              kind=SpanKind.CLIENT, attributes={
                                  "recnotify.destination": destination,
@@ -252,6 +262,8 @@ def consume_spans(prepared: Iterable[tuple[str, Any, Event, Sequence[Any]]], str
     active = tracer()
     if active is None:
         return NO_SPAN
+    from opentelemetry.trace import SpanKind
+
     return ConsumeSpans([
         active.start_span("recnotify consume", parent_context(event.traceparent),
                           kind=SpanKind.CONSUMER, attributes={
@@ -272,6 +284,8 @@ def flush_span(rows: Sequence[dict[str, Any]]) -> Any:
     active = tracer()
     if active is None:
         return NO_SPAN
+    from opentelemetry.trace import Link, SpanKind
+
     links: list[Link] = []
     for row in rows:
         remote = span_context_of(row.pop("traceparent", None))
