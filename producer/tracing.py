@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TRACEPARENT_RE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 _tracer: Tracer | None = None
+_UNKNOWN = object()
 
 
 def tracer() -> Tracer | None:
@@ -42,8 +43,8 @@ def tracer() -> Tracer | None:
     if _tracer is not None:
         return _tracer
     trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
+    if trace is None or getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None:
+        return None  # no provider was ever set (the API's own global: one attribute read)
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
@@ -81,16 +82,19 @@ def traceparent_of(span: Span) -> str:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
-@contextmanager
-def publish_span(event: Event, stream: str) -> Iterator[Event]:
+def publish_span(event: Event, stream: str) -> AbstractContextManager[Event]:
     """Around one publish: the event to write, carrying the span's ``traceparent``.
 
     Off: ``event`` itself (its own ``traceparent``, if any, is carried unchanged).
     """
     active = tracer()
     if active is None:
-        yield event
-        return
+        return nullcontext(event)
+    return _publish_span(active, event, stream)
+
+
+@contextmanager
+def _publish_span(active: Tracer, event: Event, stream: str) -> Iterator[Event]:
     from opentelemetry.trace import SpanKind
 
     attributes: dict[str, Any] = {
