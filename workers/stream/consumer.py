@@ -244,8 +244,8 @@ class StreamConsumer:
             ready = self._prepare(entry_id, fields, pipe)
             if ready is not None:
                 prepared.append((entry_id, fields[b"event"], *ready))
-        claimed = self._claim_ids([p[2] for p in prepared], retention_s)
         traced = consume_spans(prepared, stream)  # tracing off: a no-op
+        claimed = self._claim_ids([p[2] for p in prepared], retention_s)
         for (entry_id, raw, event, destinations), stored in zip(prepared, claimed, strict=True):
             if stored is not None and not _same_content(stored, event, raw):
                 self._dead_letter(
