@@ -156,3 +156,27 @@ def test_with_tracing_off_no_traceparent_is_sent_and_no_span_is_made(
     workers.publisher().publish("RECORDING_ENDED_EVENT", route="r1", traceparent=recorder)
     later = receiver.wait_for(2)
     assert later[1].header("traceparent") == recorder
+
+
+def test_an_event_published_untraced_still_makes_one_trace_in_the_workers(
+    workers: WorkerFactory, receiver: Receiver, tmp_path: Path
+) -> None:
+    # Given traced workers and a recorder without OpenTelemetry (this process: no tracer)
+    assert tracing.tracer() is None
+    receiver.script("/hook", [503, 200])
+    workers.configure(destination(receiver.url("/hook"), generate_secret()))
+    spans_file = tmp_path / "spans.jsonl"
+    workers.start(RECNOTIFY_OTEL=f"jsonl:{spans_file}")
+    event_id = workers.publisher().publish("RECORDING_STARTED_EVENT", route="r1")
+    got = receiver.wait_for(2)
+    # Then its consume and attempt spans are one trace, whose id is the event's id
+    spans = spans_of(spans_file, 3, event_id)
+    trace_id = event_id.replace("-", "")
+    assert sorted(s["name"] for s in spans) == [
+        "recnotify consume", "recnotify deliver", "recnotify deliver"]
+    assert {s["trace_id"] for s in spans} == {trace_id}
+    assert len({s["parent_span_id"] for s in spans}) == 1
+    assert [r.header("traceparent") for r in got] == [
+        f"00-{trace_id}-{s['span_id']}-01" for s in sorted(
+            (s for s in spans if s["name"] == "recnotify deliver"),
+            key=lambda s: s["attributes"]["recnotify.attempt"])]

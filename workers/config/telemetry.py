@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -222,7 +223,7 @@ def attempt_span(event: Event, destination: str, attempt: int, nid: str,
         return NO_SPAN
     from opentelemetry.trace import SpanKind
 
-    span = active.start_span("recnotify deliver", parent_context(event.traceparent),
+    span = active.start_span("recnotify deliver", _parent_of(event),
                              kind=SpanKind.CLIENT, attributes={
                                  "recnotify.destination": destination,
                                  "recnotify.attempt": attempt,
@@ -234,6 +235,21 @@ def attempt_span(event: Event, destination: str, attempt: int, nid: str,
     assert traced.traceparent is not None
     _set_traceparent(headers, traced.traceparent)
     return traced
+
+
+def _parent_of(event: Event) -> Any:
+    """The context an event's worker spans continue: its ``traceparent``; for an event that
+    has none (published untraced), the event's own trace, derived from its id, so that its
+    consume and attempt spans (any process, any time) are still one trace: trace id = the
+    event id's 32 hex digits, parent = a span id made from it (a parent never exported)."""
+    if event.traceparent is not None:
+        return parent_context(event.traceparent)
+    try:
+        whole = uuid.UUID(event.id).int
+    except ValueError:
+        return None
+    span_id = (whole & 0xFFFFFFFFFFFFFFFF) or 1
+    return parent_context(f"00-{whole:032x}-{span_id:016x}-01")
 
 
 def _set_traceparent(headers: MutableMapping[str, str], value: str) -> None:
@@ -265,7 +281,7 @@ def consume_spans(prepared: Iterable[tuple[str, Any, Event, Sequence[Any]]], str
     from opentelemetry.trace import SpanKind
 
     return ConsumeSpans([
-        active.start_span("recnotify consume", parent_context(event.traceparent),
+        active.start_span("recnotify consume", _parent_of(event),
                           kind=SpanKind.CONSUMER, attributes={
                               "messaging.system": "redis",
                               "messaging.operation.type": "process",
