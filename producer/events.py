@@ -8,6 +8,7 @@ whether it comes from :class:`producer.Publisher` or from a foreign producer's
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,8 +110,10 @@ _UTC_MS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SCOPE_FIELDS = ("route", "account", "realm")
 _KNOWN_FIELDS = frozenset(
     {"schema", "type", "result", "error", "route", "account", "realm", "params", "id",
-     "occurred_at"}
+     "occurred_at", "traceparent"}
 )
+#: W3C trace context, version 00 (lowercase hex; ids not all zeros: checked below).
+_TRACEPARENT_RE = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -145,9 +148,11 @@ class Event:
     account: str | None = None
     realm: str | None = None
     params: dict[str, ParamValue] = field(default_factory=dict)
+    #: W3C trace context (SPEC 1): the recorder's, or the publish span's (producer/tracing.py).
+    traceparent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "id": self.id,
             "type": self.type,
@@ -159,6 +164,9 @@ class Event:
             "realm": self.realm,
             "params": dict(self.params),
         }
+        if self.traceparent is not None:  # absent, not null: untraced events keep their bytes
+            out["traceparent"] = self.traceparent
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
@@ -281,6 +289,21 @@ def _check_id(value: Any) -> str:
         raise InvalidEvent("id", value, f"id {_show(value)} is not a UUID") from None
 
 
+def _check_traceparent(value: Any) -> str | None:
+    text = _check_text("traceparent", value)
+    if text is None:
+        return None
+    if (not _TRACEPARENT_RE.fullmatch(text) or text[3:35] == "0" * 32
+            or text[36:52] == "0" * 16):
+        raise InvalidEvent(
+            "traceparent", value,
+            f"traceparent {_show(value)} is not a W3C trace context (expected "
+            "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, lowercase, ids not all "
+            "zeros)",
+        )
+    return text
+
+
 def validate_event(
     data: Mapping[str, Any],
     *,
@@ -352,6 +375,7 @@ def validate_event(
         account=scopes["account"],
         realm=scopes["realm"],
         params=params,
+        traceparent=_check_traceparent(data.get("traceparent")),
     )
     size = len(event.to_json().encode("utf-8"))
     if size > MAX_EVENT_BYTES:
@@ -373,7 +397,8 @@ def load_stored_event(raw: bytes | str) -> Event:
         return parse_event_json(raw)  # another version wrote it: the full check
     return Event(type=data["type"], id=data["id"], occurred_at=data["occurred_at"],
                  result=data["result"], error=data["error"], route=data["route"],
-                 account=data["account"], realm=data["realm"], params=data["params"])
+                 account=data["account"], realm=data["realm"], params=data["params"],
+                 traceparent=data.get("traceparent"))
 
 
 def parse_event_json(raw: bytes | str, **defaults: str | None) -> Event:

@@ -39,6 +39,7 @@ from producer.errors import DurabilityError, PublishError
 from producer.events import Event, ParamValue, validate_event
 from producer.master_watch import MasterWatch
 from producer.redis_url import client_from_url
+from producer.tracing import publish_span
 
 _RETRYABLE = (
     redis.exceptions.ConnectionError,
@@ -110,8 +111,13 @@ class Publisher:
         error: str | None = None,
         params: Mapping[str, ParamValue] | None = None,
         occurred_at: str | datetime | None = None,
+        traceparent: str | None = None,
     ) -> str:
-        """Validate and publish one event; return its id once Redis has it."""
+        """Validate and publish one event; return its id once Redis has it.
+
+        ``traceparent``: the recorder's W3C trace context; with OpenTelemetry configured
+        the span ``recnotify publish`` is its child (producer/tracing.py).
+        """
         data: dict[str, Any] = {
             "type": type,
             "route": route,
@@ -123,8 +129,11 @@ class Publisher:
         }
         if occurred_at is not None:
             data["occurred_at"] = occurred_at
+        if traceparent is not None:
+            data["traceparent"] = traceparent
         event = validate_event(data)
-        self.publish_event(event)
+        with publish_span(event, self.stream) as traced:
+            self.publish_event(traced)
         return event.id
 
     def publish_event(self, event: Event) -> str:

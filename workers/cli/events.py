@@ -38,6 +38,8 @@ def register(main: click.Group) -> None:
 @click.option("--durable-timeout-ms", type=click.IntRange(min=1), default=None,
               help="How long --durable waits for the replicas; "
                    "env RECNOTIFY_PUBLISH_DURABLE_TIMEOUT_MS (1000).")
+@click.option("--traceparent", metavar="00-TRACE-SPAN-FLAGS",
+              help="The recorder's W3C trace context (SPEC 1); README: Tracing.")
 @click.pass_context
 def publish(
     ctx: click.Context,
@@ -50,6 +52,7 @@ def publish(
     params: tuple[str, ...],
     durable: int | None = None,
     durable_timeout_ms: int | None = None,
+    traceparent: str | None = None,
 ) -> None:
     """Publish one event and print its id.
 
@@ -84,6 +87,7 @@ def publish(
         result=result,
         error=error_text,
         params=values,
+        traceparent=traceparent,
     )
     click.echo(event_id)
 

@@ -20,6 +20,7 @@ import redis
 from producer.errors import RecnotifyError
 from workers import __version__
 from workers.cli.common import fail, redis_down
+from workers.config import telemetry
 from workers.config.env import unknown_variables
 from workers.config.logs import setup_logging
 from workers.config.settings import DEFAULT_DATA_DIR_TEXT, Settings
@@ -124,6 +125,7 @@ def main(
                  "log_format": log_format, "log_level": log_level, "data_dir": data_dir}
     ctx.meta["recnotify.overrides"] = {k: v for k, v in overrides.items() if v is not None}
     ctx.obj = Settings.from_env(**ctx.meta["recnotify.overrides"])
+    telemetry.setup(ctx.obj.otel)  # RECNOTIFY_OTEL; off: nothing (workers/config/telemetry.py)
 
 
 from workers.cli import (  # noqa: E402  (sub-commands register)

@@ -23,6 +23,7 @@ from producer.constants import (
     DEFAULT_PUBLISH_TIMEOUT_S,
 )
 from producer.durable import MAX_DURABLE_TIMEOUT_MS
+from workers.config.telemetry import check_mode
 from workers.errors import ConfigError
 
 PREFIX = "RECNOTIFY_"
@@ -67,6 +68,13 @@ class EnvSettings(BaseSettings):
     DENY_CIDRS: str = ""
     LOG_FORMAT: Literal["text", "json"] = "text"
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    #: OpenTelemetry tracing: off, otlp, console or jsonl:PATH (workers/config/telemetry.py)
+    OTEL: str = "off"
+
+    @field_validator("OTEL")
+    @classmethod
+    def _otel_mode(cls, value: str) -> str:
+        return check_mode(value)
 
     @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
     @classmethod
@@ -102,6 +110,8 @@ def read_env(env: Mapping[str, str]) -> EnvSettings:
 def _accepted(error: Any, whole: bool) -> str:
     kind = str(error.get("type", ""))
     ctx = error.get("ctx") or {}
+    if kind == "value_error":
+        return str(ctx.get("error", ""))
     if kind == "literal_error":
         return f"give one of {ctx.get('expected', '')}"
     bounds = [f"{word} {ctx[key]}" for key, word in (("gt", ">"), ("ge", ">="),

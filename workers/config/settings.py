@@ -69,6 +69,8 @@ class Settings:
     deny_cidrs: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
+    #: OpenTelemetry tracing (``RECNOTIFY_OTEL``): off, otlp, console or jsonl:PATH
+    otel: str = "off"
     node_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     @classmethod
@@ -119,6 +121,7 @@ class Settings:
             claim_idle_s=typed.CLAIM_IDLE_S,
             allow_cidrs=typed.ALLOW_CIDRS,
             deny_cidrs=typed.DENY_CIDRS,
+            otel=typed.OTEL,
         )
         if "redis_url" in overrides:
             overrides.setdefault("redis_url_explicit", True)
@@ -199,6 +202,7 @@ class Settings:
             "RECNOTIFY_DENY_CIDRS": self.deny_cidrs,
             "RECNOTIFY_LOG_FORMAT": self.log_format,
             "RECNOTIFY_LOG_LEVEL": self.log_level,
+            "RECNOTIFY_OTEL": self.otel,
         }
         if self.secret_key:
             env["RECNOTIFY_SECRET_KEY"] = self.secret_key

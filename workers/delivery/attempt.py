@@ -76,6 +76,8 @@ class Run:
     replayed_at: float | None = None
     #: Its destination's ``expire_after_s`` for its event (None: it never expires).
     expiry: Expiry | None = None
+    #: This attempt's span context (its record links the flush span to it; None: off).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,9 +50,12 @@ def _rebuilt(dest: Destination, request: OutboundRequest, raw_event: bytes | Non
     if raw_event is None:
         raise DeliveryError("event data not found in Redis (expired or lost)")
     seq = request.headers.get("X-Recnotify-Sequence")
-    return build_request(load_stored_event(raw_event), dest, nid=request.headers["webhook-id"],
-                         now_s=float(request.headers["webhook-timestamp"]),
-                         sequence=int(seq) if seq is not None else None, token=token)
+    out = build_request(load_stored_event(raw_event), dest, nid=request.headers["webhook-id"],
+                        now_s=float(request.headers["webhook-timestamp"]),
+                        sequence=int(seq) if seq is not None else None, token=token)
+    if "traceparent" in request.headers:  # the attempt span's (workers/config/telemetry.py)
+        out.headers["traceparent"] = request.headers["traceparent"]
+    return out
 
 
 def _where(auth: AuthConfig) -> str:

@@ -26,6 +26,7 @@ from celery import current_task
 from producer.events import Event, load_stored_event
 from workers.config.logs import add_log_context, log_context
 from workers.config.settings import Settings
+from workers.config.telemetry import attempt_span
 from workers.delivery.attempt import (
     LOCK_MARGIN_S,
     REDIS_DOWN,
@@ -281,12 +282,16 @@ class Deliverer:
         decision = self._gate(run, dest, given)
         if not decision.goes:
             return self._act(run, dest, decision)
-        result = self._send_limited(run, dest, request, given)
-        if result is None:
-            return self._act(run, dest, slot_gate(False, retry_s=SLOT_RETRY_S))
-        if result.disable:
-            self._disable(dest, run.nid)
-        return self._conclude(run, event, dest, result)
+        # tracing off: a no-op (only an event's own traceparent header is carried)
+        with attempt_span(event, dest.name, run.attempt, run.nid, request.headers) as span:
+            run.traceparent = span.traceparent
+            result = self._send_limited(run, dest, request, given)
+            if result is None:
+                return span.done(None, self._act(run, dest,
+                                                 slot_gate(False, retry_s=SLOT_RETRY_S)))
+            if result.disable:
+                self._disable(dest, run.nid)
+            return span.done(result.status, self._conclude(run, event, dest, result))
 
     # -- the gates -----------------------------------------------------------------------
     def _gate(self, run: Run, dest: Destination, given: Given) -> Decision:
@@ -416,7 +421,8 @@ class Deliverer:
         args = [attempt, outcome.value, event.id, dest.name, run.first_at, json.dumps(entry),
                 attempt_record(notification_id=run.nid, event_id=event.id,
                                destination=dest.name, outcome=outcome.value,
-                               response=result.response or None, **entry),
+                               response=result.response or None,
+                               traceparent=run.traceparent, **entry),
                 NOTIFICATION_TTL_S,
                 bucket_for(result.latency_ms) if result.status is not None else "",
                 round(result.latency_ms, 3),

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import redis
 
+from workers.config.telemetry import flush_span
+
 log = logging.getLogger(__name__)
 
 
@@ -27,6 +29,10 @@ class RecordSink(Protocol):
 
 
 def attempt_record(**fields: Any) -> str:
+    """``traceparent``: the attempt's span (None, tracing off: left out), which the flush
+    span links to (workers/config/telemetry.py)."""
+    if fields.get("traceparent", "") is None:
+        del fields["traceparent"]
     return json.dumps({"kind": "attempt", **fields}, separators=(",", ":"))
 
 
@@ -61,7 +67,8 @@ class Flusher:
                     break
                 rows = [json.loads(item) for item in raw]
                 try:
-                    self._write(rows)
+                    with flush_span(rows):  # tracing off: a no-op
+                        self._write(rows)
                 except Exception as exc:  # the database is down: keep the buffer
                     if self._db_down_since is None:
                         self._db_down_since = time.time()

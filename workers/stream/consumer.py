@@ -33,6 +33,7 @@ import redis.exceptions
 from producer.errors import InvalidEvent
 from producer.events import Event, parse_event_json
 from workers.config.settings import Settings
+from workers.config.telemetry import consume_spans
 from workers.destinations.cache import ConfigCache
 from workers.destinations.expiry import expires_at_s
 from workers.destinations.model import Destination
@@ -243,6 +244,7 @@ class StreamConsumer:
             ready = self._prepare(entry_id, fields, pipe)
             if ready is not None:
                 prepared.append((entry_id, fields[b"event"], *ready))
+        traced = consume_spans(prepared, stream)  # tracing off: a no-op
         claimed = self._claim_ids([p[2] for p in prepared], retention_s)
         for (entry_id, raw, event, destinations), stored in zip(prepared, claimed, strict=True):
             if stored is not None and not _same_content(stored, event, raw):
@@ -290,6 +292,7 @@ class StreamConsumer:
             pipe = self.redis.pipeline(transaction=False)
         pipe.xack(stream, self.keys.group, *[raw_id for raw_id, _ in entries])
         pipe.execute()
+        traced.end()
         self.dispatched += len(tasks) + parked
         if ordered_pairs:
             # the heads just queued are newer than any cached frontier: read it fresh
