@@ -8,6 +8,7 @@ as one line (exit 1) and the admin API as ``{"errors": [...]}``::
     ├── InvalidEvent (ValueError)          an event breaks SPEC 1/2 (.field, .value)
     ├── InvalidRedisUrl (ValueError)       a Redis URL recnotify cannot use (password masked)
     ├── PublishError (ConnectionError)     Redis did not accept the event in time: NOT published
+    │                                      (.cell: which cell, with cells)
     ├── DurabilityError                    a durable publish: too few replicas have it (yet)
     ├── InvalidPublishOption (ValueError)  a Publisher option that makes no sense
     └── (workers.errors: the service side)
@@ -50,6 +51,9 @@ class InvalidEvent(RecnotifyError, ValueError):
 
 class PublishError(RecnotifyError, ConnectionError):
     """Redis did not accept the event within ``publish_timeout_s``: it was NOT published."""
+
+    #: with cells: the name of the cell that refused it (the message names it too)
+    cell: str | None = None
 
 
 class InvalidRedisUrl(RecnotifyError, ValueError):

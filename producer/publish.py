@@ -2,6 +2,8 @@
 
 ``Publisher.publish`` validates the event (nothing invalid is ever written), then
 writes it with one ``XADD`` (``durable_replicas=N``: then ``WAIT`` for N replicas).
+With cells (``cells=`` or ``RECNOTIFY_CELLS``) it writes to the one cell that owns the
+event (:mod:`producer.cells`); a cell that is down refuses its own events only.
 It rides out a brief Redis outage: connection errors
 are retried with a short backoff for up to ``publish_timeout_s`` before
 :class:`PublishError` (a ``ConnectionError``) says the event was *not* accepted.
@@ -12,13 +14,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import redis
 import redis.exceptions
 
+from producer.cells import CellRouter, configured_router
 from producer.constants import (
     DEFAULT_DURABLE_TIMEOUT_MS,
     DEFAULT_KEY_PREFIX,
@@ -71,10 +74,21 @@ class Publisher:
         client: redis.Redis | None = None,
         durable_replicas: int = 0,
         durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS,
+        cells: str | Sequence[str] | CellRouter | None = None,
+        cell_table: str | Mapping[str, int | str] | None = None,
     ) -> None:
         """``durable_replicas=N`` (opt-in): return only once N replicas have the event
-        (``WAIT``), else :class:`DurabilityError`; see :mod:`producer.durable`."""
+        (``WAIT``), else :class:`DurabilityError`; see :mod:`producer.durable`.
+
+        ``cells`` (URLs, or ``RECNOTIFY_CELLS`` when no ``redis_url`` is given) and
+        ``cell_table`` (``{"bigcorp": 1}`` or ``"bigcorp=1"``; ``RECNOTIFY_CELL_TABLE``):
+        publish each event to the cell that owns it (:mod:`producer.cells`); then
+        ``redis_url`` and ``stream`` describe cell 0."""
         check_durable_options(durable_replicas, durable_timeout_ms, publish_timeout_s)
+        self.cells = configured_router(cells, cell_table, explicit_url=redis_url,
+                                       env=os.environ)
+        if self.cells is not None:
+            redis_url = self.cells.urls[0]
         self.durable_replicas = durable_replicas
         self.durable_timeout_ms = durable_timeout_ms
         # Not configured: the service `recnotify run` started (its run file), else the default.
@@ -99,6 +113,10 @@ class Publisher:
         )
         # sentinel:// only: follow a forced failover within a second (producer.master_watch)
         self._watch = MasterWatch(self._redis)
+        self._cell_publishers = tuple(
+            Publisher(url, key_prefix=self.key_prefix, publish_timeout_s=publish_timeout_s,
+                      durable_replicas=durable_replicas, durable_timeout_ms=durable_timeout_ms)
+            for url in (self.cells.urls[1:] if self.cells else ()))
 
     def publish(
         self,
@@ -138,6 +156,18 @@ class Publisher:
 
     def publish_event(self, event: Event) -> str:
         """Write an already validated event; returns the stream entry id."""
+        if self.cells is not None:
+            cell = self.cells.cell_of_event(event)  # cell 0 is this publisher's own Redis
+            other = self._cell_publishers[cell.index - 1] if cell.index else None
+            try:
+                return other.publish_event(event) if other else self._publish_here(event)
+            except PublishError as exc:
+                refused = PublishError(f"{cell}: {exc}")
+                refused.cell = cell.name
+                raise refused from exc
+        return self._publish_here(event)
+
+    def _publish_here(self, event: Event) -> str:
         payload = event.to_json()
         deadline = time.monotonic() + self.publish_timeout_s
         delay_s = 0.05
@@ -172,6 +202,8 @@ class Publisher:
         return entry_id
 
     def close(self) -> None:
+        for other in self._cell_publishers:
+            other.close()
         self._watch.stop()
         self._redis.close()
 

@@ -79,3 +79,25 @@ def test_every_variable_is_documented_in_the_readme() -> None:
     documented = set(re.findall(r"RECNOTIFY_[A-Z0-9_]+", readme))
     assert set(KNOWN) - documented == set()
     assert {f"RECNOTIFY_{name}" for name in EnvSettings.model_fields} <= documented
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"RECNOTIFY_CELLS": "redis://a/0,redis://b/0", "RECNOTIFY_CELL_TABLE": "big=5"},
+     "RECNOTIFY_CELL_TABLE sends account 'big' to cell '5', which is not a cell"),
+    ({"RECNOTIFY_CELL_TABLE": "big=1"}, "RECNOTIFY_CELL_TABLE is set but RECNOTIFY_CELLS is not"),
+    ({"RECNOTIFY_CELLS": "redis://a/0,localhost:6379"}, "not a Redis URL"),
+])
+def test_a_bad_cell_configuration_is_one_line(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says) as caught:
+        Settings.from_env(env, discover=False)
+    assert "\n" not in str(caught.value)
+
+
+def test_for_cell_gives_the_settings_that_cell_s_workers_run_with() -> None:
+    settings = Settings.from_env({"RECNOTIFY_CELLS": "a=redis://h1/0,b=redis://h2/1",
+                                  "RECNOTIFY_CELL_TABLE": "big=b"}, discover=False)
+    router = settings.cell_router
+    assert router is not None and router.index_for(account="big") == 1
+    cell_b = settings.for_cell(1)
+    assert (cell_b.redis_url, cell_b.cell_router) == ("redis://h2/1", None)
+    assert Settings.from_env({}, discover=False).cell_router is None

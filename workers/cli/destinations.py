@@ -215,6 +215,14 @@ def dl_replay(ctx: click.Context, destination: str | None) -> None:
     settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
     store = _store(ctx)
     total = len(store.list_dead_letters(destination=destination))
+    if settings.cell_router is not None:
+        from workers.ops.cells import replay_in_cells
+
+        with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+            outcome = replay_in_cells(settings, store, lambda s: make_enqueue(create_app(s)),
+                                      destination=destination, progress=bar.update)
+        _cells_report("replayed", outcome)
+        return
     client = client_from_url(settings.redis_url)
     with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
         count = replay_dead_letters(
@@ -242,6 +250,26 @@ def dl_purge(ctx: click.Context, destination: str | None, yes: bool) -> None:
     from workers.taskqueue.enqueue import make_enqueue
 
     settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
+    if settings.cell_router is not None:
+        from workers.ops.cells import purge_in_cells
+
+        _cells_report("purged", purge_in_cells(settings, _store(ctx),
+                                               lambda s: make_enqueue(create_app(s)),
+                                               destination=destination))
+        return
     count = purge_dead_letters(settings, _store(ctx), client_from_url(settings.redis_url),
                                make_enqueue(create_app(settings)), destination=destination)
     click.echo(f"purged {count} dead letter(s)")
+
+
+def _cells_report(verb: str, outcome: Any) -> None:
+    """``replayed 3 dead letter(s): cell a 1, cell b 2``; a cell that did not answer: exit 1."""
+    per_cell = ", ".join(f"cell {name} {count}" for name, count in outcome.done.items())
+    click.echo(f"{verb} {outcome.total} dead letter(s)" + (f": {per_cell}" if per_cell else ""))
+    if outcome.unrouted:
+        click.echo(f"{outcome.unrouted} dead letter(s) kept: no stored event to route by "
+                   "(replay them with --redis-url of their cell and no --cells)")
+    if outcome.failed:
+        from workers.errors import ConfigError
+
+        raise ConfigError("; ".join(outcome.failed.values()))

@@ -74,8 +74,9 @@ def publish(
             values.setdefault(name, []).append(value)
         else:
             values[name] = value
+    cells = settings.cell_router  # with cells: the event goes to its account's cell
     publisher = Publisher(
-        settings.redis_url, key_prefix=settings.key_prefix,
+        None if cells else settings.redis_url, cells=cells, key_prefix=settings.key_prefix,
         publish_timeout_s=settings.publish_timeout_s,
         durable_replicas=settings.publish_durable_replicas if durable is None else durable,
         durable_timeout_ms=durable_timeout_ms or settings.publish_durable_timeout_ms)
@@ -112,8 +113,11 @@ def trace(ctx: click.Context, event_id: str | None, ucid: str | None, as_json: b
     if not event_id and not ucid:
         raise click.UsageError("give an EVENT_ID or --ucid")
     settings.require_database()
-    ids = [event_id] if event_id else event_ids_for_ucid(settings, ucid or "")
-    traces = [trace_event(settings, i) for i in ids]
+    if settings.cell_router is not None:
+        traces = _trace_in_cells(settings, event_id, ucid)
+    else:
+        ids = [event_id] if event_id else event_ids_for_ucid(settings, ucid or "")
+        traces = [trace_event(settings, i) for i in ids]
     if as_json:
         click.echo(json.dumps(traces, indent=2))
         return
@@ -123,8 +127,29 @@ def trace(ctx: click.Context, event_id: str | None, ucid: str | None, as_json: b
         click.echo(_format_trace(item))
 
 
+def _trace_in_cells(settings: Any, event_id: str | None, ucid: str | None
+                    ) -> list[dict[str, Any]]:
+    """Each event traced in the cell that owns it (``cell``: its name, None if unknown)."""
+    from workers.ops.cells import event_ids_for_ucid_in_cells, owning_cell
+    from workers.ops.tracing import trace_event
+    from workers.store.database import Store
+
+    store = Store.of(settings)
+    ids = [event_id] if event_id else event_ids_for_ucid_in_cells(settings, ucid or "")
+    traces = []
+    for one in ids:
+        cell = owning_cell(settings, one, store)
+        cell_settings = settings.for_cell(cell.index if cell else 0)
+        item = trace_event(cell_settings, one, store=store)
+        item["cell"] = cell.name if cell else None
+        traces.append(item)
+    return traces
+
+
 def _format_trace(item: dict[str, Any]) -> str:
     lines = [f"event {item['event_id']}: {item.get('type') or '(event data not in Redis)'}"]
+    if "cell" in item:
+        lines[0] += f"  (cell {item['cell']})" if item["cell"] else "  (cell unknown)"
     for n in item["notifications"]:
         state = f"{n['state']}: {n['waiting']}" if n.get("waiting") else n["state"]
         lines.append(f"  -> {n['destination']}  [{state}]  id={n['notification_id']}")

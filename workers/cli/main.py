@@ -68,6 +68,21 @@ class RecnotifyGroup(click.Group):
     "redis://127.0.0.1:6379/0].",
 )
 @click.option(
+    "--cells",
+    envvar="RECNOTIFY_CELLS",
+    metavar="URLS",
+    help="Cells: comma-separated Redis URLs ([NAME=]URL); publish sends each event to the "
+    "cell of its account, trace and dead-letters replay find the owning cell "
+    "[env RECNOTIFY_CELLS].",
+)
+@click.option(
+    "--cell-table",
+    envvar="RECNOTIFY_CELL_TABLE",
+    metavar="TABLE",
+    help="Pinned tenants: ACCOUNT=CELL,... (a cell index or name), before the hash "
+    "[env RECNOTIFY_CELL_TABLE].",
+)
+@click.option(
     "--database-url",
     envvar="RECNOTIFY_DATABASE_URL",
     metavar="URL",
@@ -103,6 +118,8 @@ class RecnotifyGroup(click.Group):
 def main(
     ctx: click.Context,
     redis_url: str | None,
+    cells: str | None,
+    cell_table: str | None,
     database_url: str | None,
     key_prefix: str | None,
     log_format: str,
@@ -121,7 +138,8 @@ def main(
     setup_logging(log_level, log_format)
     for line in unknown_variables(os.environ):
         click.echo(f"warning: {line}", err=True)
-    overrides = {"redis_url": redis_url, "database_url": database_url, "key_prefix": key_prefix,
+    overrides = {"redis_url": redis_url, "cells": cells, "cell_table": cell_table,
+                 "database_url": database_url, "key_prefix": key_prefix,
                  "log_format": log_format, "log_level": log_level, "data_dir": data_dir}
     ctx.meta["recnotify.overrides"] = {k: v for k, v in overrides.items() if v is not None}
     ctx.obj = Settings.from_env(**ctx.meta["recnotify.overrides"])

@@ -50,6 +50,9 @@ class EnvSettings(BaseSettings):
                                       case_sensitive=True)
 
     REDIS_URL: str = ""
+    #: producers, trace, dead-letter replay: the cells (producer/cells.py); workers ignore it
+    CELLS: str = ""
+    CELL_TABLE: str = ""
     DATABASE_URL: str = ""
     KEY_PREFIX: str = DEFAULT_KEY_PREFIX
     DATA_DIR: str = ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from producer.cells import CellRouter
 from producer.constants import (
     DEFAULT_DURABLE_TIMEOUT_MS,
     DEFAULT_KEY_PREFIX,
@@ -19,6 +20,7 @@ from producer.constants import (
     DEFAULT_REDIS_URL,
 )
 from producer.discovery import RunInfo, cwd_data_dir, find_running
+from producer.errors import InvalidPublishOption
 from workers.config.env import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_CONCURRENCY,
@@ -49,6 +51,11 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     redis_url_explicit: bool = False
+    #: ``RECNOTIFY_CELLS`` / ``--cells``: comma-separated cell URLs (producer/cells.py);
+    #: publish, trace and dead-letter replay use them; a worker serves ``redis_url`` only
+    cells: str = ""
+    #: ``RECNOTIFY_CELL_TABLE`` / ``--cell-table``: ``account=cell,...`` pinned tenants
+    cell_table: str = ""
     key_prefix: str = DEFAULT_KEY_PREFIX
     database_url: str | None = None
     data_dir: Path = field(default_factory=cwd_data_dir)
@@ -106,6 +113,8 @@ class Settings:
         settings = cls(
             redis_url=typed.REDIS_URL or DEFAULT_REDIS_URL,
             redis_url_explicit=bool(typed.REDIS_URL),
+            cells=typed.CELLS,
+            cell_table=typed.CELL_TABLE,
             key_prefix=env.get("RECNOTIFY_KEY_PREFIX", DEFAULT_KEY_PREFIX),
             database_url=typed.DATABASE_URL or None,
             data_dir=data_dir,
@@ -129,7 +138,29 @@ class Settings:
         if running is not None:
             settings = settings._with_running_service(
                 running, prefix_given="RECNOTIFY_KEY_PREFIX" in env or "key_prefix" in overrides)
+        settings.cell_router  # noqa: B018 - a bad cell list or table fails here, in one line
         return settings
+
+    @property
+    def cell_router(self) -> CellRouter | None:
+        """The cells (``RECNOTIFY_CELLS``), or None: one Redis, ``redis_url``."""
+        if not self.cells.strip():
+            if self.cell_table.strip():
+                raise ConfigError("RECNOTIFY_CELL_TABLE is set but RECNOTIFY_CELLS is not: "
+                                  "give the cells' URLs too (or unset the table)")
+            return None
+        try:
+            return CellRouter.parse(self.cells, self.cell_table)
+        except InvalidPublishOption as exc:
+            raise ConfigError(str(exc)) from None
+
+    def for_cell(self, index: int) -> Settings:
+        """These settings for cell ``index``: its Redis URL, no cells (as its workers run)."""
+        router = self.cell_router
+        if router is None:
+            return self
+        return replace(self, redis_url=router.cells[index].url, redis_url_explicit=True,
+                       cells="", cell_table="")
 
     def _with_running_service(self, running: RunInfo, *, prefix_given: bool) -> Settings:
         """What ``running`` serves, for each of Redis URL, key prefix, database URL not given."""

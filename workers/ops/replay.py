@@ -64,15 +64,16 @@ def replay_dead_letters(
 
 def purge_dead_letters(settings: Settings, store: Any, client: redis.Redis,
                        enqueue: EnqueueMany, *,
-                       destination: str | None = None) -> int:
-    """Delete dead letters for good; returns how many.
+                       destination: str | None = None,
+                       ids: Sequence[int] | None = None) -> int:
+    """Delete dead letters (all, one destination's, or by id) for good; returns how many.
 
     A purged dead letter that holds back an ordered recording (``on_dead_letter:
     hold``) lets the recording's next notification go.
     """
     from workers.state.ordering import Ordering
 
-    letters = store.take_dead_letters(destination=destination)
+    letters = store.take_dead_letters(destination=destination, ids=ids)
     keys = settings.keys
     ordering = Ordering(client, settings.key_prefix, keys.events, keys.group)
     for letter in letters:
