@@ -124,20 +124,9 @@ def replay_in_cells(settings: Settings, store: Any,
                if d.get("destination")]
     groups, unrouted = _groups(router, letters)
     outcome = CellsOutcome(unrouted=unrouted)
-    for index, ids in sorted(groups.items()):
-        cell = router.cells[index]
-        cell_settings = settings.for_cell(index)
-        client = _client(cell.url)
-        try:
-            client.ping()
-            outcome.done[cell.name] = replay_dead_letters(
-                cell_settings, store, client, enqueue_for(cell_settings),
-                destination=destination, ids=ids, progress=progress)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            outcome.failed[cell.name] = f"{cell} does not answer ({exc}): {len(ids)} dead " \
-                                        "letter(s) kept"
-        finally:
-            client.close()
+    _each_cell(settings, router, groups, outcome, lambda cell_settings, client, ids:
+               replay_dead_letters(cell_settings, store, client, enqueue_for(cell_settings),
+                                   destination=destination, ids=ids, progress=progress))
     return outcome
 
 
@@ -152,18 +141,25 @@ def purge_in_cells(settings: Settings, store: Any,
         routed = {i for ids in groups.values() for i in ids}
         groups.setdefault(0, []).extend(int(d["id"]) for d in letters if d["id"] not in routed)
     outcome = CellsOutcome()
+    _each_cell(settings, router, groups, outcome, lambda cell_settings, client, ids:
+               purge_dead_letters(cell_settings, store, client, enqueue_for(cell_settings),
+                                  destination=destination, ids=ids))
+    return outcome
+
+
+def _each_cell(settings: Settings, router: Any, groups: dict[int, list[int]],
+               outcome: CellsOutcome,
+               work: Callable[[Settings, redis.Redis, list[int]], int]) -> None:
+    """Run ``work`` on each cell's dead letters through that cell's Redis; a cell that
+    does not answer keeps its dead letters and is reported."""
     for index, ids in sorted(groups.items()):
         cell = router.cells[index]
-        cell_settings = settings.for_cell(index)
         client = _client(cell.url)
         try:
             client.ping()
-            outcome.done[cell.name] = purge_dead_letters(
-                cell_settings, store, client, enqueue_for(cell_settings),
-                destination=destination, ids=ids)
+            outcome.done[cell.name] = work(settings.for_cell(index), client, ids)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             outcome.failed[cell.name] = f"{cell} does not answer ({exc}): {len(ids)} dead " \
                                         "letter(s) kept"
         finally:
             client.close()
-    return outcome
