@@ -4,6 +4,9 @@
 - :func:`reuse_kombu_clients`: kombu's Redis channel builds a new ``redis.Redis``
   object (about 80 us of CPU: response-callback tables copied) for every ack,
   visibility-bookkeeping pipeline and event publish; one per channel does.
+- :func:`plain_qos_pipelines`: kombu wraps each task's visibility bookkeeping (ZADD to
+  ``unacked_index`` + HSET ``unacked`` when a task is taken; ZREM + HDEL when it is acked)
+  in MULTI/EXEC: four commands per task that buy nothing (see its docstring).
 - :class:`BatchedEventsConsumer`: Celery flushes buffered task events (``task-received``,
   ``task-started``, ``task-succeeded``) on every event-loop turn, about one publish per
   task; flushing at most every ``EVENT_FLUSH_S`` groups them (Flower sees them a few
@@ -78,6 +81,38 @@ def reuse_kombu_clients() -> None:
     channel._create_client = _create_client
 
 
+def plain_qos_pipelines() -> None:
+    """kombu's QoS bookkeeping pipelines without MULTI/EXEC (the same round trip).
+
+    Why the transaction buys nothing: the restorer (``restore_visible``) only takes index
+    entries older than the visibility timeout, so it never sees a task between its ZADD
+    and HSET (both sent in one write, ZADD first), nor between an ack's ZREM and HDEL (the
+    index entry goes first, so no restorer can pick the task up again). A connection lost
+    mid-pipeline leaves at worst an index entry without its payload, which the restorer
+    drops, exactly as an EXEC that never ran leaves nothing: the task was already taken
+    off the queue in both cases. The restorer's own pipeline (``restore_by_tag``) passes
+    its pipeline in and keeps its transaction.
+    """
+    from contextlib import contextmanager
+
+    from kombu.transport import redis as kombu_redis
+
+    qos: Any = kombu_redis.QoS
+    if getattr(qos.pipe_or_acquire, "recnotify_patched", False):
+        return
+
+    @contextmanager
+    def pipe_or_acquire(self: Any, pipe: Any = None, client: Any = None) -> Any:
+        if pipe:
+            yield pipe
+        else:
+            with self.channel.conn_or_acquire(client) as client:
+                yield client.pipeline(transaction=False)
+
+    pipe_or_acquire.recnotify_patched = True  # type: ignore[attr-defined]
+    qos.pipe_or_acquire = pipe_or_acquire
+
+
 class BatchedEventsConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, flushing buffered task events at most every ``EVENT_FLUSH_S``."""
 
@@ -102,3 +137,4 @@ def apply() -> None:
     """Install the kombu patches (idempotent); the consumer is chosen by configuration."""
     keep_worker_alive_on_broker_loss()
     reuse_kombu_clients()
+    plain_qos_pipelines()
