@@ -76,6 +76,9 @@ class Run:
     replayed_at: float | None = None
     #: Its destination's ``expire_after_s`` for its event (None: it never expires).
     expiry: Expiry | None = None
+    #: The fields of its hash when this run took the lock (the conclude script skips the
+    #: writes that would change nothing: attempt_conclude.lua ARGV[15..17]).
+    fields: frozenset[bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,6 +206,7 @@ class Deliverer:
                 log.info("notification %s to %s is locked by another copy; looking again in "
                          "%.1f s", run.nid, run.destination, wait_s)
                 return Retry(jitter(wait_s))
+            run.fields = frozenset(state)
             run.attempt = int(state.get(b"attempts", 0)) + 1
             add_log_context(attempt=run.attempt)
             run.first_at = float(state.get(b"first_at", 0)) or time.time()
@@ -422,7 +423,7 @@ class Deliverer:
                 schedule_member(event.id, dest.name) if delivered else "",
                 lease.token if delivered else "",
                 round(max(0.0, time.time() - since), 3) if since is not None else 0,
-                run.nid]
+                run.nid, *_known_fields(run.fields)]
         pipe = self.scripts.pipeline()
         pipe.script("attempt_conclude", keys, args)
         success = finish = -1
@@ -499,6 +500,16 @@ class Deliverer:
             self.store.set_enabled(dest.name, False)
         except Exception as exc:
             log.error("could not disable destination %s: %s", dest.name, exc)
+
+
+def _known_fields(fields: frozenset[bytes] | None) -> tuple[str, str, str]:
+    """attempt_conclude's ARGV[15..17] from the hash's fields as the run found them
+    ('1' each when not known: the script then writes as if they might be there)."""
+    if fields is None:
+        return "1", "1", "1"
+    return ("1" if b"first_at" in fields else "0",
+            "1" if fields & {b"circuit_since", b"waiting"} else "0",
+            "1" if fields else "0")
 
 
 def _float(value: bytes | None) -> float | None:
