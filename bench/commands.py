@@ -41,31 +41,34 @@ from bench.cluster import ROOT, Cluster
 
 #: Where each command comes from in recnotify's default worker (publish: the producer).
 SOURCE = {
-    "xadd": "publish",
-    "xreadgroup": "consume (one per batch)",
-    "xack": "consume (one per batch, in the MULTI)",
-    "multi": "MULTI of the consumer batch / kombu QoS",
-    "exec": "EXEC of the consumer batch / kombu QoS",
-    "evalsha": "scripts: event_claim_ids (batch), attempt_conclude, lock_release, "
-               "circuit_admit, schedule mover, kombu",
+    "xadd": "publish (the producer)",
+    "xreadgroup": "consumer: one per batch",
+    "xack": "consumer: one per batch, in its MULTI",
+    "multi": "consumer: the batch's MULTI",
+    "exec": "consumer: the batch's EXEC",
+    "evalsha": "attempt_conclude, circuit_admit (deliver); event_claim_ids (per batch)",
     "eval": "scripts (first call)",
-    "lpush": "task message (consumer enqueue)",
-    "zadd": "watchdog entry (enqueue), re-arm (deliver), kombu unacked_index",
-    "publish": "Celery task events (task-sent/received/started/succeeded)",
-    "brpop": "Celery: fetch a task",
-    "hset": "kombu unacked / notification state",
+    "lpush": "task messages (consumer enqueue, one per batch)",
+    "zadd": "kombu unacked_index (task taken); watchdog re-arm XX (deliver); watchdog "
+            "entries (enqueue, per batch)",
+    "publish": "Celery task events, buffered (sent, received, started, succeeded)",
+    "brpop": "kombu: fetch a task",
+    "hset": "kombu unacked payload; notification state (attempt_conclude)",
     "hdel": "kombu ack",
-    "zrem": "kombu ack, watchdog forget",
-    "get": "deliver: event read; lock compare",
-    "set": "deliver: lock SET NX; event store",
+    "zrem": "kombu ack; watchdog forget (attempt_conclude)",
+    "get": "deliver: event read; lock compare (attempt_conclude)",
+    "set": "deliver: lock SET NX PX; event store (event_claim_ids SET NX)",
     "hgetall": "deliver: notification state read",
-    "rpush": "deliver: attempt log and record",
-    "expire": "deliver: TTL of state and log",
-    "hincrby": "metrics counters",
-    "hincrbyfloat": "metrics latency sum",
-    "hsetnx": "deliver: first_at",
-    "srem": "deliver: waiting set",
-    "del": "lock release",
+    "hmget": "circuit_admit: closed circuit",
+    "rpush": "attempt log and attempt record (attempt_conclude)",
+    "expire": "TTL of state and log (attempt_conclude); UCID index (consumer)",
+    "hincrby": "counters: attempts, delivered, latency bucket (attempt_conclude); "
+               "dispatched (per batch)",
+    "hincrbyfloat": "latency sum (attempt_conclude)",
+    "sadd": "UCID index (consumer)",
+    "hsetnx": "first_at (attempt_conclude, a retried notification only)",
+    "srem": "waiting set (attempt_conclude, a retried notification only)",
+    "del": "lock release (attempt_conclude)",
     "lrange": "records flush",
     "ltrim": "records flush",
 }
@@ -110,7 +113,10 @@ def snapshot(client: redis.Redis) -> tuple[dict[str, int], dict[str, int]]:
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
     counters: dict[str, Any] = client.info("stats")
     keep = ("total_commands_processed", "total_reads_processed", "total_writes_processed")
-    return calls, {k: int(counters[k]) for k in keep if k in counters}
+    out = {k: int(counters[k]) for k in keep if k in counters}
+    cpu: dict[str, Any] = client.info("cpu")  # not reset by RESETSTAT: differences only
+    out["cpu_us"] = int((float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6)
+    return calls, out
 
 
 def wait_flushed(client: redis.Redis, records_key: str, timeout_s: float = 60) -> None:
@@ -151,10 +157,13 @@ def measure(url: str, count: int, idle_s: float) -> dict[str, Any]:
         time.sleep(1.0)
 
         client.config_resetstat()
+        idle_cpu = snapshot(client)[1]["cpu_us"]
         time.sleep(idle_s)
         idle_calls, idle_counters = snapshot(client)
+        idle_counters["cpu_us"] -= idle_cpu
 
         client.config_resetstat()
+        run_cpu = snapshot(client)[1]["cpu_us"]
         started = time.monotonic()
         for i in range(count):
             publish(str(i))
@@ -162,6 +171,7 @@ def measure(url: str, count: int, idle_s: float) -> dict[str, Any]:
         wait_flushed(client, records)
         elapsed = time.monotonic() - started
         calls, counters = snapshot(client)
+        counters["cpu_us"] -= run_cpu
         client.close()
         cluster.stop(proc)
     finally:
@@ -197,6 +207,11 @@ def report(m: dict[str, Any]) -> tuple[str, dict[str, float]]:
             summary[key] = raw
             summary[f"{key}_less_idle"] = net
             lines.append(f"{label:44} {raw:8.2f} per notification ({net:.2f} less idle)")
+    run_us, idle_us = m["counters"]["cpu_us"], m["idle_counters"]["cpu_us"]
+    cpu_ms, cpu_net_ms = run_us / 1000 / n, max(0.0, run_us - idle_us * scale) / 1000 / n
+    summary["redis_cpu_ms"], summary["redis_cpu_ms_less_idle"] = cpu_ms, cpu_net_ms
+    lines.append(f"{'Redis CPU, ms':44} {cpu_ms:8.3f} per notification "
+                 f"({cpu_net_ms:.3f} less idle)")
     lines.append(f"({n} notifications in {m['elapsed_s']:.1f} s; idle window "
                  f"{m['idle_s']:.0f} s scaled x{scale:.2f}; {os.cpu_count()} CPUs)")
     return "\n".join(lines), summary
