@@ -33,6 +33,7 @@ from workers.delivery.attempt import (
     REDIS_OUTAGE_WAIT_S,
     AttemptResult,
     Chore,
+    EarlyAck,
     Given,
     Lease,
     Retry,
@@ -109,22 +110,25 @@ class Deliverer:
         self.tokens = TokenCache()
 
     # -- the task body -------------------------------------------------------------------
-    def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
-            ) -> Outcome | Retry | None:
+    def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None,
+            ack: EarlyAck | None = None) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
 
         With ``enqueue``, an ordered destination's next notification of the same
         recording is released and enqueued when this one has ended (workers.state.ordering).
+        With ``ack``, a delivered unordered notification's task message is acknowledged in
+        the same script that makes it delivered.
         """
         nid = notification_id(event_id, destination)
         with log_context(event_id=event_id, notification_id=nid, destination=destination,
                          node=self.settings.node_name, task_id=_task_id()):
-            return self._run_logged(event_id, destination, nid, enqueue)
+            return self._run_logged(event_id, destination, nid, enqueue, ack)
 
     def _run_logged(self, event_id: str, destination: str, nid: str,
-                    enqueue: EnqueueMany | None) -> Outcome | Retry | None:
+                    enqueue: EnqueueMany | None, ack: EarlyAck | None = None
+                    ) -> Outcome | Retry | None:
         run = Run(event_id, destination, nid, Lease(self.keys.lock(nid), uuid.uuid4().hex),
-                  enqueue=enqueue)
+                  enqueue=enqueue, ack=ack)
         try:
             result = self._run(run)
             if Chore.WATCHDOG not in run.done:
@@ -424,6 +428,12 @@ class Deliverer:
                 lease.token if delivered else "",
                 round(max(0.0, time.time() - since), 3) if since is not None else 0,
                 run.nid, *_known_fields(run.fields)]
+        # ordered: the next notification's release must not depend on this run finishing
+        # (a copy of this message finishes it), so the worker acks as usual
+        early_ack = run.ack if delivered and not dest.ordered else None
+        if early_ack is not None:
+            keys += [early_ack.unacked_key, early_ack.index_key]
+            args.append(early_ack.tag)
         pipe = self.scripts.pipeline()
         pipe.script("attempt_conclude", keys, args)
         success = finish = -1
@@ -433,6 +443,8 @@ class Deliverer:
             finish = queue_finish(self.ordering, pipe, event.id, dest.name,
                                   hold_dead=dest.on_dead_letter == "hold")
         replies = pipe.execute()
+        if early_ack is not None:
+            early_ack.done(early_ack.tag)
         if delivered:
             run.done.add(Chore.WATCHDOG)
             lease.lock = not replies[0]

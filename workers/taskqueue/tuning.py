@@ -7,6 +7,9 @@
 - :func:`plain_qos_pipelines`: kombu wraps each task's visibility bookkeeping (ZADD to
   ``unacked_index`` + HSET ``unacked`` when a task is taken; ZREM + HDEL when it is acked)
   in MULTI/EXEC: four commands per task that buy nothing (see its docstring).
+- :func:`early_acks`: a delivered notification's task message is acknowledged by the
+  delivery's own last script (workers/state/lua/attempt_conclude.lua); the worker's ack
+  then only forgets the message in memory: one round trip per task saved.
 - :class:`BatchedEventsConsumer`: Celery flushes buffered task events (``task-received``,
   ``task-started``, ``task-succeeded``) on every event-loop turn, about one publish per
   task; flushing at most every ``EVENT_FLUSH_S`` groups them (Flower sees them a few
@@ -113,6 +116,43 @@ def plain_qos_pipelines() -> None:
     qos.pipe_or_acquire = pipe_or_acquire
 
 
+#: Delivery tags whose Redis bookkeeping the delivery already removed (this process).
+_ACKED_EARLY: set[str] = set()
+
+
+def acked_early(tag: str) -> None:
+    """The delivery removed ``tag`` from ``unacked``/``unacked_index`` (attempt_conclude):
+    the worker's coming ack of it need not send anything."""
+    _ACKED_EARLY.add(tag)
+
+
+def early_acks() -> None:
+    """kombu's ack skips the ZREM + HDEL of a message the delivery acknowledged itself.
+
+    Safe because the delivery acknowledges only in the script that makes the notification
+    delivered (terminal: any copy is skipped), unordered destinations only; if the worker
+    dies before its own ack, the message is simply gone from Redis already, as after an
+    ack. Every other outcome (retry, dead letter, duplicate, a failure) acks as before.
+    """
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport import virtual
+
+    qos: Any = kombu_redis.QoS
+    original = qos.ack
+    if getattr(original, "recnotify_patched", False):
+        return
+
+    def ack(self: Any, delivery_tag: Any) -> None:
+        if delivery_tag in _ACKED_EARLY:
+            _ACKED_EARLY.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]  # memory only
+            return
+        original(self, delivery_tag)
+
+    ack.recnotify_patched = True  # type: ignore[attr-defined]
+    qos.ack = ack
+
+
 class BatchedEventsConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, flushing buffered task events at most every ``EVENT_FLUSH_S``."""
 
@@ -138,3 +178,4 @@ def apply() -> None:
     keep_worker_alive_on_broker_loss()
     reuse_kombu_clients()
     plain_qos_pipelines()
+    early_acks()

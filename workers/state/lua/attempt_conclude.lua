@@ -13,6 +13,10 @@
 --       already has 'first_at', ARGV[16] '1' when it has 'circuit_since' or 'waiting',
 --       ARGV[17] '1' when it is not empty (it may then be in the waiting set; a new
 --       notification has no hash and is in no set). Absent ('' or missing): '1'.
+-- Optional, a delivered notification's early broker ack: KEYS[9] kombu's unacked hash,
+-- KEYS[10] its unacked_index, ARGV[18] the task message's delivery tag ('': none). The
+-- message is acknowledged in the same script that makes it delivered, so the worker's own
+-- ack round trip is saved (workers/taskqueue/tuning.py: early_acks).
 -- Returns 1 when it released the lock.
 if ARGV[15] == '0' then
   redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[2], 'event', ARGV[3],
@@ -47,6 +51,10 @@ if ARGV[9] ~= '' then
   -- no '|count': /metrics adds up the buckets (workers/ops/metrics.py)
 end
 if ARGV[11] ~= '' then redis.call('ZREM', KEYS[6], ARGV[11]) end
+if ARGV[18] and ARGV[18] ~= '' and ARGV[2] == 'delivered' then
+  redis.call('ZREM', KEYS[10], ARGV[18])
+  redis.call('HDEL', KEYS[9], ARGV[18])
+end
 if ARGV[12] ~= '' then
   if redis.call('GET', KEYS[7]) == ARGV[12] then redis.call('DEL', KEYS[7]) end
   return 1
