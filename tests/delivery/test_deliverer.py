@@ -254,3 +254,29 @@ def test_a_notification_counts_as_waiting_from_a_failed_attempt_until_it_ends(
     assert redis_client.smembers(waiting) == {nid.encode()}
     assert deliverer.run(E1, "d") is Outcome.DELIVERED
     assert redis_client.scard(waiting) == 0
+
+
+def test_the_conclude_writes_skipped_for_a_fresh_hash_are_still_made_for_a_used_one(
+        make: Any, redis_client: redis.Redis, receiver: Receiver) -> None:
+    """attempt_conclude skips HSETNX / HDEL / SREM by what the run's first read saw: a
+    fresh notification still gets its first_at; one that waited loses its reasons."""
+    receiver.script("/d", [503, 200, 200])
+    deliverer, settings = make(retry={"max_attempts": 3, "backoff_s": 0.1, "backoff_max_s": 0.1})
+    store_event(redis_client, settings, E1)
+    assert isinstance(deliverer.run(E1, "d"), Retry)
+    first_at = state(redis_client, settings, E1)[b"first_at"]
+    # as a gate's wait or the circuit would leave it (workers.state.writes.queue_waiting)
+    nkey = settings.keys.notification(notification_id(E1, "d"))
+    redis_client.hset(nkey, mapping={"state": "waiting", "waiting": "rate limit",
+                                     "circuit_since": time.time()})
+    assert deliverer.run(E1, "d") is Outcome.DELIVERED
+    after = state(redis_client, settings, E1)
+    assert after[b"first_at"] == first_at and after[b"attempts"] == b"2"
+    assert b"waiting" not in after and b"circuit_since" not in after
+    assert redis_client.scard(settings.keys.waiting("d")) == 0
+    # a fresh one, delivered at once: its first_at is written with the state
+    e2 = str(uuid.UUID(int=2))
+    store_event(redis_client, settings, e2)
+    assert deliverer.run(e2, "d") is Outcome.DELIVERED
+    fresh = state(redis_client, settings, e2)
+    assert fresh[b"state"] == b"delivered" and float(fresh[b"first_at"]) > 0

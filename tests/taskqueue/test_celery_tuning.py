@@ -63,3 +63,37 @@ def test_buffered_task_events_are_flushed_once_per_interval_not_per_event() -> N
     # And the next event after the flush arms the next one
     consumer.on_send_event_buffered()
     assert len(consumer.hub.soon) == 2
+
+
+def test_visibility_bookkeeping_without_multi_still_restores_and_acks(redis_url: str,
+                                                                      key_prefix: str) -> None:
+    # Given the patches and a kombu queue on the real Redis
+    celery_tuning.apply()
+    client = redis.Redis.from_url(redis_url)
+    unacked, index = f"{key_prefix}unacked", f"{key_prefix}unacked_index"
+    with Connection(redis_url, transport_options={"global_keyprefix": key_prefix,
+                                                  "visibility_timeout": 3600}) as conn:
+        queue = conn.SimpleQueue("qos-probe")
+        channel: Any = queue.channel
+        pipe = channel.qos.pipe_or_acquire().__enter__()
+        assert pipe.transaction is False  # no MULTI/EXEC around the bookkeeping
+        queue.put({"n": 1})
+        queue.put({"n": 2})
+        # When one message is taken and acked
+        first = queue.get(timeout=5)
+        tag = first.delivery_tag
+        assert client.hexists(unacked, tag) and client.zscore(index, tag) is not None
+        first.ack()
+        # Then its bookkeeping is gone
+        assert not client.hexists(unacked, tag) and client.zscore(index, tag) is None
+        # When another is taken and never acked, and its visibility timeout has passed
+        second = queue.get(timeout=5)
+        assert second.payload == {"n": 2}
+        client.zadd(index, {second.delivery_tag: 0})
+        channel.qos.restore_visible(num=10)
+        # Then it is back in the queue, once, and its bookkeeping is gone
+        assert not client.hexists(unacked, second.delivery_tag)
+        again = queue.get(timeout=5)
+        assert again.payload == {"n": 2}
+        again.ack()
+        queue.close()

@@ -34,6 +34,7 @@ from workers.delivery.attempt import (
     REDIS_OUTAGE_WAIT_S,
     AttemptResult,
     Chore,
+    EarlyAck,
     Given,
     Lease,
     Retry,
@@ -110,22 +111,25 @@ class Deliverer:
         self.tokens = TokenCache()
 
     # -- the task body -------------------------------------------------------------------
-    def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None
-            ) -> Outcome | Retry | None:
+    def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None,
+            ack: EarlyAck | None = None) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
 
         With ``enqueue``, an ordered destination's next notification of the same
         recording is released and enqueued when this one has ended (workers.state.ordering).
+        With ``ack``, a delivered unordered notification's task message is acknowledged in
+        the same script that makes it delivered.
         """
         nid = notification_id(event_id, destination)
         with log_context(event_id=event_id, notification_id=nid, destination=destination,
                          node=self.settings.node_name, task_id=_task_id()):
-            return self._run_logged(event_id, destination, nid, enqueue)
+            return self._run_logged(event_id, destination, nid, enqueue, ack)
 
     def _run_logged(self, event_id: str, destination: str, nid: str,
-                    enqueue: EnqueueMany | None) -> Outcome | Retry | None:
+                    enqueue: EnqueueMany | None, ack: EarlyAck | None = None
+                    ) -> Outcome | Retry | None:
         run = Run(event_id, destination, nid, Lease(self.keys.lock(nid), uuid.uuid4().hex),
-                  enqueue=enqueue)
+                  enqueue=enqueue, ack=ack)
         try:
             result = self._run(run)
             if Chore.WATCHDOG not in run.done:
@@ -207,6 +211,7 @@ class Deliverer:
                 log.info("notification %s to %s is locked by another copy; looking again in "
                          "%.1f s", run.nid, run.destination, wait_s)
                 return Retry(jitter(wait_s))
+            run.fields = frozenset(state)
             run.attempt = int(state.get(b"attempts", 0)) + 1
             add_log_context(attempt=run.attempt)
             run.first_at = float(state.get(b"first_at", 0)) or time.time()
@@ -429,7 +434,13 @@ class Deliverer:
                 schedule_member(event.id, dest.name) if delivered else "",
                 lease.token if delivered else "",
                 round(max(0.0, time.time() - since), 3) if since is not None else 0,
-                run.nid]
+                run.nid, *_known_fields(run.fields)]
+        # ordered: the next notification's release must not depend on this run finishing
+        # (a copy of this message finishes it), so the worker acks as usual
+        early_ack = run.ack if delivered and not dest.ordered else None
+        if early_ack is not None:
+            keys += [early_ack.unacked_key, early_ack.index_key]
+            args.append(early_ack.tag)
         pipe = self.scripts.pipeline()
         pipe.script("attempt_conclude", keys, args)
         success = finish = -1
@@ -439,6 +450,8 @@ class Deliverer:
             finish = queue_finish(self.ordering, pipe, event.id, dest.name,
                                   hold_dead=dest.on_dead_letter == "hold")
         replies = pipe.execute()
+        if early_ack is not None:
+            early_ack.done(early_ack.tag)
         if delivered:
             run.done.add(Chore.WATCHDOG)
             lease.lock = not replies[0]
@@ -506,6 +519,16 @@ class Deliverer:
             self.store.set_enabled(dest.name, False)
         except Exception as exc:
             log.error("could not disable destination %s: %s", dest.name, exc)
+
+
+def _known_fields(fields: frozenset[bytes] | None) -> tuple[str, str, str]:
+    """attempt_conclude's ARGV[15..17] from the hash's fields as the run found them
+    ('1' each when not known: the script then writes as if they might be there)."""
+    if fields is None:
+        return "1", "1", "1"
+    return ("1" if b"first_at" in fields else "0",
+            "1" if fields & {b"circuit_since", b"waiting"} else "0",
+            "1" if fields else "0")
 
 
 def _float(value: bytes | None) -> float | None:

@@ -195,7 +195,8 @@ class RecnotifyCollector(Collector):
             for le in LATENCY_BUCKETS_MS:
                 cumulative += values.get(f"{le:g}", 0.0)
                 buckets.append((f"{le / 1000:g}", cumulative))
-            count = values.get("count", cumulative + values.get("+Inf", 0.0))
+            # the buckets' sum (a '|count' field of earlier builds is not needed)
+            count = cumulative + values.get("+Inf", 0.0)
             buckets.append(("+Inf", count))
             family.add_metric([dest], buckets, values.get("sum", 0.0) / 1000)
         return family

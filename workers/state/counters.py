@@ -10,7 +10,8 @@ or script a delivery already runs, so they cost no extra round trip):
   (their last attempt), ``dest|waits`` times one waited without spending an attempt.
   (Fields of earlier builds -- ``retrying``, ``dead``, ``waiting`` -- are not exported.)
 - ``latency``: field ``dest|le`` per histogram bucket (cumulative when exported),
-  plus ``dest|sum`` (ms) and ``dest|count``
+  plus ``dest|sum`` (ms); the count is the buckets' sum (``dest|count``, written by
+  earlier builds, is no longer read)
 - ``dead_letters``: field ``dest|reason-kind`` (final, exhausted, refused, internal,
   invalid, circuit, expired): a notification that ended dead is counted here once
 - ``disabled``: field ``dest|410`` (destinations disabled by 410 Gone)

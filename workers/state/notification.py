@@ -34,7 +34,8 @@ The transitions (:data:`TRANSITIONS`): from -> to, the trigger, and the writes.
 - queued -> queued: a copy finds the lock taken (task countdown, no write); or the
   watchdog finds the task lost and enqueues a copy (same notification id).
 - queued -> delivered / dead: a copy finds it already ended: skipped, no write.
-- in_flight -> delivered: 2xx. ``attempt_conclude.lua`` (+ ``ordering_finish.lua``).
+- in_flight -> delivered: 2xx. ``attempt_conclude.lua`` (+ ``ordering_finish.lua``); for an
+  unordered destination the same script also acknowledges the task message (tuning.early_acks).
 - in_flight -> waiting: a retryable failure with attempts and span left
   (``attempt_conclude.lua``, then a countdown or ZADD ``schedule``); or a gate says wait:
   rate limit, in-flight cap, an ordered destination's open circuit (``writes.queue_waiting``).

@@ -28,8 +28,10 @@ from typing import Any
 import redis
 from celery import Celery, Task
 from celery.exceptions import Retry as CeleryRetry
+from kombu.transport import redis as kombu_redis
 
 from workers.config.keys import Keys
+from workers.delivery.attempt import EarlyAck
 from workers.errors import DeadLettered, DeliveryError
 from workers.http.outcome import Outcome
 from workers.http.request import notification_id
@@ -60,7 +62,8 @@ def register(app: Celery) -> None:
         runtime = get_runtime(self.app.recnotify_settings)
         deliverer = runtime.deliverer
         # enqueue: an ordered destination's next notification goes on when this one ends
-        result: Any = deliverer.run(event_id, destination, enqueue=_enqueue(self.app))
+        result: Any = deliverer.run(event_id, destination, enqueue=_enqueue(self.app),
+                                    ack=_early_ack(self))
         if result is None:
             return "duplicate"
         if result is Outcome.DELIVERED:
@@ -79,6 +82,22 @@ def register(app: Celery) -> None:
         # this message is done; the notification comes back later as a new task id
         text = describe_later(state, result)
         raise CeleryRetry(text, exc=DeliveryError(text))
+
+
+def _early_ack(task: Task) -> EarlyAck | None:
+    """The message's ack for the delivery to make (workers.taskqueue.tuning.early_acks);
+    None outside a worker that has the patch (e.g. an eager call)."""
+    from workers.taskqueue import tuning
+
+    properties = getattr(task.request, "properties", None) or {}
+    tag = properties.get("delivery_tag")
+    if not tag or not getattr(kombu_redis.QoS.ack, "recnotify_patched", False):
+        return None
+    options = task.app.conf.broker_transport_options or {}
+    prefix = str(options.get("global_keyprefix", ""))
+    return EarlyAck(prefix + str(options.get("unacked_key", "unacked")),
+                    prefix + str(options.get("unacked_index_key", "unacked_index")),
+                    str(tag), tuning.acked_early)
 
 
 class NotificationState:

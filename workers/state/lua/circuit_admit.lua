@@ -5,9 +5,11 @@
 --   verdict 1 probe (go): the single half-open attempt; 'probe_at' records when;
 --   verdict 2 open (wait): third item the time the last probe of this open period that
 --     failed was made ('' when none failed yet), and how it failed.
+-- (closed, the common case: one HMGET, no TIME)
+local closed = redis.call('HMGET', KEYS[1], 'opened_at', 'failures')
+local opened = tonumber(closed[1] or '')
+if not opened then return {0, '0', closed[2] and 1 or 0} end
 -- include: now
-local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '')
-if not opened then return {0, '0', redis.call('HEXISTS', KEYS[1], 'failures')} end
 local failed = redis.call('HGET', KEYS[1], 'probe_failed_at') or ''
 local why = redis.call('HGET', KEYS[1], 'probe_error') or ''
 local reset = tonumber(ARGV[1])
