@@ -136,6 +136,10 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
              "--max-examples", "10", "--seed", "15", "--workers", "1",
              "--phases", "examples,coverage,fuzzing", "--request-timeout", "20",
              "--max-time", "25", "--no-color", "--generation-database", "none",
+             # a plain string path parameter ({event_id}): hypothesis filters the strings
+             # that cannot sit in a URL path, and with this seed calls that "too much"; it
+             # is about generating, not about the API (every generated case still runs)
+             "--suppress-health-check", "filter_too_much",
              "--report", "junit", "--report-dir", str(workers.tmp_path / "st")],
             capture_output=True, text=True, timeout=240, cwd=workers.tmp_path)
         took_s = time.monotonic() - started
