@@ -48,7 +48,7 @@ from workers.state.notification import EnqueueMany
 from workers.state.ordering import Ordering, make_member, pair_key
 from workers.state.schedule import schedule_member
 from workers.state.scripts import Scripts
-from workers.state.writes import NOTIFICATION_TTL_S
+from workers.state.writes import queue_fresh_attempts
 
 __all__ = ["Backfill", "BackfillCounts", "read_job"]
 
@@ -163,16 +163,37 @@ class Backfill:
         counts = BackfillCounts()
         cursor = ""
         while batch := self._entries(cursor):
-            for entry_id, raw in batch:
-                counts.scanned += 1
-                event = self._event(entry_id, raw)
-                counts.unreadable += event is None
-                if event is not None and self._wanted(event):
-                    counts.events += 1
-                    counts.notifications += 1
-                    counts.per_type[event.type] += 1
+            self._classify(batch, counts)
             cursor = batch[-1][0]
         return counts
+
+    def _classify(self, batch: list[tuple[str, bytes | None]], counts: BackfillCounts
+                  ) -> list[tuple[str, Event, str]]:
+        """The (entry id, event, notification id) of ``batch`` to send, counted in
+        ``counts`` with what is left alone (see :meth:`_look`); the dry run and the run
+        both decide here."""
+        counts.scanned += len(batch)
+        events = [(entry_id, self._event(entry_id, raw)) for entry_id, raw in batch]
+        counts.unreadable += sum(event is None for _, event in events)
+        wanted = [(entry_id, event, notification_id(event.id, self.destination.name))
+                  for entry_id, event in events if event is not None and self._wanted(event)]
+        looked = self._look([(event, nid) for _, event, nid in wanted])
+        send: list[tuple[str, Event, str]] = []
+        for entry_id, event, nid in wanted:
+            verdict = looked.get(nid, "busy")
+            if verdict == "busy":  # queued, in flight, waiting, parked, or sent already
+                counts.in_progress += 1
+            elif verdict == "other content":  # the consumer dead-lettered this entry
+                counts.unreadable += 1
+            elif verdict == "held":
+                counts.held += 1
+            else:
+                looked[nid] = "busy"  # the same event twice in the stream: once
+                send.append((entry_id, event, nid))
+                counts.events += 1
+                counts.notifications += 1
+                counts.per_type[event.type] += 1
+        return send
 
     # -- the run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -248,31 +269,9 @@ class Backfill:
             before = len(self._outstanding)
             pairs: list[tuple[str, str]] = []
             ordered: set[str] = set()
-            events = [(entry_id, self._event(entry_id, raw)) for entry_id, raw in batch]
-            wanted = [(entry_id, event) for entry_id, event in events
-                      if event is not None and self._wanted(event)]
-            looked = self._look([(e, notification_id(e.id, self.destination.name))
-                                 for _, e in wanted])
             pipe = self.client.pipeline(transaction=True)
-            for entry_id, event in wanted:
-                nid = notification_id(event.id, self.destination.name)
-                verdict = looked.get(nid, "busy")
-                if verdict == "busy":  # queued, in flight, waiting, parked, or sent already
-                    counts.in_progress += 1
-                    continue
-                if verdict == "other content":  # the consumer dead-lettered this entry
-                    counts.unreadable += 1
-                    continue
-                if verdict == "held":
-                    counts.held += 1
-                    continue
+            for entry_id, event, nid in self._classify(batch, counts):
                 self._resend(pipe, entry_id, event, nid, pairs, ordered)
-                looked[nid] = "busy"  # the same event twice in the stream: once
-                counts.events += 1
-                counts.notifications += 1
-                counts.per_type[event.type] += 1
-            counts.scanned += len(batch)
-            counts.unreadable += sum(event is None for _, event in events)
             resent = len(self._outstanding) - before
             self._pace(sent_here + resent, started, stop)
             pipe.execute()
@@ -333,14 +332,8 @@ class Backfill:
         """Queue on ``pipe`` what makes this notification new again, then its dispatch."""
         retention_s = max(1, int(self.settings.stream_retention_s))
         pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s, nx=True)
+        queue_fresh_attempts(pipe, self.keys, nid)
         nkey = self.keys.notification(nid)
-        # same notification, fresh attempts: a new retry span, no circuit waits carried
-        # over, and the expiry clock starts now (it is wanted now, as a replayed dead letter)
-        pipe.hdel(nkey, "state", "attempts", "reason", "first_at", "circuit_since",
-                  "circuit_waited_s", "waiting")
-        pipe.hset(nkey, "replayed_at", time.time())
-        pipe.expire(nkey, NOTIFICATION_TTL_S)
-        pipe.delete(self.keys.notification_log(nid))
         self._outstanding.append(nid)
         recording = event.ordering_key()
         if self.destination.ordered and recording is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +10,7 @@ import redis
 from workers.config.settings import Settings
 from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany
-from workers.state.writes import NOTIFICATION_TTL_S
+from workers.state.writes import queue_fresh_attempts
 
 
 def replay_dead_letters(
@@ -46,13 +45,7 @@ def replay_dead_letters(
                 letter["event_json"],
                 ex=int(settings.stream_retention_s),
             )
-            nkey = keys.notification(letter["notification_id"])
-            # keep the sequence number and ordering fields: same notification, fresh attempts
-            pipe.hdel(nkey, "state", "attempts")
-            # the replay restarts the expiry clock (destinations/expiry.py): it is wanted now
-            pipe.hset(nkey, "replayed_at", time.time())
-            pipe.expire(nkey, NOTIFICATION_TTL_S)
-            pipe.delete(keys.notification_log(letter["notification_id"]))
+            queue_fresh_attempts(pipe, keys, letter["notification_id"])
         pipe.execute()
         enqueue([(d["event_id"], d["destination"]) for d in batch])
         store.take_dead_letters(ids=[d["id"] for d in batch])

@@ -72,3 +72,17 @@ def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, even
         event_json=event_json_text(raw_event),
         attempts_json=json.dumps([json.loads(h) for h in history]), reason=reason,
         created_at=time.time()))
+
+
+def queue_fresh_attempts(pipe: redis.client.Pipeline, keys: Keys, nid: str) -> None:
+    """Queue on ``pipe`` what makes a finished notification new again under its id (a
+    replayed dead letter, a backfill): no state, no attempts, a new retry span (no
+    ``first_at``), no circuit waits carried over, an empty log, and the expiry clock
+    restarted (``replayed_at``: it is wanted now). Its sequence number and ordering
+    fields stay: the same notification, fresh attempts."""
+    nkey = keys.notification(nid)
+    pipe.hdel(nkey, "state", "attempts", "reason", "first_at", "circuit_since",
+              "circuit_waited_s", "waiting")
+    pipe.hset(nkey, "replayed_at", time.time())
+    pipe.expire(nkey, NOTIFICATION_TTL_S)
+    pipe.delete(keys.notification_log(nid))
