@@ -28,7 +28,14 @@ from workers.errors import ConfigError
 
 PREFIX = "RECNOTIFY_"
 
-DEFAULT_STREAM_RETENTION_S = 7 * 24 * 3600
+#: Consumed stream entries stay this long in Redis (the events themselves are kept in the
+#: database for trace and replay: DEFAULT_EVENT_RETENTION_DAYS).
+DEFAULT_STREAM_RETENTION_S = 3600
+#: A finished notification's state and an event's copy stay in Redis this long: the window
+#: in which a repeated task or event id is recognised (issue 17: Redis holds work in flight).
+DEFAULT_DEDUPE_WINDOW_S = 3600
+#: The database keeps events (for trace and replay) this long.
+DEFAULT_EVENT_RETENTION_DAYS = 7
 DEFAULT_RECORD_RETENTION_DAYS = 30
 #: Celery/kombu re-delivers an unacknowledged task after this long (a dead worker's work).
 DEFAULT_VISIBILITY_TIMEOUT_S = 100
@@ -58,6 +65,8 @@ class EnvSettings(BaseSettings):
     DATA_DIR: str = ""
     SECRET_KEY: str = Field("", repr=False)
     STREAM_RETENTION_S: Seconds = DEFAULT_STREAM_RETENTION_S
+    DEDUPE_WINDOW_S: Seconds = DEFAULT_DEDUPE_WINDOW_S
+    EVENT_RETENTION_DAYS: Annotated[float, Field(gt=0)] = DEFAULT_EVENT_RETENTION_DAYS
     RECORD_RETENTION_DAYS: Annotated[float, Field(gt=0)] = DEFAULT_RECORD_RETENTION_DAYS
     PUBLISH_TIMEOUT_S: Seconds = DEFAULT_PUBLISH_TIMEOUT_S
     PUBLISH_DURABLE_REPLICAS: Annotated[int, Field(ge=0)] = 0

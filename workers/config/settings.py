@@ -24,6 +24,8 @@ from producer.errors import InvalidPublishOption
 from workers.config.env import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_CONCURRENCY,
+    DEFAULT_DEDUPE_WINDOW_S,
+    DEFAULT_EVENT_RETENTION_DAYS,
     DEFAULT_MAX_COUNTDOWN_S,
     DEFAULT_RECORD_RETENTION_DAYS,
     DEFAULT_STREAM_RETENTION_S,
@@ -63,6 +65,11 @@ class Settings:
     discovered_from_pid: int | None = None
     secret_key: str | None = field(default=None, repr=False)
     stream_retention_s: float = DEFAULT_STREAM_RETENTION_S
+    #: a finished notification's state, an event's copy and its UCID index stay in Redis
+    #: this long (then only the database has them)
+    dedupe_window_s: float = DEFAULT_DEDUPE_WINDOW_S
+    #: the database keeps events for trace and replay this long
+    event_retention_days: float = DEFAULT_EVENT_RETENTION_DAYS
     record_retention_days: float = DEFAULT_RECORD_RETENTION_DAYS
     publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S
     #: ``recnotify publish``: wait for this many replicas (WAIT), 0 = do not
@@ -120,6 +127,8 @@ class Settings:
             data_dir=data_dir,
             secret_key=typed.SECRET_KEY or read_key_file(data_dir),
             stream_retention_s=typed.STREAM_RETENTION_S,
+            dedupe_window_s=typed.DEDUPE_WINDOW_S,
+            event_retention_days=typed.EVENT_RETENTION_DAYS,
             record_retention_days=typed.RECORD_RETENTION_DAYS,
             publish_timeout_s=typed.PUBLISH_TIMEOUT_S,
             publish_durable_replicas=typed.PUBLISH_DURABLE_REPLICAS,
@@ -224,6 +233,8 @@ class Settings:
             "RECNOTIFY_DATABASE_URL": self.effective_database_url,
             "RECNOTIFY_DATA_DIR": str(self.data_dir),
             "RECNOTIFY_STREAM_RETENTION_S": str(self.stream_retention_s),
+            "RECNOTIFY_DEDUPE_WINDOW_S": str(self.dedupe_window_s),
+            "RECNOTIFY_EVENT_RETENTION_DAYS": str(self.event_retention_days),
             "RECNOTIFY_RECORD_RETENTION_DAYS": str(self.record_retention_days),
             "RECNOTIFY_CONCURRENCY": str(self.concurrency),
             "RECNOTIFY_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),

@@ -100,10 +100,12 @@ class Deliverer:
         self.transport = transport
         self.global_rules = global_rules
         self.store = store
+        #: a finished notification's hash and log stay this long (the dedupe window)
+        self.dedupe_ttl_s = max(1, int(settings.dedupe_window_s))
         self.schedule = Schedule(client, self.keys)
         self.watchdog_s = self.schedule.watchdog_s
         self.circuit = CircuitBreaker(client, self.keys)
-        self.parking = ParkingLot(client, self.keys)
+        self.parking = ParkingLot(client, self.keys, dedupe_ttl_s=self.dedupe_ttl_s)
         self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
         self.scripts = Scripts.of(client)
@@ -428,7 +430,7 @@ class Deliverer:
                                destination=dest.name, outcome=outcome.value,
                                response=result.response or None,
                                traceparent=run.traceparent, **entry),
-                NOTIFICATION_TTL_S,
+                NOTIFICATION_TTL_S if outcome is Outcome.RETRYING else self.dedupe_ttl_s,
                 bucket_for(result.latency_ms) if result.status is not None else "",
                 round(result.latency_ms, 3),
                 schedule_member(event.id, dest.name) if delivered else "",
@@ -506,7 +508,8 @@ class Deliverer:
         pipe = self.redis.pipeline(transaction=False)
         queue_dead_letter(pipe, self.keys, nid=run.nid, event_id=run.event_id,
                           destination=run.destination, raw_event=run.raw_event,
-                          attempts=attempts, history=history, reason=reason, kind=kind)
+                          attempts=attempts, history=history, reason=reason, kind=kind,
+                          ttl_s=self.dedupe_ttl_s)
         pipe.execute()
         log.error("notification %s to %s dead-lettered: %s", run.nid, run.destination, reason)
         return Outcome.DEAD

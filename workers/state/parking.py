@@ -68,11 +68,13 @@ class ParkingLot:
     """Parks notifications of open circuits (consumer and tasks) and sweeps them."""
 
     def __init__(self, client: redis.Redis, keys: Keys, *, batch: int = 500,
-                 lease_s: float = 60.0) -> None:
+                 lease_s: float = 60.0, dedupe_ttl_s: int = 3600) -> None:
         self.client = client
         self.keys = keys
         self.batch = batch
         self.lease_s = lease_s
+        #: a buried notification's hash and log stay this long (Settings.dedupe_window_s)
+        self.dedupe_ttl_s = dedupe_ttl_s
         self.scripts = Scripts.of(client)
         self._open: tuple[float, set[str]] | None = None
 
@@ -183,7 +185,8 @@ class ParkingLot:
             why = reason(raw_event) if callable(reason) else reason
             queue_dead_letter(write, keys, nid=nid, event_id=event_id, destination=dest.name,
                               raw_event=raw_event, attempts=int(attempts or 0),
-                              history=history, reason=why, kind=kind)
+                              history=history, reason=why, kind=kind,
+                              ttl_s=self.dedupe_ttl_s)
             log.error("notification %s to %s dead-lettered: %s", nid, dest.name, why)
             buried += 1
         write.execute()

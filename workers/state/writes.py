@@ -18,7 +18,8 @@ from workers.http.outcome import Outcome
 from workers.state.counters import count_wait
 from workers.state.records import dead_record
 
-#: A notification's hash and attempt log expire this long after their last write.
+#: An unfinished notification's hash and attempt log expire this long after their last
+#: write (a finished one's after the dedupe window, ``Settings.dedupe_window_s``).
 NOTIFICATION_TTL_S = 3 * 24 * 3600
 #: The waiting reason of a notification held back by its destination's open circuit.
 CIRCUIT_OPEN = "circuit open"
@@ -56,15 +57,17 @@ def queue_waiting(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id
 
 def queue_dead_letter(pipe: redis.client.Pipeline, keys: Keys, *, nid: str, event_id: str,
                       destination: str, raw_event: bytes | None, attempts: int,
-                      history: list[bytes], reason: str, kind: str) -> None:
+                      history: list[bytes], reason: str, kind: str, ttl_s: int) -> None:
     """Queue on ``pipe`` what makes a notification a dead letter: its state, the
     ``dead_letters`` counter (``kind``: final, exhausted, circuit, ...) and the record
-    with the event and every attempt (``history``: its log's entries)."""
+    with the event and every attempt (``history``: its log's entries). The hash and the
+    log stay ``ttl_s`` (the dedupe window): the database has the dead letter."""
     nkey = keys.notification(nid)
     pipe.hset(nkey, mapping={"state": Outcome.DEAD.value, "attempts": attempts,
                              "event": event_id, "destination": destination,
                              "reason": reason[:MAX_REASON_CHARS]})
-    pipe.expire(nkey, NOTIFICATION_TTL_S)
+    pipe.expire(nkey, ttl_s)
+    pipe.expire(keys.notification_log(nid), ttl_s)
     pipe.srem(keys.waiting(destination), nid)
     pipe.hincrby(keys.metric("dead_letters"), f"{destination}|{kind}", 1)
     pipe.rpush(keys.records, dead_record(

@@ -107,9 +107,9 @@ class StreamConsumer:
         self.name = settings.node_name
         # shared with the delivery threads (one frontier cache per process) when given
         self.ordering = ordering or Ordering(client, settings.key_prefix, self.keys.events,
-                                             self.keys.group,
-                                             ttl_s=max(1, int(settings.stream_retention_s)))
-        self.parking = ParkingLot(client, self.keys)
+                                             self.keys.group)
+        self.parking = ParkingLot(client, self.keys,
+                                  dedupe_ttl_s=max(1, int(settings.dedupe_window_s)))
         self.scripts = Scripts.of(client)
         self.last_loop_s = 0.0
         self.dispatched = 0

@@ -59,8 +59,7 @@ class Runtime:
     @cached_property
     def ordering(self) -> Ordering:
         keys = self.settings.keys
-        return Ordering(self.redis, self.settings.key_prefix, keys.events, keys.group,
-                        ttl_s=max(1, int(self.settings.stream_retention_s)))
+        return Ordering(self.redis, self.settings.key_prefix, keys.events, keys.group)
 
     @cached_property
     def deliverer(self) -> Deliverer:
