@@ -64,7 +64,8 @@ def add_destination(workers: WorkerFactory, receiver: Receiver, name: str, **ext
 def backfill(workers: WorkerFactory, selection: Selection, **kwargs: float) -> Backfill:
     dest = workers.store.get(selection.destination)
     return Backfill(workers.settings, workers.redis, dest, selection,
-                    make_enqueue(create_app(workers.settings)), **kwargs)  # type: ignore[arg-type]
+                    make_enqueue(create_app(workers.settings)), store=workers.store,
+                    **kwargs)  # type: ignore[arg-type]
 
 
 def test_a_destination_added_after_the_events_receives_exactly_its_history(

@@ -91,7 +91,7 @@ def start_replay(state: State, caller: Caller, body: Body) -> Any:
     dest = state.store.get(selection.destination)  # DestinationNotFound -> 404
     try:
         job = Backfill(state.settings, state.redis, dest, selection, state.enqueue,
-                       rate_per_s=rate)
+                       store=state.store, rate_per_s=rate)
     except ConfigError as exc:
         raise ApiError(409, "destination", str(exc)) from None
     if dry_run:

@@ -107,8 +107,9 @@ def status(state: State, _caller: Caller) -> list[dict[str, Any]]:
                 "type": "array", "items": {"type": "string"}}), **errors_doc(401, 404, 422)})
 def events_by_ucid(state: State, _caller: Caller,
                    ucid: Annotated[str, Query(min_length=1, max_length=1000)]) -> list[str]:
-    ids = sorted(as_text(m) for m in state.redis.smembers(state.settings.keys.ucid(ucid)))
+    recent = {as_text(m) for m in state.redis.smembers(state.settings.keys.ucid(ucid))}
+    ids = sorted(recent | set(state.store.event_ids_for_ucid(ucid)))
     if not ids:
-        raise ApiError(404, "ucid", f"no retained event has UCID {ucid!r} (events are kept "
-                       "for trace for RECNOTIFY_STREAM_RETENTION_S)")
+        raise ApiError(404, "ucid", f"no retained event has UCID {ucid!r} (the database "
+                       "keeps events for RECNOTIFY_EVENT_RETENTION_DAYS)")
     return ids

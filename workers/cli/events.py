@@ -135,7 +135,7 @@ def _trace_in_cells(settings: Any, event_id: str | None, ucid: str | None
     from workers.store.database import Store
 
     store = Store.of(settings)
-    ids = [event_id] if event_id else event_ids_for_ucid_in_cells(settings, ucid or "")
+    ids = [event_id] if event_id else event_ids_for_ucid_in_cells(settings, ucid or "", store)
     traces = []
     for one in ids:
         cell = owning_cell(settings, one, store)
@@ -147,7 +147,7 @@ def _trace_in_cells(settings: Any, event_id: str | None, ucid: str | None
 
 
 def _format_trace(item: dict[str, Any]) -> str:
-    lines = [f"event {item['event_id']}: {item.get('type') or '(event data not in Redis)'}"]
+    lines = [f"event {item['event_id']}: {item.get('type') or '(event not retained)'}"]
     if "cell" in item:
         lines[0] += f"  (cell {item['cell']})" if item["cell"] else "  (cell unknown)"
     for n in item["notifications"]:

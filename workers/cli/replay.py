@@ -63,11 +63,12 @@ def replay(ctx: click.Context, destination: str, since: str | None, until: str |
         until_s=parse_when(until, now_s=now_s, option="--until") if until else None,
         account=account, route=route, realm=realm, ucid=ucid, event_id=event_id,
         type=event_type, since=since, until=until)
-    dest = Store.of(settings).get(destination)
+    store = Store.of(settings)
+    dest = store.get(destination)
     client = client_from_url(settings.redis_url)
     client.ping()
     job = Backfill(settings, client, dest, selection, make_enqueue(create_app(settings)),
-                   rate_per_s=rate)
+                   store=store, rate_per_s=rate)
     if dry_run:
         counts = job.plan()
         click.echo(f"would send {counts.notifications} notification(s) for {counts.events} "

@@ -206,13 +206,18 @@ class Settings:
         engine = create_engine(url)
         try:
             with engine.connect() as conn:
-                has_schema = inspect(conn).has_table("destinations")
+                found = inspect(conn)
+                has_schema = found.has_table("destinations")
+                current = found.has_table("events")
         except SQLAlchemyError:
             return
         finally:
             engine.dispose()
         if not has_schema:
             raise ConfigError(f"the database {shown} has no recnotify tables: {fix}")
+        if not current:
+            raise ConfigError(f"the database {shown} has an older recnotify schema (no events "
+                              "table): upgrade it with `recnotify db upgrade`")
 
     @property
     def keys(self) -> Keys:

@@ -50,7 +50,7 @@ from workers.destinations.backoff import compute_backoff_s
 from workers.destinations.cache import ConfigCache
 from workers.destinations.expiry import EXPIRED, capped_wait_s, expiry_for
 from workers.destinations.model import Destination, span_s
-from workers.errors import DeliveryError
+from workers.errors import DeliveryError, StoreError
 from workers.http.netsafety import AddressRules
 from workers.http.outcome import Outcome, is_delivered
 from workers.http.request import build_request, notification_id
@@ -264,8 +264,18 @@ class Deliverer:
 
     def _attempt(self, run: Run, given: Given) -> Outcome | Retry:
         dest = given.dest
-        if run.raw_event is None:
-            return self._finish_dead(run, "event data not found in Redis (expired or lost)")
+        if run.raw_event is None:  # Redis forgot it (the dedupe window): the database's copy
+            try:
+                kept = self.store.get_event_json(run.event_id)
+            except StoreError:
+                log.warning("notification %s to %s: its event is not in Redis and the "
+                            "database is unavailable; trying again later", run.nid,
+                            run.destination)
+                return Retry(jitter(self.settings.max_countdown_s))
+            if kept is None:
+                return self._finish_dead(run, "event data not found (neither Redis nor the "
+                                              "database keeps it: expired or lost)")
+            run.raw_event = kept.encode()
         if dest is None:
             # a destination made a moment ago (then backfilled, replayed or tested at once):
             # this process's copy may predate it (or another thread refreshed it meanwhile)

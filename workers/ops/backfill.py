@@ -1,7 +1,8 @@
 """Backfill: send retained events to one destination again (SPEC 7 ``recnotify replay``).
 
-The events come from the stream (``{p}events``), which keeps them for
-``RECNOTIFY_STREAM_RETENTION_S``. Each one the :class:`~workers.ops.selection.Selection`
+The events come from the database (its ``events`` table, which keeps them for
+``RECNOTIFY_EVENT_RETENTION_DAYS``; the records still buffered in Redis are flushed first),
+in stream order. Each one the :class:`~workers.ops.selection.Selection`
 wants, and that routing sends to the destination *now*, becomes that destination's
 notification again, under its usual id (``msg_<uuid5(event, destination)>``), so a
 receiver that deduplicates on ``webhook-id`` sees the same id it saw before, if any:
@@ -46,9 +47,11 @@ from workers.state.codec import as_text
 from workers.state.entries import entry_event_id, entry_time
 from workers.state.notification import EnqueueMany
 from workers.state.ordering import Ordering, make_member, pair_key
+from workers.state.records import Flusher
 from workers.state.schedule import schedule_member
 from workers.state.scripts import Scripts
 from workers.state.writes import queue_fresh_attempts
+from workers.store.database import Store
 
 __all__ = ["Backfill", "BackfillCounts", "read_job"]
 
@@ -63,6 +66,8 @@ LOCK_REFRESH_S = 5.0
 #: How long the window may stay full with nothing finishing before the run stops.
 STALL_S = 600.0
 FINISHED = (b"delivered", b"dead")
+#: How long a run waits for the buffered records (the newest events) to reach the database.
+DRAIN_S = 10.0
 
 
 @dataclass(slots=True)
@@ -104,7 +109,7 @@ class Backfill:
     """One backfill job: :meth:`plan` counts it, :meth:`run` sends it."""
 
     def __init__(self, settings: Settings, client: redis.Redis, destination: Destination,
-                 selection: Selection, enqueue: EnqueueMany, *,
+                 selection: Selection, enqueue: EnqueueMany, *, store: Store,
                  rate_per_s: float | None = None, window: int | None = None) -> None:
         if selection.destination != destination.name:
             raise ValueError("the selection names another destination")
@@ -114,6 +119,7 @@ class Backfill:
         self.settings = settings
         self.keys = settings.keys
         self.client = client
+        self.store = store
         self.destination = destination
         self.selection = selection
         self.enqueue = enqueue
@@ -132,10 +138,11 @@ class Backfill:
 
     # -- reading the retained events ------------------------------------------------------
     def _entries(self, after: str) -> list[tuple[str, bytes | None]]:
-        start = f"({after}" if after else self.selection.first_entry
-        got: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrange(  # type: ignore[assignment]
-            self.keys.events, start, self.selection.last_entry, count=self.batch)
-        return [(as_text(entry_id), fields.get(b"event")) for entry_id, fields in got]
+        if not after:  # the events consumed a moment ago may still wait in Redis' buffer
+            Flusher(self.client, self.keys.records, self.store).drain(timeout_s=DRAIN_S)
+        got = self.store.events_after(after, self.selection.last_entry,
+                                      first=self.selection.first_entry, limit=self.batch)
+        return [(entry_id, raw.encode()) for entry_id, raw in got]
 
     def _event(self, entry_id: str, raw: bytes | None) -> Event | None:
         if raw is None:
@@ -151,11 +158,8 @@ class Backfill:
                 and bool(self.index.match(event)))
 
     def total_entries(self) -> int:
-        """How many stream entries the run may look at (the stream's length: a bound)."""
-        try:
-            return int(self.client.xlen(self.keys.events))
-        except redis.exceptions.ResponseError:
-            return 0
+        """How many events the run may look at (the retained events: a bound)."""
+        return self.store.count_events()
 
     # -- dry run ----------------------------------------------------------------------------
     def plan(self) -> BackfillCounts:

@@ -4,8 +4,8 @@ The database (destinations, attempt records, dead letters) is shared by every ce
 the Redis state (the event copy, notification states, queues) is the owning cell's.
 
 - :func:`owning_cell`: the cell whose Redis holds the event (each cell is asked), else
-  the cell its dead letter's event routes to (:class:`producer.cells.CellRouter`, the
-  function the producer used), else None.
+  the cell its retained event (or its dead letter's) routes to
+  (:class:`producer.cells.CellRouter`, the function the producer used), else None.
 - :func:`replay_in_cells` / :func:`purge_in_cells`: every dead letter goes back to (or
   is released in) the cell its stored event routes to, through that cell's Redis and
   Celery queue; a cell that does not answer keeps its dead letters and is reported.
@@ -66,15 +66,19 @@ def owning_cell(settings: Settings, event_id: str, store: Any) -> Cell | None:
             continue  # down: its events cannot be read now; the database may still say
         finally:
             client.close()
-    for letter in store.list_dead_letters():
-        if letter.get("event_id") == event_id:
-            return cell_of_letter(router, letter)
+    # Redis forgot it (its dedupe window passed): the cell its retained event routes to
+    stored = store.get_event_json(event_id)
+    if stored:
+        return cell_of_letter(router, {"event_json": stored})
+    for letter in store.list_dead_letters(event_id=event_id):
+        return cell_of_letter(router, letter)
     return None
 
 
-def event_ids_for_ucid_in_cells(settings: Settings, ucid: str) -> list[str]:
-    """Every cell's events of one call (a call's events normally share one cell)."""
-    ids: set[str] = set()
+def event_ids_for_ucid_in_cells(settings: Settings, ucid: str, store: Any) -> list[str]:
+    """Every cell's events of one call (a call's events normally share one cell), and
+    those the shared database retains."""
+    ids: set[str] = set(store.event_ids_for_ucid(ucid))
     for cell in _router(settings).cells:
         client = _client(cell.url)
         try:

@@ -43,7 +43,7 @@ def replay_dead_letters(
             pipe.set(
                 keys.event(letter["event_id"]),
                 letter["event_json"],
-                ex=int(settings.stream_retention_s),
+                ex=max(1, int(settings.dedupe_window_s)),  # else read from the database
             )
             queue_fresh_attempts(pipe, keys, letter["notification_id"])
         pipe.execute()

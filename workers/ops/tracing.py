@@ -16,28 +16,32 @@ from workers.state.codec import as_text
 from workers.store.database import Store
 
 
-def event_ids_for_ucid(settings: Settings, ucid: str) -> list[str]:
+def event_ids_for_ucid(settings: Settings, ucid: str, *, store: Store | None = None
+                       ) -> list[str]:
+    """The events of one call: those the database retains, and those Redis still indexes
+    (consumed a moment ago, not flushed yet)."""
     client = client_from_url(settings.redis_url, decode_responses=True)
-    return sorted(str(m) for m in client.smembers(settings.keys.ucid(ucid)))
+    recent = {str(m) for m in client.smembers(settings.keys.ucid(ucid))}
+    kept = (store or Store.of(settings)).event_ids_for_ucid(ucid)
+    return kept + sorted(recent - set(kept))
 
 
 def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None = None,
                 store: Store | None = None) -> dict[str, Any]:
-    """Everything known about one event, from Redis (live state) and the database (history).
+    """Everything known about one event: its live state from Redis (work in flight, and
+    finished work for the dedupe window), its history from the database.
 
     Long-running callers (the admin API) pass their own client and store.
     """
     client = client or client_from_url(settings.redis_url)
     store = store or Store.of(settings)
     keys = settings.keys
-    raw = client.get(keys.event(event_id))
+    raw: Any = client.get(keys.event(event_id))
+    if raw is None:
+        raw = store.get_event_json(event_id)
     event = json.loads(raw) if raw else None
     attempts = store.list_attempts(event_id=event_id, limit=10_000)
-    dead = {
-        d["notification_id"]: d for d in store.list_dead_letters() if d.get("event_id") == event_id
-    }
-    # matching destinations whose notification is known in Redis but has no attempt yet
-    # (parked by an open circuit, or waiting in an ordered recording): pending (SPEC 6)
+    dead = {d["notification_id"]: d for d in store.list_dead_letters(event_id=event_id)}
     matching = (
         {d.name for d in RoutingIndex.build(store.list_destinations()).match(
             load_stored_event(raw))

@@ -64,17 +64,24 @@ class Swept:
     buried: int = 0
 
 
+#: Reads an event's JSON from the database by id (Store.get_event_json), None if not kept.
+LoadEvent = Callable[[str], "str | None"]
+
+
 class ParkingLot:
     """Parks notifications of open circuits (consumer and tasks) and sweeps them."""
 
     def __init__(self, client: redis.Redis, keys: Keys, *, batch: int = 500,
-                 lease_s: float = 60.0, dedupe_ttl_s: int = 3600) -> None:
+                 lease_s: float = 60.0, dedupe_ttl_s: int = 3600,
+                 load_event: LoadEvent | None = None) -> None:
         self.client = client
         self.keys = keys
         self.batch = batch
         self.lease_s = lease_s
         #: a buried notification's hash and log stay this long (Settings.dedupe_window_s)
         self.dedupe_ttl_s = dedupe_ttl_s
+        #: an event whose Redis copy expired (the dedupe window): the database's copy
+        self.load_event = load_event
         self.scripts = Scripts.of(client)
         self._open: tuple[float, set[str]] | None = None
 
@@ -173,6 +180,9 @@ class ParkingLot:
         buried = 0
         for i, (event_id, _) in enumerate(pairs):
             raw_event, history, (state, attempts) = replies[3 * i: 3 * i + 3]
+            if raw_event is None and self.load_event is not None:
+                found = self.load_event(event_id)
+                raw_event = found.encode() if found is not None else None
             member = schedule_member(event_id, dest.name)
             write.zrem(keys.parked(dest.name), member)
             write.zrem(keys.parked_since(dest.name), member)

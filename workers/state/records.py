@@ -1,4 +1,5 @@
-"""Attempt records and dead letters: buffered in Redis, written to the database in batches.
+"""Attempt records, dead letters and retained events: buffered in Redis, written to the
+database in batches.
 
 The hot path never waits for the database: a delivery appends its record to a
 Redis list in the same round trip that updates the notification's state. A
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 class RecordSink(Protocol):
     def add_attempts(self, rows: list[dict[str, Any]]) -> None: ...
     def add_dead_letters(self, rows: list[dict[str, Any]]) -> None: ...
+    def add_events(self, rows: list[dict[str, Any]]) -> None: ...
 
 
 def attempt_record(**fields: Any) -> str:
@@ -38,6 +40,14 @@ def attempt_record(**fields: Any) -> str:
 
 def dead_record(**fields: Any) -> str:
     return json.dumps({"kind": "dead", **fields}, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_record(*, event_id: str, entry_id: str, type: str, ucid: str | None,
+                 event_json: str, stored_at: float) -> str:
+    """A consumed event, for the database's ``events`` table (trace, replay, backfill)."""
+    return json.dumps({"kind": "event", "event_id": event_id, "entry_id": entry_id,
+                       "type": type, "ucid": ucid, "event_json": event_json,
+                       "stored_at": stored_at}, separators=(",", ":"), ensure_ascii=False)
 
 
 class Flusher:
@@ -92,10 +102,25 @@ class Flusher:
     def _write(self, rows: list[Mapping[str, Any]]) -> None:
         attempts = [_strip(r) for r in rows if r.get("kind") == "attempt"]
         dead = [_strip(r) for r in rows if r.get("kind") == "dead"]
+        events = [_strip(r) for r in rows if r.get("kind") == "event"]
+        if events:  # first: an event's attempts and dead letters may name it
+            self.sink.add_events(events)
         if attempts:
             self.sink.add_attempts(attempts)
         if dead:
             self.sink.add_dead_letters(dead)
+
+    def drain(self, *, timeout_s: float) -> bool:
+        """Flush until nothing is buffered (another process may hold the flush lock: then
+        wait for it), for at most ``timeout_s``; True when the buffer emptied."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.flush()
+            if self.backlog() == 0:
+                return True
+            if time.monotonic() >= deadline or self._db_down_since is not None:
+                return False
+            time.sleep(0.05)
 
     def backlog(self) -> int:
         return int(self.client.llen(self.key))

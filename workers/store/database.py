@@ -50,6 +50,7 @@ from workers.errors import (
     StoreError,
 )
 from workers.store.crypto import SET_SECRET_KEY_HINT, SecretBox
+from workers.store.events import EventsMixin
 from workers.store.migrations import upgrade_connection
 from workers.store.records import RecordsMixin, db_errors
 from workers.store.schema import CONFIG_VERSION_KEY, destinations, meta
@@ -101,7 +102,7 @@ class ImportResult:
         return bool(self.created or self.updated or self.removed)
 
 
-class Store(RecordsMixin):
+class Store(RecordsMixin, EventsMixin):
     """Destinations and delivery records in one SQL database."""
 
     def __init__(

@@ -11,14 +11,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from workers.errors import StoreError
 from workers.store.schema import attempts, audit_log, dead_letters
 
-__all__ = ["ATTEMPT_FIELDS", "DEAD_LETTER_FIELDS", "RecordsMixin", "db_errors"]
+__all__ = ["ATTEMPT_FIELDS", "DEAD_LETTER_FIELDS", "PURGE_BATCH", "RecordsMixin", "db_errors",
+           "purge_in_batches"]
+
+#: rows one retention statement deletes at most (each batch its own short transaction)
+PURGE_BATCH = 5_000
 
 ATTEMPT_FIELDS = (
     "notification_id",
@@ -52,6 +57,22 @@ def db_errors(what: str) -> Iterator[None]:
         cause = getattr(exc, "orig", None) or exc
         first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise StoreError(f"{what} failed: {type(cause).__name__}: {first_line}") from None
+
+
+def purge_in_batches(writer: Engine, table: Table, older: ColumnElement[bool], *,
+                     batch: int = PURGE_BATCH) -> int:
+    """Delete the rows of ``table`` that ``older`` selects, ``batch`` at a time (each a
+    transaction of its own, by primary key); returns how many went."""
+    gone = 0
+    while True:
+        with writer.begin() as conn:
+            ids = [r[0] for r in conn.execute(
+                select(table.c.id).where(older).order_by(table.c.id).limit(batch))]
+            if ids:
+                conn.execute(delete(table).where(table.c.id.in_(ids)))
+        gone += len(ids)
+        if len(ids) < batch:
+            return gone
 
 
 def _dead_letter_row(row: Mapping[str, Any], now_s: float) -> dict[str, Any]:
@@ -142,12 +163,15 @@ class RecordsMixin:
         conn.execute(insert(dead_letters).values(value))
 
     def list_dead_letters(
-        self, *, destination: str | None = None, limit: int | None = None
+        self, *, destination: str | None = None, event_id: str | None = None,
+        limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Dead letters, oldest first, with ``event`` and ``attempts`` decoded."""
         query = select(dead_letters).order_by(dead_letters.c.created_at, dead_letters.c.id)
         if destination is not None:
             query = query.where(dead_letters.c.destination == destination)
+        if event_id is not None:
+            query = query.where(dead_letters.c.event_id == event_id)
         with db_errors("listing dead letters"), self._engine.connect() as conn:
             rows = conn.execute(query.limit(limit)).mappings().all()
         return [_dead_letter_out(r) for r in rows]
@@ -177,13 +201,13 @@ class RecordsMixin:
             return conn.execute(stmt).rowcount
 
     def purge_records_older_than(self, days: float) -> int:
-        """Delete attempt records and dead letters older than ``days``; returns how many."""
+        """Delete attempt records and dead letters older than ``days`` (in bounded batches:
+        :func:`purge_in_batches`); returns how many."""
         cutoff = self._clock() - days * 86400.0
-        with db_errors("purging old records"), self._writer.begin() as conn:
-            gone = conn.execute(delete(attempts).where(attempts.c.at < cutoff)).rowcount
-            old_dead = dead_letters.c.created_at < cutoff
-            gone += conn.execute(delete(dead_letters).where(old_dead)).rowcount
-        return gone
+        with db_errors("purging old records"):
+            return (purge_in_batches(self._writer, attempts, attempts.c.at < cutoff)
+                    + purge_in_batches(self._writer, dead_letters,
+                                       dead_letters.c.created_at < cutoff))
 
     def add_audit(
         self,

@@ -9,7 +9,18 @@ so workers can poll one cheap row.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 __all__ = [
     "CONFIG_VERSION_KEY",
@@ -17,6 +28,7 @@ __all__ = [
     "audit_log",
     "dead_letters",
     "destinations",
+    "events",
     "meta",
     "metadata",
 ]
@@ -78,6 +90,28 @@ dead_letters = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_dead_letters_destination", "destination"),
     Index("ix_dead_letters_created_at", "created_at"),
+    Index("ix_dead_letters_event_id", "event_id"),
+)
+
+#: Every consumed event, kept ``RECNOTIFY_EVENT_RETENTION_DAYS`` for trace and replay
+#: (migration 0003): Redis keeps only the stream entries still to consume. Written by the
+#: records flusher from the consumer's buffered copies (workers/state/records.py).
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False, unique=True),
+    #: the stream entry it came from, and its two numbers (the backfill's order and cursor)
+    Column("entry_id", String(48), nullable=False),
+    Column("entry_ms", BigInteger, nullable=False),
+    Column("entry_seq", BigInteger, nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("ucid", String(200), nullable=True),
+    Column("stored_at", Float, nullable=False),
+    Column("event_json", Text, nullable=False),
+    Index("ix_events_entry", "entry_ms", "entry_seq"),
+    Index("ix_events_ucid", "ucid"),
+    Index("ix_events_stored_at", "stored_at"),
 )
 
 audit_log = Table(

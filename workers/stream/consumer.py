@@ -41,8 +41,8 @@ from workers.http.request import notification_id
 from workers.state.entries import entry_event_id, entry_time
 from workers.state.notification import EnqueueMany
 from workers.state.ordering import Ordering, group_bounds, make_member
-from workers.state.parking import ParkingLot
-from workers.state.records import dead_record
+from workers.state.parking import LoadEvent, ParkingLot
+from workers.state.records import dead_record, event_record
 from workers.state.scripts import Scripts
 
 log = logging.getLogger("recnotify.consumer")
@@ -96,6 +96,7 @@ class StreamConsumer:
         batch: int = 100,
         block_ms: int = 1000,
         ordering: Ordering | None = None,
+        load_event: LoadEvent | None = None,
     ) -> None:
         self.settings = settings
         self.keys = settings.keys
@@ -108,7 +109,8 @@ class StreamConsumer:
         # shared with the delivery threads (one frontier cache per process) when given
         self.ordering = ordering or Ordering(client, settings.key_prefix, self.keys.events,
                                              self.keys.group)
-        self.parking = ParkingLot(client, self.keys,
+        # an event Redis forgot (its dedupe window passed) is read from the database
+        self.parking = ParkingLot(client, self.keys, load_event=load_event,
                                   dedupe_ttl_s=max(1, int(settings.dedupe_window_s)))
         self.scripts = Scripts.of(client)
         self.last_loop_s = 0.0
@@ -237,7 +239,10 @@ class StreamConsumer:
         now = time.time()
         parked = 0
         pipe = self.redis.pipeline(transaction=True)
-        retention_s = max(1, int(self.settings.stream_retention_s))
+        # Redis keeps an event's copy and its UCID index for the dedupe window only: the
+        # database keeps the event (its record goes with the batch, to the flusher)
+        retention_s = max(1, int(self.settings.dedupe_window_s))
+        retained: list[str] = []
         prepared: list[tuple[str, bytes, Event, list[Destination]]] = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
@@ -257,11 +262,16 @@ class StreamConsumer:
                 continue
             if stored is not None:  # the same event again: a harmless duplicate
                 pipe.expire(self.keys.event(event.id), retention_s)
+            # for the database (a duplicate's too: a batch read again after a failed MULTI
+            # finds its ids claimed; the database keeps an id's first row)
+            retained.append(event_record(
+                event_id=event.id, entry_id=entry_id, type=event.type, ucid=ucid_of(event),
+                event_json=event.to_json(), stored_at=now))
             recording = event.ordering_key()
-            ucid = event.params.get("UCID")
-            if ucid not in (None, ""):
-                pipe.sadd(self.keys.ucid(str(ucid)), event.id)
-                pipe.expire(self.keys.ucid(str(ucid)), retention_s)
+            ucid = ucid_of(event)
+            if ucid is not None:
+                pipe.sadd(self.keys.ucid(ucid), event.id)
+                pipe.expire(self.keys.ucid(ucid), retention_s)
             for dest in destinations:
                 if dest.ordered and recording is not None:
                     ordered_pairs.add(self._queue_ordered(pipe, dest.name, recording, entry_id,
@@ -280,6 +290,8 @@ class StreamConsumer:
                 entry_id,
                 len(destinations),
             )
+        if retained:
+            pipe.rpush(self.keys.records, *retained)
         dispatched = self.keys.metric("dispatched")
         pipe.hincrby(dispatched, "events|total", len(entries))
         pipe.hincrby(dispatched, "notifications|total", len(tasks) + parked)
@@ -383,6 +395,12 @@ class StreamConsumer:
         candidates += [entry for entry in (oldest, last_read) if entry]
         min_id = min(candidates, key=_id_tuple)
         self.redis.xtrim(self.keys.events, minid=min_id, approximate=True)
+
+
+def ucid_of(event: Event) -> str | None:
+    """The call's UCID (the trace index's key), or None."""
+    ucid = event.params.get("UCID")
+    return None if ucid in (None, "") else str(ucid)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:

@@ -46,7 +46,8 @@ class Service:
         enqueue = make_enqueue(app)
         self.enqueue = enqueue
         self.consumer = StreamConsumer(self.settings, runtime.redis, runtime.config, enqueue,
-                                       ordering=runtime.ordering)
+                                       ordering=runtime.ordering,
+                                       load_event=runtime.store.get_event_json)
         self.schedule = Schedule(runtime.redis, self.settings.keys)
         self.flusher = Flusher(runtime.redis, self.settings.keys.records, runtime.store)
         self._next_purge_s = 0.0
@@ -147,9 +148,13 @@ class Service:
         if time.monotonic() < self._next_purge_s:
             return
         self._next_purge_s = time.monotonic() + 3600
-        removed = self.runtime.store.purge_records_older_than(self.settings.record_retention_days)
+        store = self.runtime.store
+        removed = store.purge_records_older_than(self.settings.record_retention_days)
         if removed:
             log.info("retention: removed %d attempt records/dead letters", removed)
+        removed = store.purge_events_older_than(self.settings.event_retention_days)
+        if removed:
+            log.info("retention: removed %d events", removed)
 
 
 class ServiceStep(bootsteps.StartStopStep):  # type: ignore[misc]
