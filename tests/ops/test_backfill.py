@@ -245,3 +245,25 @@ def test_the_page_counts_then_replays_history_to_a_new_destination(
     got = receiver.wait_for(2)
     started = set(ids["acme"][0::4])  # each call's first event is its start
     assert {r.header("webhook-id") for r in got} == {notification_id(e, "crm") for e in started}
+
+
+def test_history_is_backfilled_from_the_database_after_redis_forgot_it_and_the_stream_was_trimmed(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers.start(RECNOTIFY_DEDUPE_WINDOW_S="1")
+    ids = publish_history(workers, calls=2)
+    wait_consumed(workers, 12)
+    keys = workers.settings.keys
+    # the stream keeps no consumed entry, and the event copies are gone with their window
+    workers.redis.xtrim(keys.events, maxlen=0)
+    deadline = time.monotonic() + 15
+    while any(workers.redis.exists(keys.event(e)) for e in ids["acme"]):
+        assert time.monotonic() < deadline, "the event copies outlived the dedupe window"
+        time.sleep(0.2)
+    assert workers.redis.xlen(keys.events) == 0
+    add_destination(workers, receiver, "crm")
+    result = backfill(workers, Selection("crm")).run()
+    assert (result["state"], result["notifications"]) == ("done", 8)
+    got = receiver.wait_for(8)
+    assert sorted(r.header("webhook-id") or "" for r in got) == sorted(
+        notification_id(e, "crm") for e in ids["acme"])
+    assert sorted(r.json()["id"] for r in got) == sorted(ids["acme"])

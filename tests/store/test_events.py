@@ -1,0 +1,120 @@
+"""Retained events in the database (SQLite and PostgreSQL): what trace, dead-letter replay
+and backfill read once Redis has forgotten an event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select
+
+from workers.store.database import Store
+from workers.store.events import MAX_UCID_CHARS, entry_numbers
+from workers.store.records import purge_in_batches
+from workers.store.schema import events
+
+DAY_S = 86400.0
+
+
+class Clock:
+    def __init__(self, now: float = 2_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = (f"sqlite:///{tmp_path}/data/recnotify.db" if request.param == "sqlite"
+           else str(request.getfixturevalue("postgres_url")))
+    made = Store(url, clock=Clock())
+    made.upgrade()
+    yield made
+    made.close()
+
+
+def row(n: int, *, ms: int = 1_700_000_000_000, seq: int = 0, ucid: str | None = "call-1",
+        content: str = "a", stored_at: float = 2_000_000.0) -> dict[str, Any]:
+    event_id = f"00000000-0000-0000-0000-{n:012d}"
+    return {"event_id": event_id, "entry_id": f"{ms}-{seq}", "type": "RECORDING_STARTED_EVENT",
+            "ucid": ucid, "stored_at": stored_at,
+            "event_json": json.dumps({"id": event_id, "content": content})}
+
+
+def test_an_event_id_is_stored_once_and_keeps_its_first_content(store: Store) -> None:
+    store.add_events([row(1, content="first")])
+    store.add_events([row(1, content="second"), row(2)])  # a re-read batch, and a new one
+    store.add_events([row(3, content="x"), row(3, content="y")])  # twice in one batch
+    assert json.loads(store.get_event_json(row(1)["event_id"]) or "")["content"] == "first"
+    assert json.loads(store.get_event_json(row(3)["event_id"]) or "")["content"] == "x"
+    assert store.count_events() == 3
+    assert store.get_event_json("00000000-0000-0000-0000-999999999999") is None
+
+
+def test_events_come_back_in_stream_order_after_a_cursor_and_within_the_window(
+        store: Store) -> None:
+    # stored out of order (two consumers' batches), read in stream order
+    store.add_events([row(3, ms=3000, seq=0), row(1, ms=1000, seq=5), row(2, ms=1000, seq=12)])
+    store.add_events([row(4, ms=5000)])
+    ids = [e for e, _ in store.events_after("", "+")]
+    assert ids == ["1000-5", "1000-12", "3000-0", "5000-0"]
+    assert [e for e, _ in store.events_after("1000-5", "+")] == ["1000-12", "3000-0", "5000-0"]
+    window = store.events_after("", f"3000-{2**63 - 1}", first="1000-6")
+    assert [e for e, _ in window] == ["1000-12", "3000-0"]
+    assert [e for e, _ in store.events_after("", "+", limit=2)] == ["1000-5", "1000-12"]
+    body = dict(store.events_after("", "+"))["3000-0"]
+    assert json.loads(body)["id"] == row(3)["event_id"]
+
+
+def test_a_call_s_events_are_found_by_ucid_oldest_first(store: Store) -> None:
+    long_ucid = "u" * (MAX_UCID_CHARS + 50)
+    store.add_events([row(2, ms=2000), row(1, ms=1000), row(3, ucid="call-2"),
+                      row(4, ucid=None), row(5, ucid=long_ucid)])
+    assert store.event_ids_for_ucid("call-1") == [row(1)["event_id"], row(2)["event_id"]]
+    assert store.event_ids_for_ucid("call-2") == [row(3)["event_id"]]
+    assert store.event_ids_for_ucid(long_ucid) == [row(5)["event_id"]]
+    assert store.event_ids_for_ucid("nobody") == []
+
+
+def test_retention_removes_only_old_events(store: Store) -> None:
+    now = 2_000_000.0
+    store.add_events([row(1, stored_at=now - 8 * DAY_S), row(2, stored_at=now - 6 * DAY_S),
+                      row(3, stored_at=now)])
+    assert store.purge_events_older_than(7) == 1
+    assert store.get_event_json(row(1)["event_id"]) is None
+    assert store.get_event_json(row(2)["event_id"]) is not None
+    assert store.count_events() == 2
+
+
+def test_a_purge_deletes_in_bounded_batches_until_nothing_old_is_left(store: Store) -> None:
+    store.add_events([row(n, seq=n, stored_at=float(n)) for n in range(1, 12)])
+    statements: list[str] = []
+    writer = store._writer
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            statements.append(statement)
+
+    sa_event.listen(writer.engine, "before_cursor_execute", count)
+    try:
+        gone = purge_in_batches(writer, events, events.c.stored_at < 10.0, batch=4)
+    finally:
+        sa_event.remove(writer.engine, "before_cursor_execute", count)
+    assert gone == 9
+    assert len(statements) == 3  # 4 + 4 + 1: each batch its own bounded DELETE
+    with store._engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=2**48), st.integers(min_value=0, max_value=2**62))
+def test_an_entry_id_splits_into_its_two_numbers(ms: int, seq: int) -> None:
+    assert entry_numbers(f"{ms}-{seq}") == (ms, seq)
+    assert entry_numbers(str(ms)) == (ms, 0)
