@@ -456,3 +456,24 @@ def test_worker_runs_one_process_per_cpu_by_default_and_stops_them_all(
     finally:
         stop_process(parent)
         log.close()
+
+
+def test_a_database_of_an_older_schema_is_refused_with_the_upgrade_command(
+        clean_env: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from workers.store.migrations import upgrade_connection
+
+    clean_env.mkdir(parents=True)
+    engine = create_engine(f"sqlite:///{clean_env / 'recnotify.db'}")
+    with engine.begin() as conn:
+        upgrade_connection(conn, "0002")  # before the events table
+    engine.dispose()
+    for command in (["destinations", "list"], ["worker"], ["trace", "x"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1, (command, result.output)
+        (line,) = result.output.strip().splitlines()
+        assert "has an older recnotify schema" in line and "`recnotify db upgrade`" in line
+    upgraded = CliRunner().invoke(main, ["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert CliRunner().invoke(main, ["destinations", "list"]).exit_code == 0
