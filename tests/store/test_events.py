@@ -104,7 +104,7 @@ def test_a_purge_deletes_in_bounded_batches_until_nothing_old_is_left(store: Sto
 
     sa_event.listen(writer.engine, "before_cursor_execute", count)
     try:
-        gone = purge_in_batches(writer, events, events.c.stored_at < 10.0, batch=4)
+        gone = purge_in_batches(writer, events, events.c.stored_at, 10.0, batch=4)
     finally:
         sa_event.remove(writer.engine, "before_cursor_execute", count)
     assert gone == 9
@@ -118,3 +118,57 @@ def test_a_purge_deletes_in_bounded_batches_until_nothing_old_is_left(store: Sto
 def test_an_entry_id_splits_into_its_two_numbers(ms: int, seq: int) -> None:
     assert entry_numbers(f"{ms}-{seq}") == (ms, seq)
     assert entry_numbers(str(ms)) == (ms, 0)
+
+
+def plans_of(store: Store, call: Any) -> list[str]:
+    """The query plan of every SELECT ``call`` runs (EXPLAIN of the statement as sent)."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, parameters: Any,
+                *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    engine = store._engine
+    sa_event.listen(engine, "before_cursor_execute", capture)
+    try:
+        call()
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", capture)
+    assert seen, "the call ran no SELECT"
+    plans = []
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        sqlite_db = engine.dialect.name == "sqlite"
+        if not sqlite_db:
+            cursor.execute("SET enable_seqscan = off")  # tiny tables: ask for the index
+        for statement, parameters in seen:
+            cursor.execute(("EXPLAIN QUERY PLAN " if sqlite_db else "EXPLAIN ") + statement,
+                           parameters)
+            plans.append(" | ".join(str(r[-1]) for r in cursor.fetchall()))
+    finally:
+        raw.close()
+    return plans
+
+
+@pytest.mark.parametrize("what", ["event", "ucid", "window", "attempts", "dead letters",
+                                  "retention", "record retention"])
+def test_trace_replay_and_retention_queries_search_an_index_never_scan_the_table(
+        store: Store, what: str) -> None:
+    store.add_events([row(n, seq=n) for n in range(1, 20)])
+    calls = {
+        "event": lambda: store.get_event_json(row(3)["event_id"]),
+        "ucid": lambda: store.event_ids_for_ucid("call-1"),
+        "window": lambda: store.events_after("1700000000000-4", "+", limit=5),
+        "attempts": lambda: store.list_attempts(event_id=row(3)["event_id"]),
+        "dead letters": lambda: store.list_dead_letters(event_id=row(3)["event_id"]),
+        "retention": lambda: store.purge_events_older_than(7),
+        "record retention": lambda: store.purge_records_older_than(30),
+    }
+    for plan in plans_of(store, calls[what]):
+        if store._engine.dialect.name == "sqlite":
+            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+            assert "SCAN" not in plan.replace("SCAN CONSTANT ROW", ""), plan
+        else:
+            assert "Index" in plan and "Seq Scan" not in plan, plan

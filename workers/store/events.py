@@ -110,5 +110,5 @@ class EventsMixin:
         """Delete events stored more than ``days`` ago (bounded batches); how many."""
         cutoff = self._clock() - days * 86400.0
         with db_errors("purging old events"):
-            return purge_in_batches(self._writer, events, events.c.stored_at < cutoff)
+            return purge_in_batches(self._writer, events, events.c.stored_at, cutoff)
 

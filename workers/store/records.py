@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, select
+from sqlalchemy import Column, Connection, Engine, Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.elements import ColumnElement
 
 from workers.errors import StoreError
 from workers.store.schema import attempts, audit_log, dead_letters
@@ -59,15 +58,16 @@ def db_errors(what: str) -> Iterator[None]:
         raise StoreError(f"{what} failed: {type(cause).__name__}: {first_line}") from None
 
 
-def purge_in_batches(writer: Engine, table: Table, older: ColumnElement[bool], *,
+def purge_in_batches(writer: Engine, table: Table, at: Column[float], cutoff: float, *,
                      batch: int = PURGE_BATCH) -> int:
-    """Delete the rows of ``table`` that ``older`` selects, ``batch`` at a time (each a
-    transaction of its own, by primary key); returns how many went."""
+    """Delete the rows of ``table`` whose time ``at`` is before ``cutoff``, ``batch`` at a
+    time (each a transaction of its own, found through ``at``'s index, deleted by primary
+    key); returns how many went."""
     gone = 0
     while True:
         with writer.begin() as conn:
             ids = [r[0] for r in conn.execute(
-                select(table.c.id).where(older).order_by(table.c.id).limit(batch))]
+                select(table.c.id).where(at < cutoff).order_by(at).limit(batch))]
             if ids:
                 conn.execute(delete(table).where(table.c.id.in_(ids)))
         gone += len(ids)
@@ -205,9 +205,9 @@ class RecordsMixin:
         :func:`purge_in_batches`); returns how many."""
         cutoff = self._clock() - days * 86400.0
         with db_errors("purging old records"):
-            return (purge_in_batches(self._writer, attempts, attempts.c.at < cutoff)
+            return (purge_in_batches(self._writer, attempts, attempts.c.at, cutoff)
                     + purge_in_batches(self._writer, dead_letters,
-                                       dead_letters.c.created_at < cutoff))
+                                       dead_letters.c.created_at, cutoff))
 
     def add_audit(
         self,
