@@ -69,6 +69,11 @@ class Service:
         log.info(
             "recnotify worker %s consuming %s", self.settings.node_name, self.settings.keys.events
         )
+        if self.settings.dedupe_window_s < self.settings.visibility_timeout_s:
+            log.warning("RECNOTIFY_DEDUPE_WINDOW_S (%.0f s) is shorter than "
+                        "RECNOTIFY_VISIBILITY_TIMEOUT_S (%d s): a task re-delivered after "
+                        "the window may send its notification again; make the window longer",
+                        self.settings.dedupe_window_s, self.settings.visibility_timeout_s)
 
     def wait_for_config(self) -> None:
         """Do not consume before the destinations are known (else events would match none)."""
