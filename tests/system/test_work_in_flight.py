@@ -33,7 +33,7 @@ def keys_about(workers: WorkerFactory, event_id: str, ucid: str) -> list[bytes]:
     keys = workers.settings.keys
     nid = notification_id(event_id, "crm")
     names = [keys.event(event_id), keys.notification(nid), keys.notification_log(nid),
-             keys.ucid(ucid), keys.lock(nid)]
+             keys.lock(nid)]
     return [name.encode() for name in names if workers.redis.exists(name)]
 
 

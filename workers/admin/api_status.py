@@ -20,6 +20,7 @@ from workers.admin.api_records import iso
 from workers.admin.errors import ApiError
 from workers.admin.openapi import errors_doc, ok_doc
 from workers.admin.state import AdminState
+from workers.ops.tracing import event_ids_for_ucid
 from workers.state.codec import as_text
 
 router = APIRouter(prefix="/api", tags=["status"])
@@ -107,8 +108,7 @@ def status(state: State, _caller: Caller) -> list[dict[str, Any]]:
                 "type": "array", "items": {"type": "string"}}), **errors_doc(401, 404, 422)})
 def events_by_ucid(state: State, _caller: Caller,
                    ucid: Annotated[str, Query(min_length=1, max_length=1000)]) -> list[str]:
-    recent = {as_text(m) for m in state.redis.smembers(state.settings.keys.ucid(ucid))}
-    ids = sorted(recent | set(state.store.event_ids_for_ucid(ucid)))
+    ids = event_ids_for_ucid(state.settings, ucid, store=state.store, client=state.redis)
     if not ids:
         raise ApiError(404, "ucid", f"no retained event has UCID {ucid!r} (the database "
                        "keeps events for RECNOTIFY_EVENT_RETENTION_DAYS)")

@@ -48,9 +48,6 @@ class Keys:
     def lock(self, nid: str) -> str:
         return f"{self.prefix}lock:{nid}"
 
-    def ucid(self, ucid: str) -> str:
-        return f"{self.prefix}ucid:{ucid}"
-
     @property
     def schedule(self) -> str:
         return f"{self.prefix}schedule"

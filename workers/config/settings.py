@@ -65,7 +65,7 @@ class Settings:
     discovered_from_pid: int | None = None
     secret_key: str | None = field(default=None, repr=False)
     stream_retention_s: float = DEFAULT_STREAM_RETENTION_S
-    #: a finished notification's state, an event's copy and its UCID index stay in Redis
+    #: a finished notification's state and an event's copy stay in Redis
     #: this long (then only the database has them)
     dedupe_window_s: float = DEFAULT_DEDUPE_WINDOW_S
     #: the database keeps events for trace and replay this long

@@ -24,7 +24,9 @@ from producer.cells import Cell, CellRouter
 from producer.redis_url import client_from_url
 from workers.config.settings import Settings
 from workers.ops.replay import purge_dead_letters, replay_dead_letters
+from workers.ops.tracing import DRAIN_S
 from workers.state.notification import EnqueueMany
+from workers.state.records import Flusher
 
 #: How long a cell that does not answer may hold up a trace or a replay.
 CELL_TIMEOUT_S = 3.0
@@ -78,17 +80,15 @@ def owning_cell(settings: Settings, event_id: str, store: Any) -> Cell | None:
 def event_ids_for_ucid_in_cells(settings: Settings, ucid: str, store: Any) -> list[str]:
     """Every cell's events of one call (a call's events normally share one cell), and
     those the shared database retains."""
-    ids: set[str] = set(store.event_ids_for_ucid(ucid))
-    for cell in _router(settings).cells:
+    for cell in _router(settings).cells:  # each cell's buffered records first
         client = _client(cell.url)
         try:
-            ids.update(str(m.decode() if isinstance(m, bytes) else m)
-                       for m in client.smembers(settings.keys.ucid(ucid)))
+            Flusher(client, settings.keys.records, store).drain(timeout_s=DRAIN_S)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            continue
+            continue  # down: what it buffered is found once it is back
         finally:
             client.close()
-    return sorted(ids)
+    return list(store.event_ids_for_ucid(ucid))
 
 
 @dataclass

@@ -13,17 +13,21 @@ from workers.config.settings import Settings
 from workers.destinations.routing import RoutingIndex
 from workers.http.request import notification_id
 from workers.state.codec import as_text
+from workers.state.records import Flusher
 from workers.store.database import Store
 
+#: How long a lookup waits for the records buffered in Redis to reach the database.
+DRAIN_S = 5.0
 
-def event_ids_for_ucid(settings: Settings, ucid: str, *, store: Store | None = None
-                       ) -> list[str]:
-    """The events of one call: those the database retains, and those Redis still indexes
-    (consumed a moment ago, not flushed yet)."""
-    client = client_from_url(settings.redis_url, decode_responses=True)
-    recent = {str(m) for m in client.smembers(settings.keys.ucid(ucid))}
-    kept = (store or Store.of(settings)).event_ids_for_ucid(ucid)
-    return kept + sorted(recent - set(kept))
+
+def event_ids_for_ucid(settings: Settings, ucid: str, *, store: Store | None = None,
+                       client: redis.Redis | None = None) -> list[str]:
+    """The events of one call (its UCID), oldest first, from the database, once the events
+    consumed a moment ago (still buffered in Redis) are written there."""
+    store = store or Store.of(settings)
+    Flusher(client or client_from_url(settings.redis_url), settings.keys.records,
+            store).drain(timeout_s=DRAIN_S)
+    return store.event_ids_for_ucid(ucid)
 
 
 def trace_event(settings: Settings, event_id: str, *, client: redis.Redis | None = None,

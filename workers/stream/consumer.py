@@ -239,8 +239,8 @@ class StreamConsumer:
         now = time.time()
         parked = 0
         pipe = self.redis.pipeline(transaction=True)
-        # Redis keeps an event's copy and its UCID index for the dedupe window only: the
-        # database keeps the event (its record goes with the batch, to the flusher)
+        # Redis keeps an event's copy for the dedupe window only: the database keeps the
+        # event (its record goes with the batch, to the flusher), indexed by UCID there
         retention_s = max(1, int(self.settings.dedupe_window_s))
         retained: list[str] = []
         prepared: list[tuple[str, bytes, Event, list[Destination]]] = []
@@ -268,10 +268,6 @@ class StreamConsumer:
                 event_id=event.id, entry_id=entry_id, type=event.type, ucid=ucid_of(event),
                 event_json=event.to_json(), stored_at=now))
             recording = event.ordering_key()
-            ucid = ucid_of(event)
-            if ucid is not None:
-                pipe.sadd(self.keys.ucid(ucid), event.id)
-                pipe.expire(self.keys.ucid(ucid), retention_s)
             for dest in destinations:
                 if dest.ordered and recording is not None:
                     ordered_pairs.add(self._queue_ordered(pipe, dest.name, recording, entry_id,
