@@ -31,6 +31,7 @@ from producer.cells import CellRouter
 from producer.constants import events_key
 from tests.helpers import ROOT, WorkerFactory, fast_retry
 from tests.receiver import Receiver
+from workers.http.request import notification_id
 from workers.ops.embedded import free_port
 
 PASSWORD = "cellb-s3cret"
@@ -217,6 +218,36 @@ def test_two_cells_deliver_once_in_order_trace_replay_and_survive_a_dead_cell(
         assert not cell_a.redis.exists(f"{key_prefix}ev:{first_b}")
         wait_until(lambda: "[delivered]" in cli(env, "trace", first_b).stdout.split(
             f"gone-{dead_b}")[1].splitlines()[0], "the replayed one delivered in cell b")
+
+        # -- a backfill to a destination made now: each event through its own cell ----------
+        cell_a.configure(f"""destinations:
+  - name: late
+    events: [RECORDING_ENDED_EVENT]
+    scope: global
+    url: {receiver.url("/late")}
+    method: POST
+    retry: {json.dumps(fast_retry())}
+""")
+        type_of = {r.json()["id"]: r.json()["type"] for r in seen}
+        ended = {e for e in published if type_of[e] == LIFECYCLE[-1]}
+        assert len(ended) == len(recordings)
+        backfilled = cli(env, "replay", "--destination", "late")
+        assert backfilled.returncode == 0, backfilled.stderr
+        per_cell_ended = Counter(in_cell[published[e][0]] for e in ended)
+        done_lines = [line.split(": ", 1)[1] for line in backfilled.stdout.splitlines()
+                      if " done: " in line]
+        assert done_lines == [
+            f"{per_cell_ended[c]} notification(s) for {per_cell_ended[c]} event(s) to late "
+            f"in cell {c}" for c in ("a", "b")], backfilled.stdout
+        receiver.wait_for(len(ended), lambda r: r.path == "/late", timeout_s=60)
+        time.sleep(1.0)  # a duplicate would arrive now
+        assert Counter(r.json()["id"] for r in receiver.received(lambda r: r.path == "/late")
+                       ) == Counter({e: 1 for e in ended})
+        for e in ended:  # its notification's state is in its own cell's Redis only
+            nkey = f"{key_prefix}n:{notification_id(e, 'late')}"
+            owner, other = (cell_a, cell_b) if in_cell[published[e][0]] == "a" else (
+                cell_b, cell_a)
+            assert owner.redis.exists(nkey) and not other.redis.exists(nkey), e
 
         # -- cell b down: its tenants are refused, cell a keeps working ---------------------
         cell_b_redis.stop()

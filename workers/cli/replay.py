@@ -47,12 +47,8 @@ def replay(ctx: click.Context, destination: str, since: str | None, until: str |
       recnotify replay --destination crm --since 2h --dry-run
       recnotify replay --destination face --ucid 13-1@10.0.0.1 --type RECORDING_STARTED_EVENT
     """
-    from producer.redis_url import client_from_url
-    from workers.ops.backfill import Backfill
     from workers.ops.selection import Selection, parse_when
     from workers.store.database import Store
-    from workers.taskqueue.app import create_app
-    from workers.taskqueue.enqueue import make_enqueue
 
     settings: Settings = ctx.find_object(Settings)  # type: ignore[assignment]
     settings.require_database()
@@ -65,27 +61,54 @@ def replay(ctx: click.Context, destination: str, since: str | None, until: str |
         type=event_type, since=since, until=until)
     store = Store.of(settings)
     dest = store.get(destination)
+    router = settings.cell_router
+    # with cells, each event goes back through the cell it routes to (one job per cell)
+    cells = [(None, settings)] if router is None else [
+        (cell.name, settings.for_cell(cell.index)) for cell in router.cells]
+    for name, cell_settings in cells:
+        owns = None if router is None else _owned_by(router, cell_settings, name)
+        job = _job(cell_settings, dest, selection, store, rate, owns)
+        where = f" in cell {name}" if name is not None else ""
+        if dry_run:
+            counts = job.plan()
+            click.echo(f"would send {counts.notifications} notification(s) for {counts.events} "
+                       f"event(s) to {destination}{where} (looked at {counts.scanned} "
+                       "retained event(s))")
+            for type_name, count in sorted(counts.per_type.items()):
+                click.echo(f"  {type_name}: {count}")
+            continue
+        _run(job, destination, where)
+
+
+def _owned_by(router: Any, settings: Settings, name: str | None) -> Any:
+    index = next(c.index for c in router.cells if c.name == name)
+    return lambda event: router.cell_of_event(event).index == index
+
+
+def _job(settings: Settings, dest: Any, selection: Any, store: Any, rate: float | None,
+         owns: Any) -> Any:
+    from producer.redis_url import client_from_url
+    from workers.ops.backfill import Backfill
+    from workers.taskqueue.app import create_app
+    from workers.taskqueue.enqueue import make_enqueue
+
     client = client_from_url(settings.redis_url)
     client.ping()
-    job = Backfill(settings, client, dest, selection, make_enqueue(create_app(settings)),
-                   store=store, rate_per_s=rate)
-    if dry_run:
-        counts = job.plan()
-        click.echo(f"would send {counts.notifications} notification(s) for {counts.events} "
-                   f"event(s) to {destination} (looked at {counts.scanned} retained event(s))")
-        for name, count in sorted(counts.per_type.items()):
-            click.echo(f"  {name}: {count}")
-        return
+    return Backfill(settings, client, dest, selection, make_enqueue(create_app(settings)),
+                    store=store, rate_per_s=rate, owns=owns)
+
+
+def _run(job: Any, destination: str, where: str) -> None:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         with click.progressbar(length=max(job.total_entries(), 1), file=sys.stderr,
-                               label=f"replaying to {destination}", show_pos=True) as bar:
+                               label=f"replaying to {destination}{where}", show_pos=True) as bar:
             result: dict[str, Any] = job.run(progress=bar.update, stop=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
     summary = (f"{result.get('notifications', 0)} notification(s) for "
-               f"{result.get('events', 0)} event(s) to {destination}")
+               f"{result.get('events', 0)} event(s) to {destination}{where}")
     if result.get("state") == "interrupted":
         raise click.ClickException(f"replay {job.job_id} interrupted after {summary}: run the "
                                    "same command again to resume")

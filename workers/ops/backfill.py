@@ -110,7 +110,8 @@ class Backfill:
 
     def __init__(self, settings: Settings, client: redis.Redis, destination: Destination,
                  selection: Selection, enqueue: EnqueueMany, *, store: Store,
-                 rate_per_s: float | None = None, window: int | None = None) -> None:
+                 rate_per_s: float | None = None, window: int | None = None,
+                 owns: Callable[[Event], bool] | None = None) -> None:
         if selection.destination != destination.name:
             raise ValueError("the selection names another destination")
         if not destination.enabled:
@@ -120,6 +121,8 @@ class Backfill:
         self.keys = settings.keys
         self.client = client
         self.store = store
+        #: with cells: the events this cell owns (the others are each their own cell's job)
+        self.owns = owns
         self.destination = destination
         self.selection = selection
         self.enqueue = enqueue
@@ -155,7 +158,7 @@ class Backfill:
 
     def _wanted(self, event: Event | None) -> bool:
         return (event is not None and self.selection.wants(event)
-                and bool(self.index.match(event)))
+                and (self.owns is None or self.owns(event)) and bool(self.index.match(event)))
 
     def total_entries(self) -> int:
         """How many events the run may look at (the retained events: a bound)."""
