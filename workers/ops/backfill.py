@@ -337,8 +337,9 @@ class Backfill:
     def _resend(self, pipe: redis.client.Pipeline, entry_id: str, event: Event, nid: str,
                 pairs: list[tuple[str, str]], ordered: set[str]) -> None:
         """Queue on ``pipe`` what makes this notification new again, then its dispatch."""
-        retention_s = max(1, int(self.settings.stream_retention_s))
-        pipe.set(self.keys.event(event.id), event.to_json(), ex=retention_s, nx=True)
+        # a copy for the dedupe window (a delivery after it reads the database's)
+        window_s = max(1, int(self.settings.dedupe_window_s))
+        pipe.set(self.keys.event(event.id), event.to_json(), ex=window_s, nx=True)
         queue_fresh_attempts(pipe, self.keys, nid)
         nkey = self.keys.notification(nid)
         self._outstanding.append(nid)
