@@ -63,23 +63,44 @@ def test_events_come_back_in_stream_order_after_a_cursor_and_within_the_window(
     # stored out of order (two consumers' batches), read in stream order
     store.add_events([row(3, ms=3000, seq=0), row(1, ms=1000, seq=5), row(2, ms=1000, seq=12)])
     store.add_events([row(4, ms=5000)])
-    ids = [e for e, _ in store.events_after("", "+")]
+    ids = [e for e, _, _ in store.events_after("", "+")]
     assert ids == ["1000-5", "1000-12", "3000-0", "5000-0"]
-    assert [e for e, _ in store.events_after("1000-5", "+")] == ["1000-12", "3000-0", "5000-0"]
+    assert [e for e, _, _ in store.events_after("1000-5", "+")] == [
+        "1000-12", "3000-0", "5000-0"]
     window = store.events_after("", f"3000-{2**63 - 1}", first="1000-6")
-    assert [e for e, _ in window] == ["1000-12", "3000-0"]
-    assert [e for e, _ in store.events_after("", "+", limit=2)] == ["1000-5", "1000-12"]
-    body = dict(store.events_after("", "+"))["3000-0"]
+    assert [e for e, _, _ in window] == ["1000-12", "3000-0"]
+    assert [e for e, _, _ in store.events_after("", "+", limit=2)] == ["1000-5", "1000-12"]
+    body = {e: raw for e, raw, _ in store.events_after("", "+")}["3000-0"]
     assert json.loads(body)["id"] == row(3)["event_id"]
+
+
+def test_paging_with_the_cursor_reads_every_event_once_when_two_cells_share_entry_ids(
+        store: Store) -> None:
+    # two cells' streams: the same entry ids, one event each
+    store.add_events([row(n, ms=1000 + n // 2, seq=0) for n in range(1, 9)])
+    seen, cursor = [], ""
+    while page := store.events_after(cursor, "+", limit=1):
+        seen.append(json.loads(page[0][1])["id"])
+        cursor = page[-1][2]
+    assert sorted(seen) == sorted(row(n)["event_id"] for n in range(1, 9))
+    assert len(seen) == 8
+    # an older checkpoint's bare entry id resumes after every row of that entry
+    after_bare = store.events_after("1002-0", "+")
+    assert [e for e, _, _ in after_bare] == ["1003-0", "1003-0", "1004-0"]
 
 
 def test_a_call_s_events_are_found_by_ucid_oldest_first(store: Store) -> None:
     long_ucid = "u" * (MAX_UCID_CHARS + 50)
+    other_long = "u" * (MAX_UCID_CHARS + 50) + "v"  # the same first 200 characters
+    long_rows = [row(5, ucid=long_ucid), row(6, ucid=other_long)]
+    for r, u in zip(long_rows, (long_ucid, other_long), strict=True):
+        r["event_json"] = json.dumps({"id": r["event_id"], "params": {"UCID": u}})
     store.add_events([row(2, ms=2000), row(1, ms=1000), row(3, ucid="call-2"),
-                      row(4, ucid=None), row(5, ucid=long_ucid)])
+                      row(4, ucid=None), *long_rows])
     assert store.event_ids_for_ucid("call-1") == [row(1)["event_id"], row(2)["event_id"]]
     assert store.event_ids_for_ucid("call-2") == [row(3)["event_id"]]
     assert store.event_ids_for_ucid(long_ucid) == [row(5)["event_id"]]
+    assert store.event_ids_for_ucid(other_long) == [row(6)["event_id"]]
     assert store.event_ids_for_ucid("nobody") == []
 
 

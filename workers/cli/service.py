@@ -158,9 +158,28 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Create or upgrade the schema (migrations). Example: recnotify db upgrade"""
+    import redis
+
+    from producer.redis_url import client_from_url, redact
+    from workers.ops.retained import copy_stream_to_database
     from workers.store.database import Store
 
     settings = _settings(ctx)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    Store.of(settings).upgrade()
+    store = Store.of(settings)
+    store.upgrade()
     click.echo("database schema is up to date")
+    # events an earlier version consumed are only in the stream: keep them for trace,
+    # replay and backfill before new workers trim it
+    try:
+        client = client_from_url(settings.redis_url, socket_connect_timeout=2,
+                                 socket_timeout=10)
+        copied = copy_stream_to_database(client, settings.keys, store)
+    except redis.RedisError as exc:
+        click.echo(f"warning: Redis at {redact(settings.redis_url)} did not answer "
+                   f"({type(exc).__name__}), so the events its stream retains were not copied "
+                   "into the database; run `recnotify db upgrade` again with Redis up, "
+                   "before new workers trim the stream", err=True)
+        return
+    if copied:
+        click.echo(f"{copied} event(s) the stream retains are in the database")

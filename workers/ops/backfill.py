@@ -138,14 +138,28 @@ class Backfill:
         self._locked_at = 0.0
         self.scripts = Scripts.of(client)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        #: the last page's position (``events_after``'s cursor)
+        self.cursor = ""
+        self._drained = False
 
     # -- reading the retained events ------------------------------------------------------
     def _entries(self, after: str) -> list[tuple[str, bytes | None]]:
-        if not after:  # the events consumed a moment ago may still wait in Redis' buffer
-            Flusher(self.client, self.keys.records, self.store).drain(timeout_s=DRAIN_S)
+        """The next page after the cursor ``after`` ('' : the start); :attr:`cursor` is then
+        the page's last position (its entry id and row id: entries of two cells may share
+        an entry id)."""
+        if not after or not self._drained:
+            # the events consumed a moment ago may still wait in Redis' buffer
+            self._drained = True
+            if not Flusher.of(self.client, self.keys, self.store,
+                              window_s=self.settings.dedupe_window_s).drain(timeout_s=DRAIN_S):
+                log.warning("backfill %s: the newest buffered events did not reach the "
+                            "database within %.0f s; they may be left out (run it again "
+                            "later for them)", self.job_id, DRAIN_S)
         got = self.store.events_after(after, self.selection.last_entry,
                                       first=self.selection.first_entry, limit=self.batch)
-        return [(entry_id, raw.encode()) for entry_id, raw in got]
+        if got:
+            self.cursor = got[-1][2]
+        return [(entry_id, raw.encode()) for entry_id, raw, _ in got]
 
     def _event(self, entry_id: str, raw: bytes | None) -> Event | None:
         if raw is None:
@@ -171,7 +185,7 @@ class Backfill:
         cursor = ""
         while batch := self._entries(cursor):
             self._classify(batch, counts)
-            cursor = batch[-1][0]
+            cursor = self.cursor
         return counts
 
     def _classify(self, batch: list[tuple[str, bytes | None]], counts: BackfillCounts
@@ -289,7 +303,7 @@ class Backfill:
             # the cursor moves only once the batch is enqueued: a crash before this line
             # scans the batch again (its notifications then look busy or are sent again,
             # under the same ids), never skips it
-            cursor = batch[-1][0]
+            cursor = self.cursor
             self.client.hset(key, mapping={"cursor": cursor, "updated_at": time.time(),
                                            "counts": json.dumps(counts.as_dict())})
             self._keep_lock()

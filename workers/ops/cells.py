@@ -83,7 +83,8 @@ def event_ids_for_ucid_in_cells(settings: Settings, ucid: str, store: Any) -> li
     for cell in _router(settings).cells:  # each cell's buffered records first
         client = _client(cell.url)
         try:
-            Flusher(client, settings.keys.records, store).drain(timeout_s=DRAIN_S)
+            Flusher.of(client, settings.keys, store, window_s=settings.dedupe_window_s
+                       ).drain(timeout_s=DRAIN_S)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             continue  # down: what it buffered is found once it is back
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import redis
 from workers.config.settings import Settings
 from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany
-from workers.state.writes import queue_fresh_attempts
+from workers.state.writes import NOTIFICATION_TTL_S, queue_fresh_attempts
 
 
 def replay_dead_letters(
@@ -34,17 +35,23 @@ def replay_dead_letters(
     if ids is not None:
         wanted = set(ids)
         letters = [d for d in letters if d["id"] in wanted]
-    replayable = [d for d in letters if d.get("destination") and d.get("event_json")]
+    window_s = max(1, int(settings.dedupe_window_s))
+    replayable = []
+    for letter in letters:
+        if not letter.get("destination"):
+            continue  # a refused stream entry: nothing to send
+        kept = store.get_event_json(letter["event_id"])
+        event_json = kept or _event_of(letter)
+        if event_json is None:
+            continue  # no copy of its event anywhere
+        # the database's copy outlives the Redis one; without it, Redis keeps it long
+        replayable.append((letter, event_json, window_s if kept else NOTIFICATION_TTL_S))
     done = 0
     for start in range(0, len(replayable), 500):
-        batch = replayable[start : start + 500]
+        batch = [letter for letter, _, _ in replayable[start : start + 500]]
         pipe = client.pipeline(transaction=False)
-        for letter in batch:
-            pipe.set(
-                keys.event(letter["event_id"]),
-                letter["event_json"],
-                ex=max(1, int(settings.dedupe_window_s)),  # else read from the database
-            )
+        for letter, event_json, ttl_s in replayable[start : start + 500]:
+            pipe.set(keys.event(letter["event_id"]), event_json, ex=ttl_s)
             queue_fresh_attempts(pipe, keys, letter["notification_id"])
         pipe.execute()
         enqueue([(d["event_id"], d["destination"]) for d in batch])
@@ -53,6 +60,16 @@ def replay_dead_letters(
         if progress:
             progress(len(batch))
     return done
+
+
+def _event_of(letter: dict[str, Any]) -> str | None:
+    """The dead letter's own copy of its event: JSON of an event object, else None."""
+    raw = letter.get("event_json")
+    try:
+        event = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return raw if isinstance(event, dict) and event.get("id") else None
 
 
 def purge_dead_letters(settings: Settings, store: Any, client: redis.Redis,

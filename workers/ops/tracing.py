@@ -25,8 +25,8 @@ def event_ids_for_ucid(settings: Settings, ucid: str, *, store: Store | None = N
     """The events of one call (its UCID), oldest first, from the database, once the events
     consumed a moment ago (still buffered in Redis) are written there."""
     store = store or Store.of(settings)
-    Flusher(client or client_from_url(settings.redis_url), settings.keys.records,
-            store).drain(timeout_s=DRAIN_S)
+    Flusher.of(client or client_from_url(settings.redis_url), settings.keys, store,
+               window_s=settings.dedupe_window_s).drain(timeout_s=DRAIN_S)
     return store.event_ids_for_ucid(ucid)
 
 

@@ -50,6 +50,7 @@ from workers.config.keys import Keys
 from workers.destinations.cache import ConfigCache
 from workers.destinations.expiry import EXPIRED, expired_reason
 from workers.destinations.model import Destination, span_s
+from workers.errors import StoreError
 from workers.http.request import notification_id
 from workers.state.codec import as_text
 from workers.state.schedule import schedule_member
@@ -181,7 +182,10 @@ class ParkingLot:
         for i, (event_id, _) in enumerate(pairs):
             raw_event, history, (state, attempts) = replies[3 * i: 3 * i + 3]
             if raw_event is None and self.load_event is not None:
-                found = self.load_event(event_id)
+                try:
+                    found = self.load_event(event_id)
+                except StoreError:  # the database is down: this one comes back (its lease)
+                    continue
                 raw_event = found.encode() if found is not None else None
             member = schedule_member(event_id, dest.name)
             write.zrem(keys.parked(dest.name), member)

@@ -14,11 +14,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import redis
 
+from workers.config.keys import Keys
 from workers.config.telemetry import flush_span
 
 log = logging.getLogger(__name__)
@@ -51,27 +52,51 @@ def event_record(*, event_id: str, entry_id: str, type: str, ucid: str | None,
 
 
 class Flusher:
-    """Moves buffered records from ``key`` to the database."""
+    """Moves buffered records from ``key`` to the database.
+
+    With ``event_key`` (``Keys.event``) and ``window_s``, an event's Redis copy, kept long
+    while only Redis has it, is shortened to the dedupe window once its row is written:
+    whatever reads an event finds it in Redis or in the database, never in neither.
+    """
 
     def __init__(self, client: redis.Redis, key: str, sink: RecordSink, *, batch: int = 500,
-                 lock_ttl_s: float = 30.0) -> None:
+                 lock_ttl_s: float = 30.0, event_key: Callable[[str], str] | None = None,
+                 window_s: int = 3600) -> None:
         self.client = client
         self.key = key
         self.sink = sink
         self.batch = batch
         self.lock_ttl_s = lock_ttl_s
+        self.event_key = event_key
+        self.window_s = window_s
         self._db_down_since: float | None = None
         self.written = 0
 
-    def flush(self) -> int:
-        """Write what is buffered; returns how many records were written."""
-        token = uuid.uuid4().hex
+    @classmethod
+    def of(cls, client: redis.Redis, keys: Keys, sink: RecordSink, *, window_s: float
+           ) -> Flusher:
+        """The flusher of ``keys.records``, shortening event copies to ``window_s``."""
+        return cls(client, keys.records, sink, event_key=keys.event,
+                   window_s=max(1, int(window_s)))
+
+    def flush(self, *, most: int | None = None, deadline: float | None = None) -> int:
+        """Write what is buffered (at most ``most`` records, until ``deadline`` on the
+        monotonic clock); returns how many were written. One flusher at a time: the lock
+        is checked and extended before each batch, so a batch is trimmed only by the
+        flusher that read it."""
+        token = uuid.uuid4().hex.encode()
         lock = f"{self.key}:lock"
-        if not self.client.set(lock, token, nx=True, px=int(self.lock_ttl_s * 1000)):
+        ttl_ms = int(self.lock_ttl_s * 1000)
+        if not self.client.set(lock, token, nx=True, px=ttl_ms):
             return 0
         written = 0
         try:
-            while True:
+            while most is None or written < most:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if self.client.get(lock) != token:  # expired and taken by another
+                    break
+                self.client.pexpire(lock, ttl_ms)
                 raw = self.client.lrange(self.key, 0, self.batch - 1)
                 if not raw:
                     break
@@ -85,7 +110,13 @@ class Flusher:
                         log.error("database unavailable, %d+ records kept in Redis until it is "
                                   "back: %s", len(rows), type(exc).__name__)
                     break
-                self.client.ltrim(self.key, len(raw), -1)
+                pipe = self.client.pipeline(transaction=False)
+                pipe.ltrim(self.key, len(raw), -1)
+                if self.event_key is not None:
+                    for row in rows:
+                        if row.get("kind") == "event":
+                            pipe.expire(self.event_key(str(row["event_id"])), self.window_s)
+                pipe.execute()
                 written += len(raw)
                 if self._db_down_since is not None:
                     log.warning("database back after %.0f s; buffered records written",
@@ -94,10 +125,29 @@ class Flusher:
                 if len(raw) < self.batch:
                     break
         finally:
-            if self.client.get(lock) == token.encode():
+            if self.client.get(lock) == token:
                 self.client.delete(lock)
         self.written += written
         return written
+
+    def drain(self, *, timeout_s: float) -> bool:
+        """Write what was buffered when called (not what arrives meanwhile), or wait for
+        the flusher that holds the lock to write it, for at most ``timeout_s``; True when
+        it is in the database."""
+        deadline = time.monotonic() + timeout_s
+        left = self.backlog()
+        if left == 0:
+            return True
+        last: Any = self.client.lindex(self.key, left - 1)  # the newest record wanted
+        while True:
+            self.flush(most=left, deadline=deadline)
+            where: Any = self.client.lpos(self.key, last) if last is not None else None
+            if where is None:  # written (by this flusher or another)
+                return True
+            left = int(where) + 1
+            if time.monotonic() >= deadline or self._db_down_since is not None:
+                return False
+            time.sleep(0.05)
 
     def _write(self, rows: list[Mapping[str, Any]]) -> None:
         attempts = [_strip(r) for r in rows if r.get("kind") == "attempt"]
@@ -109,18 +159,6 @@ class Flusher:
             self.sink.add_attempts(attempts)
         if dead:
             self.sink.add_dead_letters(dead)
-
-    def drain(self, *, timeout_s: float) -> bool:
-        """Flush until nothing is buffered (another process may hold the flush lock: then
-        wait for it), for at most ``timeout_s``; True when the buffer emptied."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.flush()
-            if self.backlog() == 0:
-                return True
-            if time.monotonic() >= deadline or self._db_down_since is not None:
-                return False
-            time.sleep(0.05)
 
     def backlog(self) -> int:
         return int(self.client.llen(self.key))

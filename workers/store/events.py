@@ -13,6 +13,7 @@ a large table never holds a long write lock.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -79,27 +80,40 @@ class EventsMixin:
             return conn.execute(query).scalar_one_or_none()
 
     def event_ids_for_ucid(self, ucid: str, *, limit: int = 10_000) -> list[str]:
-        """The ids of the events of one call (its UCID), oldest entry first."""
-        query = (select(events.c.event_id).where(events.c.ucid == ucid[:MAX_UCID_CHARS])
-                 .order_by(events.c.entry_ms, events.c.entry_seq).limit(limit))
+        """The ids of the events of one call (its UCID), oldest entry first. The index
+        holds a UCID's first ``MAX_UCID_CHARS``; a longer one is compared whole."""
+        cut = ucid[:MAX_UCID_CHARS]
+        query = (select(events.c.event_id, events.c.event_json).where(events.c.ucid == cut)
+                 .order_by(events.c.entry_ms, events.c.entry_seq, events.c.id).limit(limit))
         with db_errors("finding a call's events"), self._engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+            rows = conn.execute(query).all()
+        if len(ucid) <= MAX_UCID_CHARS:
+            return [str(r[0]) for r in rows]
+        return [str(r[0]) for r in rows
+                if str(json.loads(r[1]).get("params", {}).get("UCID")) == ucid]
 
     def events_after(self, after: str, last: str, *, first: str = "-", limit: int = 200
-                     ) -> list[tuple[str, str]]:
-        """``(entry id, event JSON)`` in stream order: entries after ``after`` ('' : from
-        ``first``, '-' the start) up to ``last`` ('+' the end), at most ``limit``."""
-        key = tuple_(events.c.entry_ms, events.c.entry_seq)
-        query = select(events.c.entry_id, events.c.event_json)
+                     ) -> list[tuple[str, str, str]]:
+        """``(entry id, event JSON, cursor)`` in stream order, from the position after the
+        cursor ``after`` ('': from the entry ``first``, '-' the start) up to the entry
+        ``last`` ('+' the end), at most ``limit``. A cursor is ``<entry id>#<row id>``: two
+        cells' streams may give two events one entry id, and the row id orders them (a
+        bare entry id, from an older checkpoint, resumes after every row of that entry)."""
+        key = tuple_(events.c.entry_ms, events.c.entry_seq, events.c.id)
+        query = select(events.c.entry_id, events.c.event_json, events.c.id)
         if after:
-            query = query.where(key > tuple_(*entry_numbers(after)))
+            entry, _, row_id = after.partition("#")
+            ms, seq = entry_numbers(entry)
+            query = query.where(key > tuple_(ms, seq, int(row_id) if row_id else 2**62))
         elif first not in ("-", ""):
-            query = query.where(key >= tuple_(*entry_numbers(first)))
+            query = query.where(tuple_(events.c.entry_ms, events.c.entry_seq)
+                                >= tuple_(*entry_numbers(first)))
         if last not in ("+", ""):
-            query = query.where(key <= tuple_(*entry_numbers(last)))
-        query = query.order_by(events.c.entry_ms, events.c.entry_seq).limit(limit)
+            query = query.where(tuple_(events.c.entry_ms, events.c.entry_seq)
+                                <= tuple_(*entry_numbers(last)))
+        query = query.order_by(events.c.entry_ms, events.c.entry_seq, events.c.id).limit(limit)
         with db_errors("reading retained events"), self._engine.connect() as conn:
-            return [(str(r[0]), str(r[1])) for r in conn.execute(query)]
+            return [(str(r[0]), str(r[1]), f"{r[0]}#{r[2]}") for r in conn.execute(query)]
 
     def count_events(self) -> int:
         """How many events the database retains (a bound for a backfill's progress)."""

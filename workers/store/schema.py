@@ -99,7 +99,9 @@ dead_letters = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    #: 64-bit on PostgreSQL (10^4 events/s fill 32 bits in days); SQLite's rowid is 64-bit
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
     Column("event_id", String(200), nullable=False, unique=True),
     #: the stream entry it came from, and its two numbers (the backfill's order and cursor)
     Column("entry_id", String(48), nullable=False),
@@ -109,7 +111,7 @@ events = Table(
     Column("ucid", String(200), nullable=True),
     Column("stored_at", Float, nullable=False),
     Column("event_json", Text, nullable=False),
-    Index("ix_events_entry", "entry_ms", "entry_seq"),
+    Index("ix_events_entry", "entry_ms", "entry_seq", "id"),
     Index("ix_events_ucid", "ucid"),
     Index("ix_events_stored_at", "stored_at"),
 )

@@ -44,6 +44,7 @@ from workers.state.ordering import Ordering, group_bounds, make_member
 from workers.state.parking import LoadEvent, ParkingLot
 from workers.state.records import dead_record, event_record
 from workers.state.scripts import Scripts
+from workers.state.writes import NOTIFICATION_TTL_S
 
 log = logging.getLogger("recnotify.consumer")
 
@@ -239,9 +240,10 @@ class StreamConsumer:
         now = time.time()
         parked = 0
         pipe = self.redis.pipeline(transaction=True)
-        # Redis keeps an event's copy for the dedupe window only: the database keeps the
-        # event (its record goes with the batch, to the flusher), indexed by UCID there
-        retention_s = max(1, int(self.settings.dedupe_window_s))
+        # An event's Redis copy is kept long while only Redis has it: its record goes with
+        # the batch to the flusher, which shortens the copy to the dedupe window once the
+        # database has the event (indexed by UCID there)
+        retention_s = NOTIFICATION_TTL_S
         retained: list[str] = []
         prepared: list[tuple[str, bytes, Event, list[Destination]]] = []
         for raw_id, fields in entries:

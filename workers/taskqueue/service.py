@@ -49,7 +49,8 @@ class Service:
                                        ordering=runtime.ordering,
                                        load_event=runtime.store.get_event_json)
         self.schedule = Schedule(runtime.redis, self.settings.keys)
-        self.flusher = Flusher(runtime.redis, self.settings.keys.records, runtime.store)
+        self.flusher = Flusher.of(runtime.redis, self.settings.keys, runtime.store,
+                                  window_s=self.settings.dedupe_window_s)
         self._next_purge_s = 0.0
         self._next_stale_check_s = 0.0
 

@@ -19,7 +19,8 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "events",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
         sa.Column("event_id", sa.String(200), nullable=False, unique=True),
         sa.Column("entry_id", sa.String(48), nullable=False),
         sa.Column("entry_ms", sa.BigInteger, nullable=False),
@@ -29,7 +30,7 @@ def upgrade() -> None:
         sa.Column("stored_at", sa.Float, nullable=False),
         sa.Column("event_json", sa.Text, nullable=False),
     )
-    op.create_index("ix_events_entry", "events", ["entry_ms", "entry_seq"])
+    op.create_index("ix_events_entry", "events", ["entry_ms", "entry_seq", "id"])
     op.create_index("ix_events_ucid", "events", ["ucid"])
     op.create_index("ix_events_stored_at", "events", ["stored_at"])
     op.create_index("ix_dead_letters_event_id", "dead_letters", ["event_id"])
