@@ -80,7 +80,7 @@ class Run:
     #: This attempt's span context (its record links the flush span to it; None: off).
     traceparent: str | None = None
     #: The fields of its hash when this run took the lock (the conclude script skips the
-    #: writes that would change nothing: attempt_conclude.lua ARGV[15..17]).
+    #: writes that would change nothing: attempt_conclude.lua ARGV[13..15]).
     fields: frozenset[bytes] | None = None
     #: The task message's ack, when the delivery may make it (None: the worker acks).
     ack: EarlyAck | None = None

@@ -57,7 +57,7 @@ from workers.http.request import build_request, notification_id
 from workers.http.transport import Transport
 from workers.state.circuit import CircuitBreaker
 from workers.state.circuit import Verdict as Admitted
-from workers.state.counters import bucket_for
+from workers.state.counters import Tally
 from workers.state.limits import SLOT_RETRY_S, Limits
 from workers.state.notification import (
     Decision,
@@ -92,7 +92,7 @@ class Deliverer:
 
     def __init__(self, settings: Settings, client: redis.Redis, config: ConfigCache,
                  transport: Transport, global_rules: AddressRules, store: Any,
-                 ordering: Ordering | None = None) -> None:
+                 ordering: Ordering | None = None, tally: Tally | None = None) -> None:
         self.settings = settings
         self.keys = settings.keys
         self.redis = client
@@ -109,6 +109,9 @@ class Deliverer:
         self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
         self.scripts = Scripts.of(client)
+        #: The per-attempt counters, sent in batches (whoever runs deliveries flushes it:
+        #: the worker's housekeeping loop, workers.taskqueue.service)
+        self.tally = tally if tally is not None else Tally(client, self.keys.metric)
         #: Tokens of destinations with auth: this process's memory only.
         self.tokens = TokenCache()
 
@@ -192,14 +195,13 @@ class Deliverer:
         # started: if this run dies, a copy goes once its lock has expired
         self.schedule.rearm(pipe, run.event_id, run.destination,
                             time.time() + lock_ms / 1000 + 5)
-        admit_at = -1
-        if known is not None and known.enabled:
-            admit_at = self.circuit.queue_admit(pipe, run.destination, known.circuit.reset_s)
+        # a closed circuit answers here; an open or half-open one is asked by _gate
+        peek_at = self.circuit.queue_peek(pipe, run.destination) if (
+            known is not None and known.enabled) else -1
         replies = pipe.execute()
         run.raw_event, state, locked = replies[:3]
         lease.lock = bool(locked)
-        admission = self.circuit.admission(replies[admit_at]) if admit_at >= 0 else None
-        lease.probe = admission is not None and admission.verdict is Admitted.PROBE
+        admission = self.circuit.peeked(replies[peek_at]) if peek_at >= 0 else None
         try:
             if state.get(b"state") in (b"delivered", b"dead"):
                 log.info("notification %s to %s already %s; duplicate skipped", run.nid,
@@ -423,7 +425,6 @@ class Deliverer:
         nkey = self.keys.notification(run.nid)
         # done: forget the watchdog entry, release the lock (in the same script)
         keys = [nkey, self.keys.notification_log(run.nid), self.keys.records,
-                self.keys.metric("notifications"), self.keys.metric("latency"),
                 self.keys.watchdog, lease.lock_key, self.keys.waiting(dest.name)]
         args = [attempt, outcome.value, event.id, dest.name, run.first_at, json.dumps(entry),
                 attempt_record(notification_id=run.nid, event_id=event.id,
@@ -431,8 +432,6 @@ class Deliverer:
                                response=result.response or None,
                                traceparent=run.traceparent, **entry),
                 NOTIFICATION_TTL_S if outcome is Outcome.RETRYING else self.dedupe_ttl_s,
-                bucket_for(result.latency_ms) if result.status is not None else "",
-                round(result.latency_ms, 3),
                 schedule_member(event.id, dest.name) if delivered else "",
                 lease.token if delivered else "",
                 round(max(0.0, time.time() - since), 3) if since is not None else 0,
@@ -451,7 +450,14 @@ class Deliverer:
         if delivered and dest.ordered and run.enqueue is not None and self.ordering is not None:
             finish = queue_finish(self.ordering, pipe, event.id, dest.name,
                                   hold_dead=dest.on_dead_letter == "hold")
-        replies = pipe.execute()
+        # counted before the script runs: once its record can be seen, so can its counts
+        latency_ms = result.latency_ms if result.status is not None else None
+        self.tally.attempt(dest.name, outcome.value, latency_ms)
+        try:
+            replies = pipe.execute()
+        except BaseException:
+            self.tally.attempt(dest.name, outcome.value, latency_ms, sign=-1)
+            raise
         if early_ack is not None:
             early_ack.done(early_ack.tag)
         if delivered:
@@ -525,7 +531,7 @@ class Deliverer:
 
 
 def _known_fields(fields: frozenset[bytes] | None) -> tuple[str, str, str]:
-    """attempt_conclude's ARGV[15..17] from the hash's fields as the run found them
+    """attempt_conclude's ARGV[13..15] from the hash's fields as the run found them
     ('1' each when not known: the script then writes as if they might be there)."""
     if fields is None:
         return "1", "1", "1"
