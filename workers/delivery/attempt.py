@@ -84,6 +84,8 @@ class Run:
     fields: frozenset[bytes] | None = None
     #: The task message's ack, when the delivery may make it (None: the worker acks).
     ack: EarlyAck | None = None
+    #: When its task message was enqueued (its header; None: not known).
+    enqueued_at_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

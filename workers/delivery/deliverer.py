@@ -117,24 +117,26 @@ class Deliverer:
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None,
-            ack: EarlyAck | None = None) -> Outcome | Retry | None:
+            ack: EarlyAck | None = None, enqueued_at_s: float | None = None
+            ) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
 
         With ``enqueue``, an ordered destination's next notification of the same
         recording is released and enqueued when this one has ended (workers.state.ordering).
         With ``ack``, a delivered unordered notification's task message is acknowledged in
-        the same script that makes it delivered.
+        the same script that makes it delivered. ``enqueued_at_s``: when its task message
+        was enqueued (its header), so a fresh one's watchdog entry need not be re-armed.
         """
         nid = notification_id(event_id, destination)
         with log_context(event_id=event_id, notification_id=nid, destination=destination,
                          node=self.settings.node_name, task_id=_task_id()):
-            return self._run_logged(event_id, destination, nid, enqueue, ack)
+            return self._run_logged(event_id, destination, nid, enqueue, ack, enqueued_at_s)
 
     def _run_logged(self, event_id: str, destination: str, nid: str,
-                    enqueue: EnqueueMany | None, ack: EarlyAck | None = None
-                    ) -> Outcome | Retry | None:
+                    enqueue: EnqueueMany | None, ack: EarlyAck | None = None,
+                    enqueued_at_s: float | None = None) -> Outcome | Retry | None:
         run = Run(event_id, destination, nid, Lease(self.keys.lock(nid), uuid.uuid4().hex),
-                  enqueue=enqueue, ack=ack)
+                  enqueue=enqueue, ack=ack, enqueued_at_s=enqueued_at_s)
         try:
             result = self._run(run)
             if Chore.WATCHDOG not in run.done:
@@ -192,9 +194,11 @@ class Deliverer:
         pipe.get(self.keys.event(run.event_id))
         pipe.hgetall(self.keys.notification(run.nid))
         pipe.set(lease.lock_key, lease.token, nx=True, px=lock_ms)
-        # started: if this run dies, a copy goes once its lock has expired
-        self.schedule.rearm(pipe, run.event_id, run.destination,
-                            time.time() + lock_ms / 1000 + 5)
+        # started: if this run dies, a copy goes once its lock has expired (an entry
+        # armed at the enqueue that comes due only after that already does: no re-arm)
+        due_s = time.time() + lock_ms / 1000 + 5
+        if not _armed_past(run.enqueued_at_s, due_s, self.watchdog_s):
+            self.schedule.rearm(pipe, run.event_id, run.destination, due_s)
         # a closed circuit answers here; an open or half-open one is asked by _gate
         peek_at = self.circuit.queue_peek(pipe, run.destination) if (
             known is not None and known.enabled) else -1
@@ -538,6 +542,21 @@ def _known_fields(fields: frozenset[bytes] | None) -> tuple[str, str, str]:
     return ("1" if b"first_at" in fields else "0",
             "1" if fields & {b"circuit_since", b"waiting"} else "0",
             "1" if fields else "0")
+
+
+#: Slack for the clocks of the enqueue and of the watchdog entry's write (a retry's entry
+#: is written a moment before its message's header is stamped).
+REARM_SLACK_S = 2.0
+
+
+def _armed_past(enqueued_at_s: float | None, due_s: float, watchdog_s: float) -> bool:
+    """Whether the watchdog entry of a message enqueued at ``enqueued_at_s`` (its header;
+    None: unknown) is due after ``due_s`` anyway. Every enqueue arms the entry at least
+    ``watchdog_s`` after the header's time (workers.taskqueue.enqueue, the retry's
+    ``_watch``), so a message taken soon after its enqueue needs no re-arm; one that waited
+    in a backlog does. A wrong guess costs a harmless copy (the lock, then the state,
+    turns it away), never a lost notification."""
+    return enqueued_at_s is not None and enqueued_at_s + watchdog_s >= due_s + REARM_SLACK_S
 
 
 def _float(value: bytes | None) -> float | None:
