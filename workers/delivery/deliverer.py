@@ -117,8 +117,8 @@ class Deliverer:
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None,
-            ack: EarlyAck | None = None, enqueued_at_s: float | None = None
-            ) -> Outcome | Retry | None:
+            ack: EarlyAck | None = None, enqueued_at_s: float | None = None,
+            task_id: str | None = None) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
 
         With ``enqueue``, an ordered destination's next notification of the same
@@ -126,10 +126,12 @@ class Deliverer:
         With ``ack``, a delivered unordered notification's task message is acknowledged in
         the same script that makes it delivered. ``enqueued_at_s``: when its task message
         was enqueued (its header), so a fresh one's watchdog entry need not be re-armed.
+        ``task_id``: the Celery task's id for the log lines (None: looked up).
         """
         nid = notification_id(event_id, destination)
         with log_context(event_id=event_id, notification_id=nid, destination=destination,
-                         node=self.settings.node_name, task_id=_task_id()):
+                         node=self.settings.node_name,
+                         task_id=task_id if task_id is not None else _task_id()):
             return self._run_logged(event_id, destination, nid, enqueue, ack, enqueued_at_s)
 
     def _run_logged(self, event_id: str, destination: str, nid: str,

@@ -63,7 +63,8 @@ def register(app: Celery) -> None:
         deliverer = runtime.deliverer
         # enqueue: an ordered destination's next notification goes on when this one ends
         result: Any = deliverer.run(event_id, destination, enqueue=_enqueue(self.app),
-                                    ack=_early_ack(self), enqueued_at_s=_enqueued_at(self))
+                                    ack=_early_ack(self), enqueued_at_s=_enqueued_at(self),
+                                    task_id=str(self.request.id or "") or None)
         if result is None:
             return "duplicate"
         if result is Outcome.DELIVERED:
