@@ -46,11 +46,12 @@ SOURCE = {
     "xack": "consumer: one per batch, in its MULTI",
     "multi": "consumer: the batch's MULTI",
     "exec": "consumer: the batch's EXEC",
-    "evalsha": "attempt_conclude, circuit_admit (deliver); event_claim_ids (per batch)",
+    "evalsha": "attempt_conclude (deliver); event_claim_ids (per batch); circuit_admit "
+               "(an open or half-open circuit only)",
     "eval": "scripts (first call)",
     "lpush": "task messages (consumer enqueue, one per batch)",
-    "zadd": "kombu unacked_index (task taken); watchdog re-arm XX (deliver); watchdog "
-            "entries (enqueue, per batch)",
+    "zadd": "kombu unacked_index (task taken); watchdog entries (enqueue, per batch); "
+            "watchdog re-arm XX (deliver: a task from a backlog only)",
     "publish": "Celery task events, buffered (sent, received, started, succeeded)",
     "brpop": "kombu: fetch a task",
     "hset": "kombu unacked payload; notification state (attempt_conclude)",
@@ -59,12 +60,14 @@ SOURCE = {
     "get": "deliver: event read; lock compare (attempt_conclude)",
     "set": "deliver: lock SET NX PX; event store (event_claim_ids SET NX)",
     "hgetall": "deliver: notification state read",
-    "hmget": "circuit_admit: closed circuit",
-    "rpush": "attempt log and attempt record (attempt_conclude)",
-    "expire": "TTL of state and log (attempt_conclude); UCID index (consumer)",
-    "hincrby": "counters: attempts, delivered, latency bucket (attempt_conclude); "
-               "dispatched (per batch)",
-    "hincrbyfloat": "latency sum (attempt_conclude)",
+    "hmget": "deliver: the circuit's first look (claim pipeline)",
+    "rpush": "attempt record (attempt_conclude); attempt log (not on a delivered first "
+             "attempt)",
+    "expire": "TTL of the state (and of the log, not on a delivered first attempt: "
+              "attempt_conclude); UCID index (consumer)",
+    "hincrby": "counters: dispatched (consumer, per batch); the worker's Tally flush "
+               "(attempts, delivered, latency buckets; every 0.5 s per process)",
+    "hincrbyfloat": "latency sum (the worker's Tally flush, every 0.5 s per process)",
     "sadd": "UCID index (consumer)",
     "hsetnx": "first_at (attempt_conclude, a retried notification only)",
     "srem": "waiting set (attempt_conclude, a retried notification only)",

@@ -280,3 +280,32 @@ def test_the_conclude_writes_skipped_for_a_fresh_hash_are_still_made_for_a_used_
     assert deliverer.run(e2, "d") is Outcome.DELIVERED
     fresh = state(redis_client, settings, e2)
     assert fresh[b"state"] == b"delivered" and float(fresh[b"first_at"]) > 0
+
+
+@pytest.mark.parametrize("queued_for_s, rearmed", [(0.0, False), (30.0, True), (None, True)])
+def test_a_task_taken_soon_after_its_enqueue_keeps_its_watchdog_entry_one_from_a_backlog_is_rearmed(
+        make: Any, redis_client: redis.Redis, queued_for_s: float | None, rearmed: bool) -> None:
+    """The entry the enqueue armed (``WATCHDOG_S`` after it) already outlasts the lock of a
+    fresh task: no ZADD then. A task that waited in a backlog, or whose enqueue time is
+    not known, is re-armed to its lock's expiry as before."""
+    deliverer, settings = make()
+    seen: list[float | None] = []
+    send = deliverer.transport.send
+
+    def spying(*args: Any, **kwargs: Any) -> Any:
+        seen.append(watchdog_due(redis_client, settings, E1))
+        return send(*args, **kwargs)
+
+    deliverer.transport.send = spying  # type: ignore[method-assign]
+    store_event(redis_client, settings, E1)
+    now = time.time()
+    enqueued_at = None if queued_for_s is None else now - queued_for_s
+    armed = (enqueued_at if enqueued_at is not None else now - 30) + WATCHDOG_S
+    redis_client.zadd(settings.keys.watchdog, {schedule_member(E1, "d"): armed})
+    assert deliverer.run(E1, "d", enqueued_at_s=enqueued_at) is Outcome.DELIVERED
+    (during,) = seen
+    assert during is not None
+    assert (during != armed) is rearmed
+    if rearmed:  # the lock's expiry (timeout 10 s + margin 30 s) + 5 s
+        assert now + 40 < during < time.time() + 46
+    assert watchdog_due(redis_client, settings, E1) is None

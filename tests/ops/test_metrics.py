@@ -38,6 +38,18 @@ def scrape(admin: AdminServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
     return samples
 
 
+def scrape_once_counted(admin: AdminServer, name: str, expected: float, timeout_s: float = 10,
+                        **labels: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A scrape once ``name{labels}`` reads ``expected``: the per-attempt counters reach
+    Redis in each worker's next flush, half a second at most (workers.state.counters.Tally)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = scrape(admin)
+        if value(samples, name, **labels) == expected or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.1)
+
+
 def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
           **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
@@ -62,7 +74,8 @@ def test_counters_move_after_traffic_and_queues_are_measured(
     receiver.wait_for(2, lambda r: r.path == "/ok")
     receiver.wait_for(4, lambda r: r.path == "/fail")
     assert len(workers.wait_dead_letters(2, timeout_s=60)) == 2
-    after = scrape(admin)
+    scrape_once_counted(admin, "recnotify_attempts_total", 2, destination="good")
+    after = scrape_once_counted(admin, "recnotify_attempts_total", 4, destination="bad")
     # notifications are counted once, when they end; attempts each time one is made
     assert value(after, "recnotify_notifications_total", destination="good",
                  outcome="delivered") == 2

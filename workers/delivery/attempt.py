@@ -80,10 +80,12 @@ class Run:
     #: This attempt's span context (its record links the flush span to it; None: off).
     traceparent: str | None = None
     #: The fields of its hash when this run took the lock (the conclude script skips the
-    #: writes that would change nothing: attempt_conclude.lua ARGV[15..17]).
+    #: writes that would change nothing: attempt_conclude.lua ARGV[13..15]).
     fields: frozenset[bytes] | None = None
     #: The task message's ack, when the delivery may make it (None: the worker acks).
     ack: EarlyAck | None = None
+    #: When its task message was enqueued (its header; None: not known).
+    enqueued_at_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ from workers.http.request import build_request, notification_id
 from workers.http.transport import Transport
 from workers.state.circuit import CircuitBreaker
 from workers.state.circuit import Verdict as Admitted
-from workers.state.counters import bucket_for
+from workers.state.counters import Tally
 from workers.state.limits import SLOT_RETRY_S, Limits
 from workers.state.notification import (
     Decision,
@@ -92,7 +92,7 @@ class Deliverer:
 
     def __init__(self, settings: Settings, client: redis.Redis, config: ConfigCache,
                  transport: Transport, global_rules: AddressRules, store: Any,
-                 ordering: Ordering | None = None) -> None:
+                 ordering: Ordering | None = None, tally: Tally | None = None) -> None:
         self.settings = settings
         self.keys = settings.keys
         self.redis = client
@@ -109,29 +109,36 @@ class Deliverer:
         self.ordering = ordering
         self.limits = Limits(client, self.keys.prefix)
         self.scripts = Scripts.of(client)
+        #: The per-attempt counters, sent in batches (whoever runs deliveries flushes it:
+        #: the worker's housekeeping loop, workers.taskqueue.service)
+        self.tally = tally if tally is not None else Tally(client, self.keys.metric)
         #: Tokens of destinations with auth: this process's memory only.
         self.tokens = TokenCache()
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None,
-            ack: EarlyAck | None = None) -> Outcome | Retry | None:
+            ack: EarlyAck | None = None, enqueued_at_s: float | None = None,
+            task_id: str | None = None) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
 
         With ``enqueue``, an ordered destination's next notification of the same
         recording is released and enqueued when this one has ended (workers.state.ordering).
         With ``ack``, a delivered unordered notification's task message is acknowledged in
-        the same script that makes it delivered.
+        the same script that makes it delivered. ``enqueued_at_s``: when its task message
+        was enqueued (its header), so a fresh one's watchdog entry need not be re-armed.
+        ``task_id``: the Celery task's id for the log lines (None: looked up).
         """
         nid = notification_id(event_id, destination)
         with log_context(event_id=event_id, notification_id=nid, destination=destination,
-                         node=self.settings.node_name, task_id=_task_id()):
-            return self._run_logged(event_id, destination, nid, enqueue, ack)
+                         node=self.settings.node_name,
+                         task_id=task_id if task_id is not None else _task_id()):
+            return self._run_logged(event_id, destination, nid, enqueue, ack, enqueued_at_s)
 
     def _run_logged(self, event_id: str, destination: str, nid: str,
-                    enqueue: EnqueueMany | None, ack: EarlyAck | None = None
-                    ) -> Outcome | Retry | None:
+                    enqueue: EnqueueMany | None, ack: EarlyAck | None = None,
+                    enqueued_at_s: float | None = None) -> Outcome | Retry | None:
         run = Run(event_id, destination, nid, Lease(self.keys.lock(nid), uuid.uuid4().hex),
-                  enqueue=enqueue, ack=ack)
+                  enqueue=enqueue, ack=ack, enqueued_at_s=enqueued_at_s)
         try:
             result = self._run(run)
             if Chore.WATCHDOG not in run.done:
@@ -189,17 +196,18 @@ class Deliverer:
         pipe.get(self.keys.event(run.event_id))
         pipe.hgetall(self.keys.notification(run.nid))
         pipe.set(lease.lock_key, lease.token, nx=True, px=lock_ms)
-        # started: if this run dies, a copy goes once its lock has expired
-        self.schedule.rearm(pipe, run.event_id, run.destination,
-                            time.time() + lock_ms / 1000 + 5)
-        admit_at = -1
-        if known is not None and known.enabled:
-            admit_at = self.circuit.queue_admit(pipe, run.destination, known.circuit.reset_s)
+        # started: if this run dies, a copy goes once its lock has expired (an entry
+        # armed at the enqueue that comes due only after that already does: no re-arm)
+        due_s = time.time() + lock_ms / 1000 + 5
+        if not _armed_past(run.enqueued_at_s, due_s, self.watchdog_s):
+            self.schedule.rearm(pipe, run.event_id, run.destination, due_s)
+        # a closed circuit answers here; an open or half-open one is asked by _gate
+        peek_at = self.circuit.queue_peek(pipe, run.destination) if (
+            known is not None and known.enabled) else -1
         replies = pipe.execute()
         run.raw_event, state, locked = replies[:3]
         lease.lock = bool(locked)
-        admission = self.circuit.admission(replies[admit_at]) if admit_at >= 0 else None
-        lease.probe = admission is not None and admission.verdict is Admitted.PROBE
+        admission = self.circuit.peeked(replies[peek_at]) if peek_at >= 0 else None
         try:
             if state.get(b"state") in (b"delivered", b"dead"):
                 log.info("notification %s to %s already %s; duplicate skipped", run.nid,
@@ -433,7 +441,6 @@ class Deliverer:
         nkey = self.keys.notification(run.nid)
         # done: forget the watchdog entry, release the lock (in the same script)
         keys = [nkey, self.keys.notification_log(run.nid), self.keys.records,
-                self.keys.metric("notifications"), self.keys.metric("latency"),
                 self.keys.watchdog, lease.lock_key, self.keys.waiting(dest.name)]
         args = [attempt, outcome.value, event.id, dest.name, run.first_at, json.dumps(entry),
                 attempt_record(notification_id=run.nid, event_id=event.id,
@@ -441,8 +448,6 @@ class Deliverer:
                                response=result.response or None,
                                traceparent=run.traceparent, **entry),
                 NOTIFICATION_TTL_S if outcome is Outcome.RETRYING else self.dedupe_ttl_s,
-                bucket_for(result.latency_ms) if result.status is not None else "",
-                round(result.latency_ms, 3),
                 schedule_member(event.id, dest.name) if delivered else "",
                 lease.token if delivered else "",
                 round(max(0.0, time.time() - since), 3) if since is not None else 0,
@@ -461,7 +466,14 @@ class Deliverer:
         if delivered and dest.ordered and run.enqueue is not None and self.ordering is not None:
             finish = queue_finish(self.ordering, pipe, event.id, dest.name,
                                   hold_dead=dest.on_dead_letter == "hold")
-        replies = pipe.execute()
+        # counted before the script runs: once its record can be seen, so can its counts
+        latency_ms = result.latency_ms if result.status is not None else None
+        self.tally.attempt(dest.name, outcome.value, latency_ms)
+        try:
+            replies = pipe.execute()
+        except BaseException:
+            self.tally.attempt(dest.name, outcome.value, latency_ms, sign=-1)
+            raise
         if early_ack is not None:
             early_ack.done(early_ack.tag)
         if delivered:
@@ -535,13 +547,28 @@ class Deliverer:
 
 
 def _known_fields(fields: frozenset[bytes] | None) -> tuple[str, str, str]:
-    """attempt_conclude's ARGV[15..17] from the hash's fields as the run found them
+    """attempt_conclude's ARGV[13..15] from the hash's fields as the run found them
     ('1' each when not known: the script then writes as if they might be there)."""
     if fields is None:
         return "1", "1", "1"
     return ("1" if b"first_at" in fields else "0",
             "1" if fields & {b"circuit_since", b"waiting"} else "0",
             "1" if fields else "0")
+
+
+#: Slack for the clocks of the enqueue and of the watchdog entry's write (a retry's entry
+#: is written a moment before its message's header is stamped).
+REARM_SLACK_S = 2.0
+
+
+def _armed_past(enqueued_at_s: float | None, due_s: float, watchdog_s: float) -> bool:
+    """Whether the watchdog entry of a message enqueued at ``enqueued_at_s`` (its header;
+    None: unknown) is due after ``due_s`` anyway. Every enqueue arms the entry at least
+    ``watchdog_s`` after the header's time (workers.taskqueue.enqueue, the retry's
+    ``_watch``), so a message taken soon after its enqueue needs no re-arm; one that waited
+    in a backlog does. A wrong guess costs a harmless copy (the lock, then the state,
+    turns it away), never a lost notification."""
+    return enqueued_at_s is not None and enqueued_at_s + watchdog_s >= due_s + REARM_SLACK_S
 
 
 def _float(value: bytes | None) -> float | None:

@@ -27,7 +27,9 @@ Every transition runs in one Lua script (``workers/state/lua/circuit_*.lua``) on
 Redis' own clock, so all workers see one state and no two probes run at once.
 ``queue_admit``/``queue_success`` put the admit and success scripts on a caller's
 :class:`~workers.state.scripts.Batch`, so a delivery pays no round trip of its own
-for them; ``admission``/``success_reply`` read their replies.
+for them; ``admission``/``success_reply`` read their replies. ``queue_peek`` is the
+delivery's first look (a closed circuit, the common case, is one ``HMGET``); only an
+open or half-open one runs the admit script.
 """
 
 from __future__ import annotations
@@ -98,6 +100,22 @@ class CircuitBreaker:
     def admission(self, reply: Any) -> Admission:
         """The :class:`Admission` of a reply to :meth:`queue_admit`."""
         return _admission(reply)
+
+    def queue_peek(self, pipe: Batch, destination: str) -> int:
+        """Queue a look at the circuit on ``pipe`` (one ``HMGET``, no script); read its
+        reply with :meth:`peeked`. It answers for a closed circuit only, what
+        ``circuit_admit.lua``'s first line would (that path changes nothing): an open or
+        half-open one needs :meth:`admit` (its script decides on the probe)."""
+        pipe.hmget(self.key(destination), "opened_at", "failures")
+        return len(pipe) - 1
+
+    def peeked(self, reply: Any) -> Admission | None:
+        """A closed circuit's :class:`Admission` from a :meth:`queue_peek` reply; None when
+        it is open or half-open (then ask :meth:`admit`)."""
+        opened_at, failures = reply
+        if opened_at:
+            return None
+        return Admission(Verdict.CLOSED, 0.0, clean=failures is None)
 
     def record_failure(self, destination: str, threshold: int, reset_s: float, *,
                        probe: bool = False, counts: bool = True, error: str = "") -> None:

@@ -6,6 +6,7 @@ connection pools) is ever shared across a ``fork``.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from workers.delivery.deliverer import Deliverer
 from workers.destinations.cache import ConfigCache
 from workers.http.netsafety import AddressRules, global_rules
 from workers.http.transport import Transport
+from workers.state.counters import Tally
 from workers.state.ordering import Ordering
 from workers.store.database import Store
 
@@ -62,10 +64,18 @@ class Runtime:
         return Ordering(self.redis, self.settings.key_prefix, keys.events, keys.group)
 
     @cached_property
+    def tally(self) -> Tally:
+        """The per-attempt counters of this process (flushed by the worker's housekeeping
+        loop every half second, and at exit: workers.state.counters.Tally)."""
+        made = Tally(self.redis, self.settings.keys.metric)
+        atexit.register(made.flush_quietly)
+        return made
+
+    @cached_property
     def deliverer(self) -> Deliverer:
         return Deliverer(
             self.settings, self.redis, self.config, self.transport, self.global_rules, self.store,
-            ordering=self.ordering,
+            ordering=self.ordering, tally=self.tally,
         )
 
 

@@ -6,8 +6,9 @@ and stops them on shutdown:
 - the stream consumer (read, match, fan out, acknowledge, claim stale entries);
 - the schedule mover (due long-wait retries back onto the delivery queue), and the
   parking sweep (notifications parked by an open circuit: released or dead-lettered);
-- housekeeping: destination refresh (every second), record flushing to the
-  database, retention purges, and a heartbeat for ``recnotify check``.
+- housekeeping: destination refresh (every second), the per-attempt counters sent
+  to Redis (workers.state.counters.Tally), record flushing to the database, retention
+  purges, and a heartbeat for ``recnotify check``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Service:
         for thread in self.threads:
             thread.join(timeout=5)
         try:
+            self.runtime.tally.flush()  # tasks that end after this: at exit (atexit)
             self.flusher.flush()
             self.runtime.redis.delete(self.settings.keys.heartbeat(self.settings.node_name))
             self.runtime.redis.zrem(heartbeat_index(self.settings.keys.prefix),
@@ -124,6 +126,9 @@ class Service:
                 self.runtime.config.refresh,
                 self._heartbeat,
                 self.flusher.flush,
+                # after the records: an attempt is counted before its record is pushed, so
+                # once this loop has flushed a record, its counts are sent too
+                self.runtime.tally.flush,
                 self._purge,
             ):
                 try:

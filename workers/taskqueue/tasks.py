@@ -63,7 +63,8 @@ def register(app: Celery) -> None:
         deliverer = runtime.deliverer
         # enqueue: an ordered destination's next notification goes on when this one ends
         result: Any = deliverer.run(event_id, destination, enqueue=_enqueue(self.app),
-                                    ack=_early_ack(self))
+                                    ack=_early_ack(self), enqueued_at_s=_enqueued_at(self),
+                                    task_id=str(self.request.id or "") or None)
         if result is None:
             return "duplicate"
         if result is Outcome.DELIVERED:
@@ -82,6 +83,15 @@ def register(app: Celery) -> None:
         # this message is done; the notification comes back later as a new task id
         text = describe_later(state, result)
         raise CeleryRetry(text, exc=DeliveryError(text))
+
+
+def _enqueued_at(task: Task) -> float | None:
+    """When this task's message was enqueued, by its header (None: it has none)."""
+    value = getattr(task.request, ENQUEUED_AT_HEADER, None)
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _early_ack(task: Task) -> EarlyAck | None:
