@@ -65,9 +65,9 @@ def test_after_the_dedupe_window_redis_forgets_a_delivered_notification_and_trac
 
 def test_a_retry_after_redis_forgot_the_event_sends_the_database_copy_unchanged(
         workers: WorkerFactory, receiver: Receiver) -> None:
-    # the second attempt comes 4 s after the first, when the event's Redis copy is gone
+    # the second attempt comes 8 s after the first, when the event's Redis copy is gone
     receiver.script("/crm", [503, 200])
-    workers.configure(destination(receiver.url("/crm"), backoff_s=4, backoff_max_s=4))
+    workers.configure(destination(receiver.url("/crm"), backoff_s=8, backoff_max_s=8))
     workers.start(RECNOTIFY_DEDUPE_WINDOW_S=WINDOW_S)
     event_id = workers.publisher().publish("RECORDING_STARTED_EVENT", params={"UCID": "c-2"})
     first = receiver.wait_for(1)[0]
@@ -99,3 +99,25 @@ def test_a_dead_letter_replayed_after_the_window_arrives_under_its_first_id(
     last = receiver.wait_for(4)[-1]
     assert last.header("webhook-id") == first.header("webhook-id")
     assert last.body == first.body
+
+
+def test_an_id_reused_after_the_window_is_still_refused_and_the_first_content_kept(
+        workers: WorkerFactory, receiver: Receiver) -> None:
+    workers.configure(destination(receiver.url("/crm")))
+    workers.start(RECNOTIFY_DEDUPE_WINDOW_S=WINDOW_S)
+    event_id = workers.publisher().publish("RECORDING_STARTED_EVENT", params={"UCID": "c-4"})
+    (first,) = receiver.wait_for(1)
+    wait_forgotten(workers, event_id, "c-4")
+    # the same id, other content, once Redis has forgotten the id: the database has not
+    reused = {"id": event_id, "type": "RECORDING_ENDED_EVENT", "params": {"UCID": "c-5"}}
+    workers.redis.xadd(workers.settings.keys.events, {"event": json.dumps(reused)})
+    (letter,) = workers.wait_dead_letters(1)
+    assert letter["reason"].startswith(f"id reused with different content: event {event_id}")
+    time.sleep(1.0)
+    assert len(receiver.received()) == 1, "the reused id was delivered"
+    traced = trace_event(workers.settings, event_id)
+    assert traced["type"] == "RECORDING_STARTED_EVENT"
+    assert traced["event"]["params"] == {"UCID": "c-4"}
+    kept = workers.redis.get(workers.settings.keys.event(event_id))
+    assert kept is None or json.loads(kept)["type"] == "RECORDING_STARTED_EVENT"
+    assert first.json()["type"] == "RECORDING_STARTED_EVENT"

@@ -79,6 +79,15 @@ class EventsMixin:
         with db_errors("reading an event"), self._engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
+    def events_json(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The stored JSON of those of ``event_ids`` the database keeps (one query)."""
+        if not event_ids:
+            return {}
+        query = select(events.c.event_id, events.c.event_json).where(
+            events.c.event_id.in_(list(event_ids)))
+        with db_errors("reading events"), self._engine.connect() as conn:
+            return {str(r[0]): str(r[1]) for r in conn.execute(query)}
+
     def event_ids_for_ucid(self, ucid: str, *, limit: int = 10_000) -> list[str]:
         """The ids of the events of one call (its UCID), oldest entry first. The index
         holds a UCID's first ``MAX_UCID_CHARS``; a longer one is compared whole."""

@@ -37,6 +37,7 @@ from workers.config.telemetry import consume_spans
 from workers.destinations.cache import ConfigCache
 from workers.destinations.expiry import expires_at_s
 from workers.destinations.model import Destination
+from workers.errors import StoreError
 from workers.http.request import notification_id
 from workers.state.entries import entry_event_id, entry_time
 from workers.state.notification import EnqueueMany
@@ -98,12 +99,15 @@ class StreamConsumer:
         block_ms: int = 1000,
         ordering: Ordering | None = None,
         load_event: LoadEvent | None = None,
+        known_events: Callable[[list[str]], dict[str, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.keys = settings.keys
         self.redis = client
         self.config = config
         self.enqueue = enqueue
+        #: the database's copies of event ids (Store.events_json), for ids Redis forgot
+        self.known_events = known_events
         self.batch = batch
         self.block_ms = block_ms
         self.name = settings.node_name
@@ -374,7 +378,32 @@ class StreamConsumer:
         replies: list[Any] = self.scripts.run(
             "event_claim_ids", [self.keys.event(e.id) for e in events],
             [retention_s, *(e.to_json() for e in events)])
-        return [None if reply == 0 else bytes(reply) for reply in replies]
+        claimed = [None if reply == 0 else bytes(reply) for reply in replies]
+        # Redis remembers an id for the dedupe window only; the database for the event
+        # retention: an id it holds keeps that content (SPEC 6), and its Redis copy too
+        fresh = sorted({e.id for e, reply in zip(events, claimed, strict=True)
+                        if reply is None})
+        known = self._known_events(fresh) if fresh else {}
+        if known:
+            window_s = max(1, int(self.settings.dedupe_window_s))
+            restore = self.redis.pipeline(transaction=False)
+            for event_id, stored in known.items():
+                restore.set(self.keys.event(event_id), stored, ex=window_s)
+            restore.execute()
+        return [known[e.id].encode() if e.id in known else reply
+                for e, reply in zip(events, claimed, strict=True)]
+
+    def _known_events(self, ids: list[str]) -> dict[str, str]:
+        """The stored JSON of those of ``ids`` the database keeps (none when it is down:
+        then only Redis' memory of ids applies, and a warning says so)."""
+        if self.known_events is None:
+            return {}
+        try:
+            return self.known_events(ids)
+        except StoreError as exc:
+            log.warning("the database is unavailable, so event ids older than the dedupe "
+                        "window are not checked for reuse now: %s", exc)
+            return {}
 
     # -- retention -------------------------------------------------------------------------
     def trim(self) -> None:

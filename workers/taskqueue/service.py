@@ -48,7 +48,8 @@ class Service:
         self.enqueue = enqueue
         self.consumer = StreamConsumer(self.settings, runtime.redis, runtime.config, enqueue,
                                        ordering=runtime.ordering,
-                                       load_event=runtime.store.get_event_json)
+                                       load_event=runtime.store.get_event_json,
+                                       known_events=runtime.store.events_json)
         self.schedule = Schedule(runtime.redis, self.settings.keys)
         self.flusher = Flusher.of(runtime.redis, self.settings.keys, runtime.store,
                                   window_s=self.settings.dedupe_window_s)
