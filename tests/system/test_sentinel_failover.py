@@ -225,9 +225,18 @@ def test_kill_9_with_a_lagging_replica_loses_plain_acknowledged_events_not_durab
     print(f"\n[lagging replica, kill -9] plain: acknowledged {len(plain.acked())}, lost "
           f"{len(lost_plain)}; durable: acknowledged {len(durable.acked())}, lost "
           f"{len(lost_durable)}, refused {len(durable.errors())}")
-    # Then the plain publisher lost events it had acknowledged, only ones acknowledged
-    # after the replica stopped (asynchronous replication); the durable one lost none
-    assert lost_plain and lost_plain <= plain.acked(since=stopped)
+    # Then the plain publisher lost events it had acknowledged, one unbroken run of them:
+    # the replica had a prefix of the old primary's writes (asynchronous replication; how
+    # far it lagged when stopped varies with the machine's load, and a replica that
+    # overflowed its output buffer had less), and what came after the failover went to
+    # the new primary; the durable one lost none
+    assert lost_plain
+    lost_seqs = sorted(int(tag[1:]) for tag in lost_plain)
+    assert lost_plain == {tag for tag in plain.acked()
+                          if lost_seqs[0] <= int(tag[1:]) <= lost_seqs[-1]}, (
+        "an acknowledged event inside the lost run survived")
+    assert lost_seqs[-1] >= min(int(t[1:]) for t in plain.acked(since=stopped)), (
+        "the losses stop before the replica was stopped")
     assert lost_durable == set()
     assert len(durable.acked()) >= 10
     _no_publish_hung(plain)
