@@ -209,6 +209,10 @@ def test_kill_9_with_a_lagging_replica_loses_plain_acknowledged_events_not_durab
         plain.start()
         durable.start()
         time.sleep(0.3)
+        ready = time.monotonic() + 15  # a loaded machine: let the durable one get going
+        while len(durable.acked()) < 10:
+            assert time.monotonic() < ready, "the durable publisher had no 10 acknowledgements"
+            time.sleep(0.05)
         replica.signal(signal.SIGSTOP)
         stopped = time.monotonic()
         time.sleep(0.6)
