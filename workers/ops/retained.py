@@ -20,6 +20,7 @@ from producer.events import parse_event_json
 from workers.config.keys import Keys
 from workers.state.codec import as_text
 from workers.state.entries import entry_event_id, entry_time
+from workers.state.records import ucid_of
 
 __all__ = ["copy_stream_to_database"]
 
@@ -43,9 +44,8 @@ def copy_stream_to_database(client: redis.Redis, keys: Keys, store: Any) -> int:
                                          default_occurred_at=entry_time(entry_id))
             except InvalidEvent:
                 continue
-            ucid = event.params.get("UCID")
             rows.append({"event_id": event.id, "entry_id": entry_id, "type": event.type,
-                         "ucid": None if ucid in (None, "") else str(ucid),
+                         "ucid": ucid_of(event),
                          "event_json": event.to_json(), "stored_at": time.time()})
         store.add_events(rows)
         copied += len(rows)

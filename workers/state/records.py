@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import redis
 
+from producer.events import Event
 from workers.config.keys import Keys
 from workers.config.telemetry import flush_span
 
@@ -41,6 +42,12 @@ def attempt_record(**fields: Any) -> str:
 
 def dead_record(**fields: Any) -> str:
     return json.dumps({"kind": "dead", **fields}, separators=(",", ":"), ensure_ascii=False)
+
+
+def ucid_of(event: Event) -> str | None:
+    """The call's UCID (the database's index of events by call), or None."""
+    ucid = event.params.get("UCID")
+    return None if ucid in (None, "") else str(ucid)
 
 
 def event_record(*, event_id: str, entry_id: str, type: str, ucid: str | None,

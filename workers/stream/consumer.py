@@ -43,7 +43,7 @@ from workers.state.entries import entry_event_id, entry_time
 from workers.state.notification import EnqueueMany
 from workers.state.ordering import Ordering, group_bounds, make_member
 from workers.state.parking import LoadEvent, ParkingLot
-from workers.state.records import dead_record, event_record
+from workers.state.records import dead_record, event_record, ucid_of
 from workers.state.scripts import Scripts
 from workers.state.writes import NOTIFICATION_TTL_S
 
@@ -422,12 +422,6 @@ class StreamConsumer:
         candidates += [entry for entry in (oldest, last_read) if entry]
         min_id = min(candidates, key=_id_tuple)
         self.redis.xtrim(self.keys.events, minid=min_id, approximate=True)
-
-
-def ucid_of(event: Event) -> str | None:
-    """The call's UCID (the trace index's key), or None."""
-    ucid = event.params.get("UCID")
-    return None if ucid in (None, "") else str(ucid)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
