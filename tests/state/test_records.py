@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -16,13 +17,16 @@ class Sink:
         self.attempts: list[dict[str, Any]] = []
         self.dead: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
-        #: called before each write (a test's hook: take the lock away, push more)
-        self.before: Any = None
+        #: called after each batch of attempts is stored (a test's hook: take the lock
+        #: away, push more records)
+        self.after_attempts: Callable[[], None] | None = None
 
     def add_attempts(self, rows: list[dict[str, Any]]) -> None:
         if self.down:
             raise ConnectionError("database down")
         self.attempts += rows
+        if self.after_attempts is not None:
+            self.after_attempts()
 
     def add_dead_letters(self, rows: list[dict[str, Any]]) -> None:
         if self.down:
@@ -93,18 +97,12 @@ def test_a_flusher_that_lost_its_lock_trims_nothing_more(
     flusher = Flusher(redis_client, key, sink, batch=2)
     calls: list[int] = []
 
-    def steal() -> None:  # after the first batch, another flusher owns the lock
+    def steal() -> None:  # after the second batch, another flusher owns the lock
         calls.append(1)
         if len(calls) == 2:
             redis_client.set(f"{key}:lock", "another")
 
-    original = sink.add_attempts
-
-    def add(rows: list[dict[str, Any]]) -> None:
-        original(rows)
-        steal()
-
-    sink.add_attempts = add  # type: ignore[method-assign]
+    sink.after_attempts = steal
     assert flusher.flush() == 4  # its two batches; the third is the other flusher's
     assert redis_client.llen(key) == 2
     assert redis_client.get(f"{key}:lock") == b"another"
@@ -116,13 +114,11 @@ def test_a_drain_writes_what_was_buffered_when_called_not_what_arrives_meanwhile
     for i in range(5):
         redis_client.rpush(key, attempt_record(notification_id=f"n{i}"))
     sink = Sink()
-    original = sink.add_attempts
 
-    def add(rows: list[dict[str, Any]]) -> None:
-        original(rows)
-        redis_client.rpush(key, attempt_record(notification_id="later"))  # a busy system
+    def busy() -> None:  # a busy system: a record arrives with every batch written
+        redis_client.rpush(key, attempt_record(notification_id="later"))
 
-    sink.add_attempts = add  # type: ignore[method-assign]
+    sink.after_attempts = busy
     assert Flusher(redis_client, key, sink, batch=2).drain(timeout_s=5)
     written = [r["notification_id"] for r in sink.attempts]
     assert written[:5] == [f"n{i}" for i in range(5)]
