@@ -52,7 +52,8 @@ SOURCE = {
     "lpush": "task messages (consumer enqueue, one per batch)",
     "zadd": "kombu unacked_index (task taken); watchdog entries (enqueue, per batch); "
             "watchdog re-arm XX (deliver: a task from a backlog only)",
-    "publish": "Celery task events, buffered (sent, received, started, succeeded)",
+    "publish": "Celery task events: task-sent, one per enqueue batch (up to 200 events); "
+               "received, started, succeeded, buffered in the worker",
     "brpop": "kombu: fetch a task",
     "hset": "kombu unacked payload; notification state (attempt_conclude)",
     "hdel": "kombu ack",
@@ -64,7 +65,8 @@ SOURCE = {
     "rpush": "attempt record (attempt_conclude); attempt log (not on a delivered first "
              "attempt)",
     "expire": "TTL of the state (and of the log, not on a delivered first attempt: "
-              "attempt_conclude); UCID index (consumer)",
+              "attempt_conclude); the event copy, shortened to the dedupe window once its "
+              "row is written (flusher)",
     "hincrby": "counters: dispatched (consumer, per batch); the worker's Tally flush "
                "(attempts, delivered, latency buckets; every 0.5 s per process)",
     "hincrbyfloat": "latency sum (the worker's Tally flush, every 0.5 s per process)",

@@ -14,6 +14,7 @@ table, then one line of JSON. Uses the Redis at RECNOTIFY_REDIS_URL (default
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import statistics
@@ -138,7 +139,7 @@ class Recnotify:
         client = redis.Redis.from_url(self.cluster.redis_url)
         db = int(client.connection_pool.connection_kwargs.get("db", 0))
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-        pubsub.subscribe(f"{self.prefix}/{db}.celeryev/task.sent")
+        pubsub.subscribe(f"{self.prefix}/{db}.celeryev/task.multi")
         pubsub.get_message(timeout=5)
         enqueued: list[float] = []
 
@@ -148,7 +149,9 @@ class Recnotify:
                 message = pubsub.get_message(timeout=60)
                 if message is None:
                     return
-                seen += message["type"] == "message"
+                if message["type"] == "message":  # a list of task-sent events
+                    body = json.loads(message["data"])["body"]
+                    seen += len(json.loads(base64.b64decode(body)))
             enqueued.append(time.time())
 
         watcher = threading.Thread(target=watch, daemon=True)

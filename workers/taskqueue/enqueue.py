@@ -5,7 +5,9 @@ per task; an event matching 1,000 destinations took close to a second to fan
 out. :class:`TaskBatch` writes the very messages Celery's Redis transport
 writes (task protocol 2, JSON body, base64 body encoding, the same headers and
 properties) and ``LPUSH``es them all, with their ``task-sent`` events
-(Flower's "sent" state), in one pipeline.
+(Flower's "sent" state), in one pipeline. The events of one call go in one ``PUBLISH``:
+a list body with routing key ``task.multi``, the form Celery's own worker uses for its
+buffered task events and that its event receiver (Flower's) reads.
 
 The wire format, as kombu's Redis transport stores it in the queue list
 ``{global_keyprefix}{queue}`` (priority 0, so no priority suffix)::
@@ -17,7 +19,7 @@ The wire format, as kombu's Redis transport stores it in the queue list
                     "priority": 0, "body_encoding": "base64", "delivery_tag"}}
 
 Events go, like every Celery event on Redis, to the pub/sub channel
-``{global_keyprefix}/{db}.celeryev/task.sent``.
+``{global_keyprefix}/{db}.celeryev/task.multi``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from workers.state.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S, schedule_memb
 
 #: Messages per LPUSH (all in the same pipeline): bounds one command's size (~1 KiB each).
 LPUSH_CHUNK = 1000
+#: At most this many task-sent events per PUBLISH (about 600 bytes each, so a large
+#: fan-out stays far below Redis's pub/sub client output limits).
+EVENTS_CHUNK = 200
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
@@ -78,7 +83,7 @@ class TaskBatch:
     def queue_key(self) -> str:
         return f"{self.key_prefix}{self.queue}"
 
-    def message(self, args: Sequence[str]) -> tuple[str, str | None]:
+    def message(self, args: Sequence[str]) -> tuple[str, dict[str, Any] | None]:
         """The queued message for ``task(*args)`` and its ``task-sent`` event (or None)."""
         task_id = str(uuid.uuid4())
         argsrepr = repr(tuple(args))
@@ -105,12 +110,15 @@ class TaskBatch:
             "eta": None, "expires": None, "queue": self.queue, "exchange": "",
             "routing_key": self.queue, "timestamp": time.time(), "type": "task-sent",
         }
-        event_message = _envelope(json.dumps(event), {"hostname": self.origin}, {
+        return message, event
+
+    def events_message(self, events: Sequence[dict[str, Any]]) -> str:
+        """One pub/sub message carrying ``events`` (Celery's ``task.multi`` form)."""
+        return _envelope(json.dumps(list(events)), {"hostname": self.origin}, {
             "delivery_mode": 1,
-            "delivery_info": {"exchange": "celeryev", "routing_key": "task.sent"},
+            "delivery_info": {"exchange": "celeryev", "routing_key": "task.multi"},
             "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
         })
-        return message, event_message
 
     def __call__(self, calls: Sequence[Sequence[str]]) -> None:
         """A TaskBatch is an enqueue function (workers.stream.consumer.Enqueue): :meth:`push`."""
@@ -127,7 +135,7 @@ class TaskBatch:
         """Queue the commands of :meth:`push` on ``pipe`` (the caller executes it), so a
         caller can enqueue in the same round trip as its own writes."""
         messages: list[str] = []
-        events: list[str] = []
+        events: list[dict[str, Any]] = []
         for args in calls:
             message, event = self.message(args)
             messages.append(message)
@@ -137,8 +145,9 @@ class TaskBatch:
         for start in range(0, len(messages), LPUSH_CHUNK):
             pipe.lpush(self.queue_key, *messages[start:start + LPUSH_CHUNK])
         if self.event_channel is not None:
-            for event in events:
-                pipe.publish(self.event_channel, event)
+            for start in range(0, len(events), EVENTS_CHUNK):
+                pipe.publish(self.event_channel,
+                             self.events_message(events[start:start + EVENTS_CHUNK]))
         if self.watchdog is not None and calls:
             key, watchdog_s = self.watchdog
             due = time.time() + watchdog_s
@@ -160,7 +169,7 @@ def task_batch(app: Celery, client: redis.Redis, task_name: str,
     route = (conf.task_routes or {}).get(task_name, {})
     queue = str(route.get("queue", conf.task_default_queue))
     db = int(client.connection_pool.connection_kwargs.get("db", 0))
-    channel = f"{prefix}/{db}.{conf.event_exchange}/task.sent" if conf.task_send_sent_event \
+    channel = f"{prefix}/{db}.{conf.event_exchange}/task.multi" if conf.task_send_sent_event \
         else None
     return TaskBatch(client=client, task_name=task_name, queue=queue, key_prefix=prefix,
                      ignore_result=bool(conf.task_ignore_result), event_channel=channel,
