@@ -1,7 +1,8 @@
 """Check the one-round-trip fan-out (workers.taskqueue.enqueue) against Celery itself.
 
 1. The message and the ``task-sent`` event it writes have exactly the shape Celery's
-   ``apply_async`` writes (same keys, same constant values; ids and times differ).
+   ``apply_async`` writes (same keys, same constant values; ids and times differ); the
+   event goes in a ``task.multi`` list, as Celery's worker sends its buffered events.
 2. A real ``recnotify worker`` runs tasks enqueued this way (the receiver gets them)
    and emits the task events Flower shows (task-sent, -received, -started, -succeeded).
 
@@ -24,6 +25,7 @@ import redis
 
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
+from workers.state.schedule import ENQUEUED_AT_HEADER
 from workers.taskqueue.app import create_app
 from workers.taskqueue.enqueue import DELIVER_TASK, task_batch
 
@@ -62,11 +64,24 @@ def compare_with_celery(factory: WorkerFactory) -> None:
             events.append((got["channel"], json.loads(got["data"])))
     pubsub.close()
     client.delete(queue)
+    # recnotify's one header of its own: when the task was enqueued (the watchdog's re-arm)
+    assert ENQUEUED_AT_HEADER in ours["headers"], ours["headers"]
+    del ours["headers"][ENQUEUED_AT_HEADER]
     assert _shape(theirs) == _shape(ours), (_shape(theirs), _shape(ours))
-    assert events[0][0] == events[1][0], events
-    assert _shape(events[0][1]) == _shape(events[1][1]), (events[0][1], events[1][1])
+    # Celery's apply_async publishes one event on task.sent; the batch publishes a list of
+    # them on task.multi (the form of Celery's own buffered worker events): the same
+    # exchange, and each event in the list of exactly the shape of Celery's.
+    (their_channel, their_event), (our_channel, our_events) = events
+    assert their_channel.endswith(b"/task.sent") and our_channel.endswith(b"/task.multi"), events
+    assert their_channel.removesuffix(b"sent") == our_channel.removesuffix(b"multi"), events
+    their_shape, our_shape = _shape(their_event), _shape(our_events)
+    assert len(our_shape["body"]) == 1, our_shape
+    assert their_shape["body"] == our_shape["body"][0], (their_shape, our_shape)
+    for shape in (their_shape, our_shape):
+        del shape["body"], shape["properties"]["delivery_info"]["routing_key"]
+    assert their_shape == our_shape, (their_shape, our_shape)
     print(f"OK  message and task-sent event identical in shape to Celery's "
-          f"(queue {queue}, channel {events[0][0].decode()})")
+          f"(queue {queue}, channels {their_channel.decode()}, {our_channel.decode()})")
     started = time.perf_counter()
     task_batch(app, client, DELIVER_TASK).push([("ev-2", f"d{i}") for i in range(1000)])
     elapsed = time.perf_counter() - started
