@@ -1,6 +1,6 @@
 """The fan-out's ``task-sent`` events (workers.taskqueue.enqueue.TaskBatch): one PUBLISH
-per enqueue call, read by Celery's own event receiver (the one Flower runs) as one
-``task-sent`` event per task, on a real Redis."""
+per ``EVENTS_CHUNK`` tasks of an enqueue call, read by Celery's own event receiver (the one
+Flower runs) as one ``task-sent`` event per task, on a real Redis."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from workers.taskqueue.app import create_app
 from workers.taskqueue.enqueue import DELIVER_TASK, EVENTS_CHUNK, task_batch
 
 
-def test_each_enqueued_task_reaches_celerys_event_receiver_as_sent_in_one_publish_per_call(
+def test_each_enqueued_task_reaches_celerys_event_receiver_as_sent_in_one_publish_per_chunk(
         redis_url: str, key_prefix: str) -> None:
     # Given the app as a worker builds it, and Celery's event receiver listening
     app = create_app(Settings.from_env({"RECNOTIFY_REDIS_URL": redis_url,

@@ -5,7 +5,7 @@ per task; an event matching 1,000 destinations took close to a second to fan
 out. :class:`TaskBatch` writes the very messages Celery's Redis transport
 writes (task protocol 2, JSON body, base64 body encoding, the same headers and
 properties) and ``LPUSH``es them all, with their ``task-sent`` events
-(Flower's "sent" state), in one pipeline. The events of one call go in one ``PUBLISH``:
+(Flower's "sent" state), in one pipeline. The events go ``EVENTS_CHUNK`` to a ``PUBLISH``:
 a list body with routing key ``task.multi``, the form Celery's own worker uses for its
 buffered task events and that its event receiver (Flower's) reads.
 
