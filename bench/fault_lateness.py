@@ -4,7 +4,7 @@
     python -m bench.fault_lateness --only kombu    # one of: kill, consumer, redis, kombu
 
 For each fault, in a fresh environment (its own ``redis-server`` with AOF, ``recnotify
-worker`` processes with the default visibility timeout, claim idle and max countdown, a
+worker`` processes with the default watchdog, claim idle and max countdown, a
 real receiver), the time from the fault to the next attempt at the receiver of the
 notification the fault hit:
 
@@ -51,7 +51,7 @@ from tests.receiver import Receiver
 from workers.config.settings import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_MAX_COUNTDOWN_S,
-    DEFAULT_VISIBILITY_TIMEOUT_S,
+    DEFAULT_WATCHDOG_S,
 )
 from workers.http.request import notification_id
 from workers.ops.embedded import EmbeddedRedis
@@ -59,7 +59,7 @@ from workers.ops.embedded import EmbeddedRedis
 PREFIX = "lat:"
 BOUND_S = 120.0
 WAIT_S = 300.0  # give up on a next attempt after this long
-DEFAULT_ENV = {"RECNOTIFY_VISIBILITY_TIMEOUT_S": str(DEFAULT_VISIBILITY_TIMEOUT_S),
+DEFAULT_ENV = {"RECNOTIFY_WATCHDOG_S": str(DEFAULT_WATCHDOG_S),
                "RECNOTIFY_CLAIM_IDLE_S": str(DEFAULT_CLAIM_IDLE_S),
                "RECNOTIFY_MAX_COUNTDOWN_S": str(DEFAULT_MAX_COUNTDOWN_S),
                "RECNOTIFY_LOG_LEVEL": "WARNING"}

@@ -4,7 +4,7 @@
     python -m bench.watchdog_backlog --duration-s 180      # 3 minutes
 
 Starts its own ``redis-server``, ``--workers`` ``recnotify worker`` processes (default
-visibility timeout, claim idle and max countdown: the watchdog's real timings) and a
+watchdog, claim idle and max countdown: the watchdog's real timings) and a
 receiver that takes ``--latency-s`` per request, then keeps the delivery queue deep for
 ``--duration-s``: every 0.5 s it publishes enough events that the queue holds
 ``--queue-wait-s`` of work at the measured delivery rate (the oldest queued message is
@@ -39,14 +39,14 @@ from tests.receiver import Receiver
 from workers.config.settings import (
     DEFAULT_CLAIM_IDLE_S,
     DEFAULT_MAX_COUNTDOWN_S,
-    DEFAULT_VISIBILITY_TIMEOUT_S,
+    DEFAULT_WATCHDOG_S,
 )
 from workers.http.request import notification_id
 from workers.ops.embedded import EmbeddedRedis
-from workers.state.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S
+from workers.state.schedule import ENQUEUED_AT_HEADER
 
 PREFIX = "wdb:"
-DEFAULT_ENV = {"RECNOTIFY_VISIBILITY_TIMEOUT_S": str(DEFAULT_VISIBILITY_TIMEOUT_S),
+DEFAULT_ENV = {"RECNOTIFY_WATCHDOG_S": str(DEFAULT_WATCHDOG_S),
                "RECNOTIFY_CLAIM_IDLE_S": str(DEFAULT_CLAIM_IDLE_S),
                "RECNOTIFY_MAX_COUNTDOWN_S": str(DEFAULT_MAX_COUNTDOWN_S),
                "RECNOTIFY_LOG_LEVEL": "WARNING"}
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-s", type=float, default=0.05)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--queue-wait-s", type=float, default=WATCHDOG_S * 1.5)
+    parser.add_argument("--queue-wait-s", type=float, default=DEFAULT_WATCHDOG_S * 1.5)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 

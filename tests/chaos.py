@@ -49,7 +49,7 @@ One line per seed (``seed=S ...``), then the figure, the last line printed:
     seeds=N notifications=N lost=0 wrongly_dead=0 order_violations=0 max_lateness_s=X dup_other_id=0
 
 Exit code 1 on any violation. ``--quick`` uses short worker timings
-(``RECNOTIFY_VISIBILITY_TIMEOUT_S=10``, ``RECNOTIFY_CLAIM_IDLE_S=3``) and a short
+(``RECNOTIFY_WATCHDOG_S=10``, ``RECNOTIFY_CLAIM_IDLE_S=3``) and a short
 circuit (``reset_s: 3``); ``--long`` keeps the workers' default timings and the default
 circuit (``failures: 5, reset_s: 30``) and publishes more recordings per seed.
 """
@@ -85,10 +85,10 @@ RETRY = {"max_attempts": 10, "backoff_s": 0.2, "backoff_max_s": 1}
 SPAN_S = max_span_s(RetryPolicy(**RETRY))  # type: ignore[arg-type]
 BOUND_S = 120.0  # SPEC 6: at most 2 minutes from a fault to the next attempt
 PROBE_SLACK_S = 5.0  # the sweep period and the probe's own request, on top of reset_s
-QUICK_ENV = {"RECNOTIFY_CLAIM_IDLE_S": "3", "RECNOTIFY_VISIBILITY_TIMEOUT_S": "10",
+QUICK_ENV = {"RECNOTIFY_CLAIM_IDLE_S": "3", "RECNOTIFY_WATCHDOG_S": "10",
              "RECNOTIFY_MAX_COUNTDOWN_S": "2", "RECNOTIFY_LOG_LEVEL": "WARNING"}
 DEFAULT_ENV = {"RECNOTIFY_LOG_LEVEL": "WARNING", "RECNOTIFY_CLAIM_IDLE_S": "60",
-               "RECNOTIFY_VISIBILITY_TIMEOUT_S": "100", "RECNOTIFY_MAX_COUNTDOWN_S": "30"}
+               "RECNOTIFY_WATCHDOG_S": "60", "RECNOTIFY_MAX_COUNTDOWN_S": "30"}
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from workers.ops.embedded import EmbeddedRedis, free_port
 PREFIX = "faults:"
 HEALTHY_RETRY = {"max_attempts": 8, "backoff_s": 0.2, "backoff_max_s": 2}
 DEAD_RETRY = {"max_attempts": 3, "backoff_s": 0.2, "backoff_max_s": 0.5}
-WORKER_ENV = {"RECNOTIFY_CLAIM_IDLE_S": "3", "RECNOTIFY_VISIBILITY_TIMEOUT_S": "10",
+WORKER_ENV = {"RECNOTIFY_CLAIM_IDLE_S": "3", "RECNOTIFY_WATCHDOG_S": "10",
               "RECNOTIFY_MAX_COUNTDOWN_S": "2", "RECNOTIFY_LOG_LEVEL": "WARNING"}
 
 

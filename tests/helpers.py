@@ -78,7 +78,7 @@ class WorkerFactory:
         env.update(
             {
                 "RECNOTIFY_CLAIM_IDLE_S": "5",
-                "RECNOTIFY_VISIBILITY_TIMEOUT_S": "20",
+                "RECNOTIFY_WATCHDOG_S": "20",
                 "RECNOTIFY_MAX_COUNTDOWN_S": "2",
                 "PYTHONPATH": str(ROOT),
             }

@@ -20,7 +20,7 @@ from workers.errors import ConfigError
 @pytest.mark.parametrize(("name", "value", "says"), [
     ("RECNOTIFY_CONCURRENCY", "abc", "give a whole number"),
     ("RECNOTIFY_CONCURRENCY", "0", "give a whole number >= 1"),
-    ("RECNOTIFY_VISIBILITY_TIMEOUT_S", "1.5", "give a whole number"),
+    ("RECNOTIFY_WATCHDOG_S", "1", "give a number >= 5"),
     ("RECNOTIFY_CLAIM_IDLE_S", "-1", "give a number > 0"),
     ("RECNOTIFY_MAX_COUNTDOWN_S", "301", "give a number <= 300"),
     ("RECNOTIFY_LOG_LEVEL", "foo", "give one of 'DEBUG'"),
@@ -59,14 +59,21 @@ def test_a_misspelt_variable_gets_a_warning_naming_the_closest_known_one() -> No
         "RECNOTIFY_ZZZZZZZZ is not a recnotify setting and is ignored"]
 
 
+def test_a_retired_variable_gets_a_warning_naming_what_replaced_it() -> None:
+    assert unknown_variables({"RECNOTIFY_VISIBILITY_TIMEOUT_S": "100"}) == [
+        "RECNOTIFY_VISIBILITY_TIMEOUT_S is no longer read and is ignored: kombu's ack "
+        "emulation is off and the watchdog brings back a dead worker's tasks; set "
+        "RECNOTIFY_WATCHDOG_S instead"]
+
+
 def test_a_command_warns_about_a_misspelt_variable_and_refuses_a_bad_one_in_one_line(
         tmp_path: object) -> None:
     base = [sys.executable, "-m", "workers"]
     warned = subprocess.run([*base, "check", "--help"], cwd=ROOT, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "RECNOTIFY_VISIBILTY_TIMEOUT_S": "5"})
+                            env={"PATH": "/usr/bin:/bin", "RECNOTIFY_WATCHDOG_SS": "5"})
     assert warned.returncode == 0
-    assert ("warning: RECNOTIFY_VISIBILTY_TIMEOUT_S is not a recnotify setting and is "
-            "ignored; did you mean RECNOTIFY_VISIBILITY_TIMEOUT_S?") in warned.stderr
+    assert ("warning: RECNOTIFY_WATCHDOG_SS is not a recnotify setting and is "
+            "ignored; did you mean RECNOTIFY_WATCHDOG_S?") in warned.stderr
     refused = subprocess.run([*base, "check"], cwd=ROOT, capture_output=True, text=True,
                              env={"PATH": "/usr/bin:/bin", "RECNOTIFY_CONCURRENCY": "abc"})
     assert refused.returncode == 1 and "Traceback" not in refused.stderr

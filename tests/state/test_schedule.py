@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import pytest
 import redis
 
+from workers.config.env import DEFAULT_WATCHDOG_S as WATCHDOG_S
 from workers.config.keys import Keys
-from workers.state.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S, Schedule, schedule_member
+from workers.state.schedule import ENQUEUED_AT_HEADER, Schedule, schedule_member
 
 
 class Recorder:

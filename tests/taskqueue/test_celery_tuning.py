@@ -7,7 +7,9 @@ from typing import Any
 import redis
 from kombu import Connection
 
+from workers.config.settings import Settings
 from workers.taskqueue import tuning as celery_tuning
+from workers.taskqueue.app import celery_config
 from workers.taskqueue.tuning import EVENT_FLUSH_S, BatchedEventsConsumer
 
 
@@ -65,35 +67,33 @@ def test_buffered_task_events_are_flushed_once_per_interval_not_per_event() -> N
     assert len(consumer.hub.soon) == 2
 
 
-def test_visibility_bookkeeping_without_multi_still_restores_and_acks(redis_url: str,
-                                                                      key_prefix: str) -> None:
-    # Given the patches and a kombu queue on the real Redis
+def test_a_taken_task_costs_no_redis_bookkeeping_and_an_unacked_one_goes_back_on_close(
+        redis_url: str, key_prefix: str) -> None:
+    # Given recnotify's own transport options (ack emulation off) on the real Redis
     celery_tuning.apply()
+    settings = Settings(redis_url=redis_url, key_prefix=key_prefix)
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["ack_emulation"] is False
     client = redis.Redis.from_url(redis_url)
-    unacked, index = f"{key_prefix}unacked", f"{key_prefix}unacked_index"
-    with Connection(redis_url, transport_options={"global_keyprefix": key_prefix,
-                                                  "visibility_timeout": 3600}) as conn:
+    with Connection(redis_url, transport_options=options) as conn:
         queue = conn.SimpleQueue("qos-probe")
-        channel: Any = queue.channel
-        pipe = channel.qos.pipe_or_acquire().__enter__()
-        assert pipe.transaction is False  # no MULTI/EXEC around the bookkeeping
         queue.put({"n": 1})
         queue.put({"n": 2})
-        # When one message is taken and acked
+        # When one message is taken and acked, and another taken and never acked
         first = queue.get(timeout=5)
-        tag = first.delivery_tag
-        assert client.hexists(unacked, tag) and client.zscore(index, tag) is not None
         first.ack()
-        # Then its bookkeeping is gone
-        assert not client.hexists(unacked, tag) and client.zscore(index, tag) is None
-        # When another is taken and never acked, and its visibility timeout has passed
         second = queue.get(timeout=5)
         assert second.payload == {"n": 2}
-        client.zadd(index, {second.delivery_tag: 0})
-        channel.qos.restore_visible(num=10)
-        # Then it is back in the queue, once, and its bookkeeping is gone
-        assert not client.hexists(unacked, second.delivery_tag)
+        # Then Redis holds no bookkeeping of either (the queue is empty, no unacked keys)
+        assert sorted(k.decode() for k in client.keys(f"{key_prefix}*")
+                      if not k.startswith(f"{key_prefix}_kombu".encode())) == []
+        # When the channel closes with the second unacked (a warm shutdown)
+        queue.close()
+    # Then it is back in the queue, once
+    with Connection(redis_url, transport_options=options) as conn:
+        queue = conn.SimpleQueue("qos-probe")
         again = queue.get(timeout=5)
         assert again.payload == {"n": 2}
         again.ack()
+        assert client.llen(f"{key_prefix}qos-probe") == 0
         queue.close()

@@ -37,8 +37,9 @@ DEFAULT_DEDUPE_WINDOW_S = 3600
 #: The database keeps events (for trace and replay) this long.
 DEFAULT_EVENT_RETENTION_DAYS = 7
 DEFAULT_RECORD_RETENTION_DAYS = 30
-#: Celery/kombu re-delivers an unacknowledged task after this long (a dead worker's work).
-DEFAULT_VISIBILITY_TIMEOUT_S = 100
+#: A queued task not seen again this long after its enqueue is taken for lost (a worker
+#: killed while holding it, a Redis restart) and enqueued again (workers/state/schedule.py).
+DEFAULT_WATCHDOG_S = 60.0
 #: Retry waits up to this long use Celery's countdown; longer ones the durable schedule.
 DEFAULT_MAX_COUNTDOWN_S = 30.0
 #: A stream entry pending this long on a consumer is claimed by another one.
@@ -72,7 +73,7 @@ class EnvSettings(BaseSettings):
     PUBLISH_DURABLE_REPLICAS: Annotated[int, Field(ge=0)] = 0
     PUBLISH_DURABLE_TIMEOUT_MS: Annotated[int, Field(gt=0, le=MAX_DURABLE_TIMEOUT_MS)] = (
         DEFAULT_DURABLE_TIMEOUT_MS)
-    VISIBILITY_TIMEOUT_S: Annotated[int, Field(ge=10)] = DEFAULT_VISIBILITY_TIMEOUT_S
+    WATCHDOG_S: Annotated[float, Field(ge=5, le=3600)] = DEFAULT_WATCHDOG_S
     MAX_COUNTDOWN_S: Annotated[float, Field(gt=0, le=300)] = DEFAULT_MAX_COUNTDOWN_S
     CLAIM_IDLE_S: Seconds = DEFAULT_CLAIM_IDLE_S
     CONCURRENCY: Annotated[int, Field(ge=1, le=1024)] = DEFAULT_CONCURRENCY
@@ -103,6 +104,11 @@ OTHER_VARIABLES = frozenset({
     "TEST_REDIS_URL", "TEST_PG_URL", "TEST_SENTINEL_SOAK_S",
 })
 KNOWN = frozenset(PREFIX + name for name in (*EnvSettings.model_fields, *OTHER_VARIABLES))
+#: Variables an earlier release read, with what replaced them.
+RETIRED = {
+    "VISIBILITY_TIMEOUT_S": "kombu's ack emulation is off and the watchdog brings back a "
+                            "dead worker's tasks; set RECNOTIFY_WATCHDOG_S instead",
+}
 
 def read_env(env: Mapping[str, str]) -> EnvSettings:
     """The typed environment; a bad value is one ConfigError line (variable, value, fix)."""
@@ -139,6 +145,10 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """One warning line per ``RECNOTIFY_*`` variable that nothing reads."""
     out = []
     for name in sorted(k for k in env if k.startswith(PREFIX) and k not in KNOWN):
+        if name.removeprefix(PREFIX) in RETIRED:
+            out.append(f"{name} is no longer read and is ignored: "
+                       f"{RETIRED[name.removeprefix(PREFIX)]}")
+            continue
         suffixes = sorted(k.removeprefix(PREFIX) for k in KNOWN)
         close = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1,
                                           cutoff=0.6)

@@ -29,7 +29,7 @@ from workers.config.env import (
     DEFAULT_MAX_COUNTDOWN_S,
     DEFAULT_RECORD_RETENTION_DAYS,
     DEFAULT_STREAM_RETENTION_S,
-    DEFAULT_VISIBILITY_TIMEOUT_S,
+    DEFAULT_WATCHDOG_S,
     read_env,
 )
 from workers.config.keys import Keys
@@ -75,7 +75,8 @@ class Settings:
     #: ``recnotify publish``: wait for this many replicas (WAIT), 0 = do not
     publish_durable_replicas: int = 0
     publish_durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS
-    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    #: a queued task unseen this long is taken for lost and enqueued again
+    watchdog_s: float = DEFAULT_WATCHDOG_S
     max_countdown_s: float = DEFAULT_MAX_COUNTDOWN_S
     claim_idle_s: float = DEFAULT_CLAIM_IDLE_S
     concurrency: int = DEFAULT_CONCURRENCY
@@ -134,7 +135,7 @@ class Settings:
             publish_durable_replicas=typed.PUBLISH_DURABLE_REPLICAS,
             publish_durable_timeout_ms=typed.PUBLISH_DURABLE_TIMEOUT_MS,
             concurrency=typed.CONCURRENCY,
-            visibility_timeout_s=typed.VISIBILITY_TIMEOUT_S,
+            watchdog_s=typed.WATCHDOG_S,
             max_countdown_s=typed.MAX_COUNTDOWN_S,
             claim_idle_s=typed.CLAIM_IDLE_S,
             allow_cidrs=typed.ALLOW_CIDRS,
@@ -242,7 +243,7 @@ class Settings:
             "RECNOTIFY_EVENT_RETENTION_DAYS": str(self.event_retention_days),
             "RECNOTIFY_RECORD_RETENTION_DAYS": str(self.record_retention_days),
             "RECNOTIFY_CONCURRENCY": str(self.concurrency),
-            "RECNOTIFY_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
+            "RECNOTIFY_WATCHDOG_S": str(self.watchdog_s),
             "RECNOTIFY_MAX_COUNTDOWN_S": str(self.max_countdown_s),
             "RECNOTIFY_CLAIM_IDLE_S": str(self.claim_idle_s),
             "RECNOTIFY_ALLOW_CIDRS": self.allow_cidrs,

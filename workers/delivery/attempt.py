@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -80,25 +79,10 @@ class Run:
     #: This attempt's span context (its record links the flush span to it; None: off).
     traceparent: str | None = None
     #: The fields of its hash when this run took the lock (the conclude script skips the
-    #: writes that would change nothing: attempt_conclude.lua ARGV[13..15]).
+    #: writes that would change nothing: attempt_conclude.lua ARGV[12..14]).
     fields: frozenset[bytes] | None = None
-    #: The task message's ack, when the delivery may make it (None: the worker acks).
-    ack: EarlyAck | None = None
     #: When its task message was enqueued (its header; None: not known).
     enqueued_at_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EarlyAck:
-    """The task message's broker ack, made by the delivery itself: on a delivered (unordered)
-    notification, attempt_conclude removes ``tag`` from the transport's ``unacked`` hash
-    and ``unacked_index`` in the script that writes the state, then ``done`` is called
-    (the worker then skips its own ack command: workers/taskqueue/tuning.py)."""
-
-    unacked_key: str
-    index_key: str
-    tag: str
-    done: Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)

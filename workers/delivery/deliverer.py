@@ -34,7 +34,6 @@ from workers.delivery.attempt import (
     REDIS_OUTAGE_WAIT_S,
     AttemptResult,
     Chore,
-    EarlyAck,
     Given,
     Lease,
     Retry,
@@ -102,7 +101,7 @@ class Deliverer:
         self.store = store
         #: a finished notification's hash and log stay this long (the dedupe window)
         self.dedupe_ttl_s = max(1, int(settings.dedupe_window_s))
-        self.schedule = Schedule(client, self.keys)
+        self.schedule = Schedule(client, self.keys, watchdog_s=settings.watchdog_s)
         self.watchdog_s = self.schedule.watchdog_s
         self.circuit = CircuitBreaker(client, self.keys)
         self.parking = ParkingLot(client, self.keys, dedupe_ttl_s=self.dedupe_ttl_s)
@@ -117,14 +116,13 @@ class Deliverer:
 
     # -- the task body -------------------------------------------------------------------
     def run(self, event_id: str, destination: str, enqueue: EnqueueMany | None = None,
-            ack: EarlyAck | None = None, enqueued_at_s: float | None = None,
+            enqueued_at_s: float | None = None,
             task_id: str | None = None) -> Outcome | Retry | None:
         """Deliver once. Returns the outcome, a Retry for the task, or None (duplicate).
 
         With ``enqueue``, an ordered destination's next notification of the same
         recording is released and enqueued when this one has ended (workers.state.ordering).
-        With ``ack``, a delivered unordered notification's task message is acknowledged in
-        the same script that makes it delivered. ``enqueued_at_s``: when its task message
+        ``enqueued_at_s``: when its task message
         was enqueued (its header), so a fresh one's watchdog entry need not be re-armed.
         ``task_id``: the Celery task's id for the log lines (None: looked up).
         """
@@ -132,13 +130,13 @@ class Deliverer:
         with log_context(event_id=event_id, notification_id=nid, destination=destination,
                          node=self.settings.node_name,
                          task_id=task_id if task_id is not None else _task_id()):
-            return self._run_logged(event_id, destination, nid, enqueue, ack, enqueued_at_s)
+            return self._run_logged(event_id, destination, nid, enqueue, enqueued_at_s)
 
     def _run_logged(self, event_id: str, destination: str, nid: str,
-                    enqueue: EnqueueMany | None, ack: EarlyAck | None = None,
-                    enqueued_at_s: float | None = None) -> Outcome | Retry | None:
+                    enqueue: EnqueueMany | None, enqueued_at_s: float | None = None
+                    ) -> Outcome | Retry | None:
         run = Run(event_id, destination, nid, Lease(self.keys.lock(nid), uuid.uuid4().hex),
-                  enqueue=enqueue, ack=ack, enqueued_at_s=enqueued_at_s)
+                  enqueue=enqueue, enqueued_at_s=enqueued_at_s)
         try:
             result = self._run(run)
             if Chore.WATCHDOG not in run.done:
@@ -439,9 +437,10 @@ class Deliverer:
                  "error": result.error, "latency_ms": round(result.latency_ms, 2)}
         delivered = outcome is Outcome.DELIVERED
         nkey = self.keys.notification(run.nid)
-        # done: forget the watchdog entry, release the lock (in the same script)
+        # delivered: forget the watchdog entry (in the same script); its lock is left to
+        # expire: the state is final, and a copy of the task reads it before the lock
         keys = [nkey, self.keys.notification_log(run.nid), self.keys.records,
-                self.keys.watchdog, lease.lock_key, self.keys.waiting(dest.name)]
+                self.keys.watchdog, self.keys.waiting(dest.name)]
         args = [attempt, outcome.value, event.id, dest.name, run.first_at, json.dumps(entry),
                 attempt_record(notification_id=run.nid, event_id=event.id,
                                destination=dest.name, outcome=outcome.value,
@@ -449,15 +448,8 @@ class Deliverer:
                                traceparent=run.traceparent, **entry),
                 NOTIFICATION_TTL_S if outcome is Outcome.RETRYING else self.dedupe_ttl_s,
                 schedule_member(event.id, dest.name) if delivered else "",
-                lease.token if delivered else "",
                 round(max(0.0, time.time() - since), 3) if since is not None else 0,
                 run.nid, *_known_fields(run.fields)]
-        # ordered: the next notification's release must not depend on this run finishing
-        # (a copy of this message finishes it), so the worker acks as usual
-        early_ack = run.ack if delivered and not dest.ordered else None
-        if early_ack is not None:
-            keys += [early_ack.unacked_key, early_ack.index_key]
-            args.append(early_ack.tag)
         pipe = self.scripts.pipeline()
         pipe.script("attempt_conclude", keys, args)
         success = finish = -1
@@ -474,11 +466,9 @@ class Deliverer:
         except BaseException:
             self.tally.attempt(dest.name, outcome.value, latency_ms, sign=-1)
             raise
-        if early_ack is not None:
-            early_ack.done(early_ack.tag)
         if delivered:
             run.done.add(Chore.WATCHDOG)
-            lease.lock = not replies[0]
+            lease.lock = False
         if success >= 0:
             lease.success_due = False
             self.circuit.success_reply(replies[success], dest.name)
@@ -547,7 +537,7 @@ class Deliverer:
 
 
 def _known_fields(fields: frozenset[bytes] | None) -> tuple[str, str, str]:
-    """attempt_conclude's ARGV[13..15] from the hash's fields as the run found them
+    """attempt_conclude's ARGV[12..14] from the hash's fields as the run found them
     ('1' each when not known: the script then writes as if they might be there)."""
     if fields is None:
         return "1", "1", "1"

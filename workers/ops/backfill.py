@@ -340,7 +340,9 @@ class Backfill:
             state, locked, watched, stored, inflight = replies[5 * n: 5 * n + 5]
             if stored is not None and load_stored_event(stored).to_json() != event.to_json():
                 verdicts[nid] = "other content"
-            elif locked or watched is not None or (state is not None and state not in FINISHED):
+            # a finished notification's lock is one its delivery left to expire
+            elif (locked and state not in FINISHED) or watched is not None or (
+                    state is not None and state not in FINISHED):
                 verdicts[nid] = "busy"
             elif inflight and as_text(inflight).endswith("@held"):
                 verdicts[nid] = "held"
@@ -355,6 +357,7 @@ class Backfill:
         window_s = max(1, int(self.settings.dedupe_window_s))
         pipe.set(self.keys.event(event.id), event.to_json(), ex=window_s, nx=True)
         queue_fresh_attempts(pipe, self.keys, nid)
+        pipe.delete(self.keys.lock(nid))  # left by its delivery to expire: it is done
         nkey = self.keys.notification(nid)
         self._outstanding.append(nid)
         recording = event.ordering_key()

@@ -1,8 +1,9 @@
 """The durable schedule and the watchdog: two Redis sorted sets of notifications.
 
-``schedule`` (score = due time, member = the task's arguments): Celery's Redis
-transport re-delivers a task whose countdown outlasts the visibility timeout, so
-waits longer than ``max_countdown_s`` are kept here. Every worker runs a mover
+``schedule`` (score = due time, member = the task's arguments): Celery keeps a task
+with a countdown in the worker's memory until it is due (a worker killed meanwhile
+loses it, and many such tasks fill its memory), so waits longer than
+``max_countdown_s`` are kept here. Every worker runs a mover
 that leases due members (their score is pushed ``lease_s`` ahead, so a mover that
 dies before enqueueing leaves them due again) and enqueues them.
 
@@ -19,7 +20,7 @@ a receiver deduplicates and the state skips a finished one) only once the queue 
 moved past the task; otherwise the entry is re-armed.
 
 The bound (SPEC 6: at most 2 minutes from a fault to the next attempt): a lost
-queued task is copied ``WATCHDOG_S`` after it was enqueued, a lost running one
+queued task is copied ``RECNOTIFY_WATCHDOG_S`` (60 s) after it was enqueued, a lost running one
 when its lock expires (the destination's timeout + 35 s, at most 95 s), both
 within one mover period (0.5 s) -- when the queue is not backlogged. Behind a
 backlog the copy waits for the queue to reach it, as any queued work does.
@@ -37,6 +38,7 @@ from typing import Any
 import redis
 import redis.client
 
+from workers.config.env import DEFAULT_WATCHDOG_S
 from workers.config.keys import Keys
 from workers.state.codec import as_text
 from workers.state.notification import EnqueueMany, watchdog_copies
@@ -44,8 +46,6 @@ from workers.state.scripts import Scripts
 
 log = logging.getLogger("recnotify.schedule")
 
-#: How long a queued notification may go unseen before the watchdog copies it.
-WATCHDOG_S = 60.0
 #: The header of every delivery message that says when it was enqueued (Unix seconds).
 ENQUEUED_AT_HEADER = "recnotify_enqueued_at"
 
@@ -65,7 +65,7 @@ class Watched:
 
 class Schedule:
     def __init__(self, client: redis.Redis, keys: Keys, *, lease_s: float = 60.0,
-                 watchdog_s: float = WATCHDOG_S) -> None:
+                 watchdog_s: float = DEFAULT_WATCHDOG_S) -> None:
         self.client = client
         self.keys = keys
         self.key = keys.schedule

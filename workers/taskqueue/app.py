@@ -1,9 +1,12 @@
 """The Celery app and its configuration.
 
-At-least-once from the first day: late acknowledgement, reject on worker loss,
-prefetch 1 per slot, and a visibility timeout longer than any countdown recnotify
-uses (waits longer than ``max_countdown_s`` go to the durable schedule instead),
-so a task a killed worker held is delivered again, never lost.
+At-least-once: late acknowledgement, reject on worker loss, prefetch 1 per slot. A task
+a killed worker held (taken off the queue, running or waiting for its countdown) is
+enqueued again by recnotify's watchdog (workers/state/schedule.py: every task has an
+entry from its enqueue on), so kombu's own ack emulation, its ``unacked`` hash and
+index in Redis, is turned off: four Redis commands per task that would only repeat it
+(docs/capacity.md). kombu still counts unacknowledged messages in memory (prefetch
+holds) and pushes them back to the queue on a warm shutdown.
 """
 
 from __future__ import annotations
@@ -25,14 +28,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": broker_url,
         "broker_transport_options": {
             **sentinel_options,
-            "visibility_timeout": settings.visibility_timeout_s,
-            # Sweep for a dead worker's unacknowledged tasks every few seconds (kombu's
-            # default sweeps every 10 s x throttle 10 = 100 s), so they are back within
-            # visibility_timeout + 5 s; a sweeper killed while holding the sweep mutex
-            # blocks sweeping for 30 s, not kombu's default 5 minutes.
-            "unacked_restore_interval": 5,
-            "unacked_restore_throttle": 1,
-            "unacked_mutex_expire": 30,
+            "ack_emulation": False,
             "global_keyprefix": settings.key_prefix,
             "socket_keepalive": True,
             "health_check_interval": 25,

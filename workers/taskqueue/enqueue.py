@@ -40,7 +40,7 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.time import utcoffset
 
 from workers.state.notification import EnqueueMany
-from workers.state.schedule import ENQUEUED_AT_HEADER, WATCHDOG_S, schedule_member
+from workers.state.schedule import ENQUEUED_AT_HEADER, schedule_member
 
 #: Messages per LPUSH (all in the same pipeline): bounds one command's size (~1 KiB each).
 LPUSH_CHUNK = 1000
@@ -190,4 +190,4 @@ def make_enqueue(app: Celery) -> EnqueueMany:
 
     settings = app.recnotify_settings
     return task_batch(app, get_runtime(settings).redis, DELIVER_TASK,
-                      watchdog=(settings.keys.watchdog, WATCHDOG_S))
+                      watchdog=(settings.keys.watchdog, settings.watchdog_s))

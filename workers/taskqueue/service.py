@@ -50,7 +50,8 @@ class Service:
                                        ordering=runtime.ordering,
                                        load_event=runtime.store.get_event_json,
                                        known_events=runtime.store.events_json)
-        self.schedule = Schedule(runtime.redis, self.settings.keys)
+        self.schedule = Schedule(runtime.redis, self.settings.keys,
+                                 watchdog_s=self.settings.watchdog_s)
         self.flusher = Flusher.of(runtime.redis, self.settings.keys, runtime.store,
                                   window_s=self.settings.dedupe_window_s)
         self._next_purge_s = 0.0
@@ -72,11 +73,11 @@ class Service:
         log.info(
             "recnotify worker %s consuming %s", self.settings.node_name, self.settings.keys.events
         )
-        if self.settings.dedupe_window_s < self.settings.visibility_timeout_s:
-            log.warning("RECNOTIFY_DEDUPE_WINDOW_S (%.0f s) is shorter than "
-                        "RECNOTIFY_VISIBILITY_TIMEOUT_S (%d s): a task re-delivered after "
-                        "the window may send its notification again; make the window longer",
-                        self.settings.dedupe_window_s, self.settings.visibility_timeout_s)
+        if self.settings.dedupe_window_s < 2 * self.settings.watchdog_s:
+            log.warning("RECNOTIFY_DEDUPE_WINDOW_S (%.0f s) is shorter than twice "
+                        "RECNOTIFY_WATCHDOG_S (%.0f s): a copy the watchdog enqueues that runs "
+                        "after the window may send its notification again; make the window "
+                        "longer", self.settings.dedupe_window_s, self.settings.watchdog_s)
 
     def wait_for_config(self) -> None:
         """Do not consume before the destinations are known (else events would match none)."""
@@ -101,6 +102,13 @@ class Service:
         except Exception:
             log.warning("final flush at shutdown failed; records stay buffered in Redis")
 
+    @property
+    def stale_head_s(self) -> float:
+        """When an ordered recording's released head is sent again (the second line behind
+        the watchdog, for a head whose task and watchdog entry were both lost): after the
+        watchdog had its chance twice (2 x 60 s + 10 s by default)."""
+        return 2 * self.settings.watchdog_s + 10
+
     def _scheduler_loop(self, stop: threading.Event) -> None:
         task = self.app.tasks[DELIVER_TASK]
 
@@ -116,7 +124,7 @@ class Service:
                 if time.monotonic() >= self._next_stale_check_s:
                     self._next_stale_check_s = time.monotonic() + 10
                     self.consumer.ordering.resend_stale(
-                        enqueue_one, stale_after_s=self.settings.visibility_timeout_s + 30)
+                        enqueue_one, stale_after_s=self.stale_head_s)
             except Exception as exc:
                 log.error("schedule mover: %s", exc)
                 stop.wait(2)

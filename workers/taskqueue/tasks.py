@@ -28,10 +28,8 @@ from typing import Any
 import redis
 from celery import Celery, Task
 from celery.exceptions import Retry as CeleryRetry
-from kombu.transport import redis as kombu_redis
 
 from workers.config.keys import Keys
-from workers.delivery.attempt import EarlyAck
 from workers.errors import DeadLettered, DeliveryError
 from workers.http.outcome import Outcome
 from workers.http.request import notification_id
@@ -63,7 +61,7 @@ def register(app: Celery) -> None:
         deliverer = runtime.deliverer
         # enqueue: an ordered destination's next notification goes on when this one ends
         result: Any = deliverer.run(event_id, destination, enqueue=_enqueue(self.app),
-                                    ack=_early_ack(self), enqueued_at_s=_enqueued_at(self),
+                                    enqueued_at_s=_enqueued_at(self),
                                     task_id=str(self.request.id or "") or None)
         if result is None:
             return "duplicate"
@@ -92,22 +90,6 @@ def _enqueued_at(task: Task) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _early_ack(task: Task) -> EarlyAck | None:
-    """The message's ack for the delivery to make (workers.taskqueue.tuning.early_acks);
-    None outside a worker that has the patch (e.g. an eager call)."""
-    from workers.taskqueue import tuning
-
-    properties = getattr(task.request, "properties", None) or {}
-    tag = properties.get("delivery_tag")
-    if not tag or not getattr(kombu_redis.QoS.ack, "recnotify_patched", False):
-        return None
-    options = task.app.conf.broker_transport_options or {}
-    prefix = str(options.get("global_keyprefix", ""))
-    return EarlyAck(prefix + str(options.get("unacked_key", "unacked")),
-                    prefix + str(options.get("unacked_index_key", "unacked_index")),
-                    str(tag), tuning.acked_early)
 
 
 class NotificationState:

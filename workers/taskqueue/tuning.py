@@ -2,14 +2,8 @@
 
 - :func:`keep_worker_alive_on_broker_loss`: a Redis restart must not end the worker.
 - :func:`reuse_kombu_clients`: kombu's Redis channel builds a new ``redis.Redis``
-  object (about 80 us of CPU: response-callback tables copied) for every ack,
-  visibility-bookkeeping pipeline and event publish; one per channel does.
-- :func:`plain_qos_pipelines`: kombu wraps each task's visibility bookkeeping (ZADD to
-  ``unacked_index`` + HSET ``unacked`` when a task is taken; ZREM + HDEL when it is acked)
-  in MULTI/EXEC: four commands per task that buy nothing (see its docstring).
-- :func:`early_acks`: a delivered notification's task message is acknowledged by the
-  delivery's own last script (workers/state/lua/attempt_conclude.lua); the worker's ack
-  then only forgets the message in memory: one round trip per task saved.
+  object (about 80 us of CPU: response-callback tables copied) for every event publish
+  and every message pushed back; one per channel does.
 - :class:`BatchedEventsConsumer`: Celery flushes buffered task events (``task-received``,
   ``task-started``, ``task-succeeded``) on every event-loop turn, about one publish per
   task; flushing at most every ``EVENT_FLUSH_S`` groups them (Flower sees them a few
@@ -31,12 +25,11 @@ def keep_worker_alive_on_broker_loss() -> None:
     'NoneType' object has no attribute 'client'/'hostname'") after a Redis restart.
 
     On connection loss the worker collects the broken connection, then closes it;
-    pushing unacknowledged messages back, or acknowledging a task that finished
-    meanwhile, then asks the collected connection for its address and fails with
-    AttributeError, which nothing expects. Turned into the connection error it is,
-    Celery logs it and carries on; the messages stay in the transport's unacked set
-    in Redis and come back after the visibility timeout (a finished task may then
-    run again: a duplicate the delivery state skips).
+    pushing unacknowledged messages back then asks the collected connection for its
+    address and fails with AttributeError, which nothing expects. Turned into the
+    connection error it is, Celery logs it and carries on; the messages it could not
+    push back are enqueued again by the watchdog (workers/state/schedule.py; a finished
+    task may then run again: a duplicate the delivery state skips).
     """
     import redis.exceptions
     from kombu.transport import redis as kombu_redis
@@ -84,75 +77,6 @@ def reuse_kombu_clients() -> None:
     channel._create_client = _create_client
 
 
-def plain_qos_pipelines() -> None:
-    """kombu's QoS bookkeeping pipelines without MULTI/EXEC (the same round trip).
-
-    Why the transaction buys nothing: the restorer (``restore_visible``) only takes index
-    entries older than the visibility timeout, so it never sees a task between its ZADD
-    and HSET (both sent in one write, ZADD first), nor between an ack's ZREM and HDEL (the
-    index entry goes first, so no restorer can pick the task up again). A connection lost
-    mid-pipeline leaves at worst an index entry without its payload, which the restorer
-    drops, exactly as an EXEC that never ran leaves nothing: the task was already taken
-    off the queue in both cases. The restorer's own pipeline (``restore_by_tag``) passes
-    its pipeline in and keeps its transaction.
-    """
-    from contextlib import contextmanager
-
-    from kombu.transport import redis as kombu_redis
-
-    qos: Any = kombu_redis.QoS
-    if getattr(qos.pipe_or_acquire, "recnotify_patched", False):
-        return
-
-    @contextmanager
-    def pipe_or_acquire(self: Any, pipe: Any = None, client: Any = None) -> Any:
-        if pipe:
-            yield pipe
-        else:
-            with self.channel.conn_or_acquire(client) as client:
-                yield client.pipeline(transaction=False)
-
-    pipe_or_acquire.recnotify_patched = True  # type: ignore[attr-defined]
-    qos.pipe_or_acquire = pipe_or_acquire
-
-
-#: Delivery tags whose Redis bookkeeping the delivery already removed (this process).
-_ACKED_EARLY: set[str] = set()
-
-
-def acked_early(tag: str) -> None:
-    """The delivery removed ``tag`` from ``unacked``/``unacked_index`` (attempt_conclude):
-    the worker's coming ack of it need not send anything."""
-    _ACKED_EARLY.add(tag)
-
-
-def early_acks() -> None:
-    """kombu's ack skips the ZREM + HDEL of a message the delivery acknowledged itself.
-
-    Safe because the delivery acknowledges only in the script that makes the notification
-    delivered (terminal: any copy is skipped), unordered destinations only; if the worker
-    dies before its own ack, the message is simply gone from Redis already, as after an
-    ack. Every other outcome (retry, dead letter, duplicate, a failure) acks as before.
-    """
-    from kombu.transport import redis as kombu_redis
-    from kombu.transport import virtual
-
-    qos: Any = kombu_redis.QoS
-    original = qos.ack
-    if getattr(original, "recnotify_patched", False):
-        return
-
-    def ack(self: Any, delivery_tag: Any) -> None:
-        if delivery_tag in _ACKED_EARLY:
-            _ACKED_EARLY.discard(delivery_tag)
-            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]  # memory only
-            return
-        original(self, delivery_tag)
-
-    ack.recnotify_patched = True  # type: ignore[attr-defined]
-    qos.ack = ack
-
-
 class BatchedEventsConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, flushing buffered task events at most every ``EVENT_FLUSH_S``."""
 
@@ -177,5 +101,3 @@ def apply() -> None:
     """Install the kombu patches (idempotent); the consumer is chosen by configuration."""
     keep_worker_alive_on_broker_loss()
     reuse_kombu_clients()
-    plain_qos_pipelines()
-    early_acks()
