@@ -50,15 +50,15 @@ SOURCE = {
                "(an open or half-open circuit only)",
     "eval": "scripts (first call)",
     "lpush": "task messages (consumer enqueue, one per batch)",
-    "zadd": "kombu unacked_index (task taken); watchdog entries (enqueue, per batch); "
+    "zadd": "watchdog entries (enqueue, per batch); "
             "watchdog re-arm XX (deliver: a task from a backlog only)",
     "publish": "Celery task events: task-sent, one per enqueue batch (up to 200 events); "
                "received, started, succeeded, buffered in the worker",
     "brpop": "kombu: fetch a task",
-    "hset": "kombu unacked payload; notification state (attempt_conclude)",
-    "hdel": "kombu ack",
-    "zrem": "kombu ack; watchdog forget (attempt_conclude)",
-    "get": "deliver: event read; lock compare (attempt_conclude)",
+    "hset": "notification state (attempt_conclude)",
+    "hdel": "circuit_since / waiting (attempt_conclude, a notification that waited only)",
+    "zrem": "watchdog forget (attempt_conclude)",
+    "get": "deliver: event read",
     "set": "deliver: lock SET NX PX; event store (event_claim_ids SET NX)",
     "hgetall": "deliver: notification state read",
     "hmget": "deliver: the circuit's first look (claim pipeline)",
@@ -73,7 +73,8 @@ SOURCE = {
     "sadd": "UCID index (consumer)",
     "hsetnx": "first_at (attempt_conclude, a retried notification only)",
     "srem": "waiting set (attempt_conclude, a retried notification only)",
-    "del": "lock release (attempt_conclude)",
+    "del": "lock release (lock_release: a retry or a dead letter; a delivered "
+           "notification's lock expires by itself)",
     "lrange": "records flush",
     "ltrim": "records flush",
 }

@@ -4,8 +4,8 @@ Three ``recnotify worker`` processes with distinct node names consume one stream
 while a steady stream of events is published; one of them is SIGKILLed for good
 in the middle, with work in flight. Every notification still reaches the receiver,
 delivered by the two that remain: the dead consumer's stream entries are claimed
-(``XAUTOCLAIM``) and its unacknowledged Celery tasks come back after the
-visibility timeout.
+(``XAUTOCLAIM``) and the watchdog enqueues its Celery tasks again (kombu's ack
+emulation is off: workers/taskqueue/app.py).
 """
 
 from __future__ import annotations
