@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from tests.helpers import WorkerFactory
+from workers.config.env import DEFAULT_CLAIM_IDLE_S, DEFAULT_MAX_COUNTDOWN_S, DEFAULT_WATCHDOG_S
 from workers.http.signing import generate_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,8 +117,12 @@ class Cluster:
                            "naive.log", env)
 
     def recnotify(self, prefix: str, yaml_text: str) -> WorkerFactory:
+        # the product's defaults, not the tests' short timings (tests/helpers.py)
+        defaults = {"RECNOTIFY_CLAIM_IDLE_S": str(DEFAULT_CLAIM_IDLE_S),
+                    "RECNOTIFY_WATCHDOG_S": str(DEFAULT_WATCHDOG_S),
+                    "RECNOTIFY_MAX_COUNTDOWN_S": str(DEFAULT_MAX_COUNTDOWN_S)}
         factory = WorkerFactory(redis_url=self.redis_url, key_prefix=prefix,
-                                tmp_path=self.tmp / prefix.rstrip(":"))
+                                tmp_path=self.tmp / prefix.rstrip(":"), extra_env=defaults)
         factory.tmp_path.mkdir(parents=True, exist_ok=True)
         factory.configure(yaml_text)
         self.factories.append(factory)

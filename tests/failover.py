@@ -130,7 +130,7 @@ def delivered(receiver: Receiver) -> set[str]:
 def wait_delivered(receiver: Receiver, wanted: set[str], timeout_s: float,
                    quiet_s: float = 5.0) -> set[str]:
     """Wait until every ``wanted`` one arrived, or nothing new came for ``quiet_s`` (after
-    the stream's claim and the broker's visibility timeouts had their chance), or
+    the stream's claim and the watchdog had their chance), or
     ``timeout_s``; returns the missing ones."""
     deadline = time.monotonic() + timeout_s
     last_count, last_change = -1, time.monotonic()

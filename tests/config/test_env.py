@@ -20,7 +20,7 @@ from workers.errors import ConfigError
 @pytest.mark.parametrize(("name", "value", "says"), [
     ("RECNOTIFY_CONCURRENCY", "abc", "give a whole number"),
     ("RECNOTIFY_CONCURRENCY", "0", "give a whole number >= 1"),
-    ("RECNOTIFY_WATCHDOG_S", "1", "give a number >= 5"),
+    ("RECNOTIFY_WATCHDOG_S", "5", "give a number >= 10"),
     ("RECNOTIFY_CLAIM_IDLE_S", "-1", "give a number > 0"),
     ("RECNOTIFY_MAX_COUNTDOWN_S", "301", "give a number <= 300"),
     ("RECNOTIFY_LOG_LEVEL", "foo", "give one of 'DEBUG'"),

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from workers.state.notification import (
     INITIAL,
+    QUEUE_GRACE_S,
     TERMINAL,
     TRANSITIONS,
     State,
@@ -17,7 +18,7 @@ from workers.state.notification import (
     circuit_gate,
     rate_gate,
     slot_gate,
-    watchdog_copies,
+    watchdog_copy_bound,
 )
 
 times = st.floats(min_value=0, max_value=1e10, allow_nan=False)
@@ -103,11 +104,18 @@ def test_the_slot_gate_looks_again_shortly_without_a_slot() -> None:
     assert waiting.verdict is Verdict.WAIT and waiting.wait_s == 0.2
 
 
-@given(st.lists(times, max_size=20), maybe_times)
-def test_the_watchdog_copies_only_what_the_queue_has_moved_past(
-        armed: list[float], tail: float | None) -> None:
-    copies = watchdog_copies(armed, tail)
-    assert len(copies) == len(armed)
-    for armed_at, copy in zip(armed, copies, strict=True):
-        # with an empty queue everything due was lost; else only what the queue passed
-        assert copy == (tail is None or tail > armed_at)
+#: Whole seconds, so that the sums below are exact in floating point.
+seconds = st.integers(min_value=0, max_value=10**10).map(float)
+
+
+@given(st.lists(seconds, max_size=20), seconds, st.none() | seconds,
+       st.integers(10, 3600).map(float))
+def test_the_watchdog_copies_only_due_entries_the_queue_has_moved_past(
+        armed: list[float], now: float, tail: float | None, watchdog_s: float) -> None:
+    bound = watchdog_copy_bound(now, tail, watchdog_s)
+    for armed_at in armed:
+        copied = armed_at + watchdog_s <= bound  # an entry's score: armed + watchdog_s
+        # never before it is due; with an empty queue every due one was lost; else only
+        # one the queue has moved past: its oldest message came QUEUE_GRACE_S after it
+        assert copied == (armed_at + watchdog_s <= now
+                          and (tail is None or tail - QUEUE_GRACE_S >= armed_at))

@@ -73,7 +73,7 @@ class EnvSettings(BaseSettings):
     PUBLISH_DURABLE_REPLICAS: Annotated[int, Field(ge=0)] = 0
     PUBLISH_DURABLE_TIMEOUT_MS: Annotated[int, Field(gt=0, le=MAX_DURABLE_TIMEOUT_MS)] = (
         DEFAULT_DURABLE_TIMEOUT_MS)
-    WATCHDOG_S: Annotated[float, Field(ge=5, le=3600)] = DEFAULT_WATCHDOG_S
+    WATCHDOG_S: Annotated[float, Field(ge=10, le=3600)] = DEFAULT_WATCHDOG_S
     MAX_COUNTDOWN_S: Annotated[float, Field(gt=0, le=300)] = DEFAULT_MAX_COUNTDOWN_S
     CLAIM_IDLE_S: Seconds = DEFAULT_CLAIM_IDLE_S
     CONCURRENCY: Annotated[int, Field(ge=1, le=1024)] = DEFAULT_CONCURRENCY

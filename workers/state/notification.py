@@ -34,8 +34,8 @@ The transitions (:data:`TRANSITIONS`): from -> to, the trigger, and the writes.
 - queued -> queued: a copy finds the lock taken (task countdown, no write); or the
   watchdog finds the task lost and enqueues a copy (same notification id).
 - queued -> delivered / dead: a copy finds it already ended: skipped, no write.
-- in_flight -> delivered: 2xx. ``attempt_conclude.lua`` (+ ``ordering_finish.lua``); for an
-  unordered destination the same script also acknowledges the task message (tuning.early_acks).
+- in_flight -> delivered: 2xx. ``attempt_conclude.lua`` (+ ``ordering_finish.lua``); the
+  lock is left to expire (the final state turns a copy away before the lock is tried).
 - in_flight -> waiting: a retryable failure with attempts and span left
   (``attempt_conclude.lua``, then a countdown or ZADD ``schedule``); or a gate says wait:
   rate limit, in-flight cap, an ordered destination's open circuit (``writes.queue_waiting``).
@@ -186,19 +186,28 @@ def slot_gate(slot_taken: bool, *, retry_s: float) -> Decision:
     return GO if slot_taken else Decision(Verdict.WAIT, retry_s, "max_in_flight reached")
 
 
-def watchdog_copies(armed_at_s: Sequence[float], tail_enqueued_at_s: float | None
-                    ) -> list[bool]:
-    """For due watchdog entries armed at ``armed_at_s``: which ones to copy.
+#: How far past an entry's arm time the queue must have moved before its task counts as
+#: lost: a task just taken off the queue may wait this long in its worker's memory for a
+#: thread before its run re-arms the entry.
+QUEUE_GRACE_S = 5.0
 
-    The delivery queue is FIFO. When its oldest message was enqueued after an entry was
-    armed, the queue has moved past that task: it was taken and then lost (else its run
-    would have re-armed or removed the entry), so it is copied. When the queue is empty
-    (``None``), likewise. Otherwise the task may still wait behind a backlog: the entry
-    is re-armed instead, so a long backlog gets no copies of healthy queued work.
+
+def watchdog_copy_bound(now_s: float, tail_enqueued_at_s: float | None, watchdog_s: float
+                        ) -> float:
+    """The highest watchdog score whose entries are lost tasks, to copy now.
+
+    An entry's score is when it is due; it was armed ``watchdog_s`` before. The delivery
+    queue is FIFO: when its oldest message was enqueued (``tail_enqueued_at_s``) more than
+    ``QUEUE_GRACE_S`` after an entry was armed, the queue has moved past that task, so it
+    was taken and then lost (else its run would have re-armed or removed the entry). When
+    the queue is empty (``None``) every due entry was lost. An entry the queue has not
+    reached is left as it is, with the score it was armed with: it is copied as soon as
+    the queue passes it, however long the backlog, and a backlog gets no copies of
+    healthy queued work.
     """
     if tail_enqueued_at_s is None:
-        return [True] * len(armed_at_s)
-    return [tail_enqueued_at_s > armed for armed in armed_at_s]
+        return now_s
+    return min(now_s, tail_enqueued_at_s - QUEUE_GRACE_S + watchdog_s)
 
 
 #: How a transition to *queued* is carried out: enqueue one delivery task per

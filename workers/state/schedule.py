@@ -13,17 +13,20 @@ queued notification has an entry (the enqueue writes it, see
 the attempt's longest run) and when it retries after a countdown, removed when it
 ends or waits in the schedule or the parking lot. An entry that comes due means the
 task was lost (a Redis restart between BRPOP and the client reading the reply, a
-failed re-queue, a worker killed mid-attempt) -- or that it still waits in a
-backlogged queue. :func:`workers.state.notification.watchdog_copies` tells them
-apart by the queue's oldest message: a copy is enqueued (same notification id, so
-a receiver deduplicates and the state skips a finished one) only once the queue has
-moved past the task; otherwise the entry is re-armed.
+failed re-queue, a worker killed while it held the task: prefetched, running or
+waiting for its countdown; kombu's own ack emulation is off) -- or that it still
+waits in a backlogged queue. :func:`workers.state.notification.watchdog_copy_bound`
+tells them apart by the queue's oldest message: a copy is enqueued (same
+notification id, so a receiver deduplicates and the state skips a finished one) only
+once the queue has moved past the task; until then the entry keeps its score.
 
 The bound (SPEC 6: at most 2 minutes from a fault to the next attempt): a lost
 queued task is copied ``RECNOTIFY_WATCHDOG_S`` (60 s) after it was enqueued, a lost running one
 when its lock expires (the destination's timeout + 35 s, at most 95 s), both
 within one mover period (0.5 s) -- when the queue is not backlogged. Behind a
-backlog the copy waits for the queue to reach it, as any queued work does.
+backlog of B seconds a lost task is copied once the queue has moved past the time it
+was armed, max(0, B - RECNOTIFY_WATCHDOG_S) + 5 s after it was due, and the copy then
+waits in the queue as any queued work does.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import redis.client
 from workers.config.env import DEFAULT_WATCHDOG_S
 from workers.config.keys import Keys
 from workers.state.codec import as_text
-from workers.state.notification import EnqueueMany, watchdog_copies
+from workers.state.notification import EnqueueMany, watchdog_copy_bound
 from workers.state.scripts import Scripts
 
 log = logging.getLogger("recnotify.schedule")
@@ -57,10 +60,9 @@ def schedule_member(event_id: str, destination: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Watched:
-    """One watchdog check: how many entries were copied, and how many re-armed."""
+    """One watchdog check: how many entries were copied."""
 
     copied: int = 0
-    rearmed: int = 0
 
 
 class Schedule:
@@ -126,25 +128,21 @@ class Schedule:
 
     def check_watchdog(self, enqueue: EnqueueMany, *, batch: int = 500,
                        now_s: float | None = None) -> Watched:
-        """Copy the lost notifications among the due entries; re-arm the rest."""
+        """Copy the lost notifications among the due entries (those the queue has moved
+        past: :func:`watchdog_copy_bound`); the others keep their scores."""
         now = time.time() if now_s is None else now_s
+        bound = watchdog_copy_bound(now, self.tail_enqueued_at(), self.watchdog_s)
+        # leased: a mover that dies before enqueueing leaves them due again lease_s later
         reply: Any = self.scripts.run("watchdog_lease", [self.watchdog_key],
-                                      [now, batch, now + self.lease_s])
+                                      [bound, batch, now + self.lease_s])
         if not reply:
             return Watched()
-        members = [as_text(m) for m in reply[0::2]]
-        armed = [float(s) - self.watchdog_s for s in reply[1::2]]
-        copy = watchdog_copies(armed, self.tail_enqueued_at())
-        copies = [m for m, c in zip(members, copy, strict=True) if c]
-        rest = {m: now + self.watchdog_s for m, c in zip(members, copy, strict=True) if not c}
-        if copies:
-            enqueue([_pair(m) for m in copies])  # the enqueue re-arms their entries
-            self.client.hincrby(self.keys.metric("watchdog"), "copied", len(copies))
-            log.warning("watchdog: %d notification(s) not seen for %g s enqueued again "
-                        "(same notification ids)", len(copies), self.watchdog_s)
-        if rest:
-            self.client.zadd(self.watchdog_key, rest)
-        return Watched(len(copies), len(rest))
+        copies = [as_text(m) for m in reply[0::2]]
+        enqueue([_pair(m) for m in copies])  # the enqueue re-arms their entries
+        self.client.hincrby(self.keys.metric("watchdog"), "copied", len(copies))
+        log.warning("watchdog: %d notification(s) not seen for %g s enqueued again "
+                    "(same notification ids)", len(copies), self.watchdog_s)
+        return Watched(len(copies))
 
     def tail_enqueued_at(self) -> float | None:
         """When the oldest message of the delivery queue was enqueued (None: the queue is

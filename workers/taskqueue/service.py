@@ -28,7 +28,7 @@ from workers.state.counters import HEARTBEAT_TTL_S, heartbeat_index
 from workers.state.records import Flusher
 from workers.state.schedule import Schedule
 from workers.stream.consumer import StreamConsumer
-from workers.taskqueue.enqueue import DELIVER_TASK, make_enqueue
+from workers.taskqueue.enqueue import make_enqueue
 from workers.taskqueue.runtime import Runtime, get_runtime
 
 log = logging.getLogger("recnotify.service")
@@ -106,14 +106,14 @@ class Service:
     def stale_head_s(self) -> float:
         """When an ordered recording's released head is sent again (the second line behind
         the watchdog, for a head whose task and watchdog entry were both lost): after the
-        watchdog had its chance twice (2 x 60 s + 10 s by default)."""
-        return 2 * self.settings.watchdog_s + 10
+        watchdog had its chance twice (2 x 60 s + 20 s by default; at least 40 s, longer
+        than a countdown, at most RECNOTIFY_MAX_COUNTDOWN_S (30 s), plus its attempt)."""
+        return 2 * self.settings.watchdog_s + 20
 
     def _scheduler_loop(self, stop: threading.Event) -> None:
-        task = self.app.tasks[DELIVER_TASK]
-
         def enqueue_one(event_id: str, destination: str) -> None:
-            task.apply_async((event_id, destination))
+            # the batch enqueue: its enqueued-at header and watchdog entry go with it
+            self.enqueue([(event_id, destination)])
 
         while not stop.wait(0.5):
             try:
