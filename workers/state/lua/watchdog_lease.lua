@@ -1,5 +1,6 @@
--- Lease up to ARGV[2] watchdog entries due by ARGV[1]: push their score to ARGV[3] and
--- return {member, original score, ...} (the score says when the entry was armed).
+-- Lease up to ARGV[2] watchdog entries scored at most ARGV[1] (the entries of lost tasks:
+-- workers.state.notification.watchdog_copy_bound): push their score to ARGV[3] and
+-- return {member, original score, ...}.
 -- KEYS[1] watchdog zset.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0,
                        tonumber(ARGV[2]))
