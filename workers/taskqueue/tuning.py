@@ -4,6 +4,10 @@
 - :func:`reuse_kombu_clients`: kombu's Redis channel builds a new ``redis.Redis``
   object (about 80 us of CPU: response-callback tables copied) for every event publish
   and every message pushed back; one per channel does.
+- :func:`restore_to_the_front`: with ack emulation off (workers/taskqueue/app.py), kombu
+  pushes the messages a closing channel held (a warm shutdown) back to the end of the
+  queue that is read last; they go back to the end read next, where kombu's own ack
+  emulation restored them, so they do not wait through a backlog twice.
 - :class:`BatchedEventsConsumer`: Celery flushes buffered task events (``task-received``,
   ``task-started``, ``task-succeeded``) on every event-loop turn, about one publish per
   task; flushing at most every ``EVENT_FLUSH_S`` groups them (Flower sees them a few
@@ -77,6 +81,38 @@ def reuse_kombu_clients() -> None:
     channel._create_client = _create_client
 
 
+def restore_to_the_front() -> None:
+    """Messages a worker held go back to the end of the queue read next (``RPUSH``).
+
+    kombu's virtual ``_restore`` re-publishes them with ``_put`` (``LPUSH``: the end read
+    last). They had already waited their turn, and their enqueued-at headers (older
+    than the queue's oldest message) would sit where the watchdog reads the queue's
+    progress (workers/state/schedule.py). The order is kept: kombu restores the most
+    recently delivered first, so the earliest one ends up read first.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    channel: Any = kombu_redis.Channel
+    original = channel._restore
+    if getattr(original, "recnotify_patched", False):
+        return
+
+    def _restore(self: Any, message: Any, leftmost: bool = False) -> Any:
+        if self.ack_emulation:
+            return original(self, message, leftmost)
+        info = message.delivery_info
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            # leftmost=False: RPUSH; it also marks the message redelivered
+            self._do_restore_message(message.serializable(), info["exchange"],
+                                     info["routing_key"], pipe, leftmost=False)
+            pipe.execute()
+        return None
+
+    _restore.recnotify_patched = True  # type: ignore[attr-defined]
+    channel._restore = _restore
+
+
 class BatchedEventsConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, flushing buffered task events at most every ``EVENT_FLUSH_S``."""
 
@@ -101,3 +137,4 @@ def apply() -> None:
     """Install the kombu patches (idempotent); the consumer is chosen by configuration."""
     keep_worker_alive_on_broker_loss()
     reuse_kombu_clients()
+    restore_to_the_front()
