@@ -145,9 +145,8 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """One warning line per ``RECNOTIFY_*`` variable that nothing reads."""
     out = []
     for name in sorted(k for k in env if k.startswith(PREFIX) and k not in KNOWN):
-        if name.removeprefix(PREFIX) in RETIRED:
-            out.append(f"{name} is no longer read and is ignored: "
-                       f"{RETIRED[name.removeprefix(PREFIX)]}")
+        if (replaced := RETIRED.get(name.removeprefix(PREFIX))) is not None:
+            out.append(f"{name} is no longer read and is ignored: {replaced}")
             continue
         suffixes = sorted(k.removeprefix(PREFIX) for k in KNOWN)
         close = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1,

@@ -340,9 +340,10 @@ class Backfill:
             state, locked, watched, stored, inflight = replies[5 * n: 5 * n + 5]
             if stored is not None and load_stored_event(stored).to_json() != event.to_json():
                 verdicts[nid] = "other content"
-            # a finished notification's lock is one its delivery left to expire
-            elif (locked and state not in FINISHED) or watched is not None or (
-                    state is not None and state not in FINISHED):
+            # unfinished: locked or started; a finished one's lock is one its delivery
+            # left to expire
+            elif watched is not None or (state not in FINISHED
+                                          and (locked or state is not None)):
                 verdicts[nid] = "busy"
             elif inflight and as_text(inflight).endswith("@held"):
                 verdicts[nid] = "held"

@@ -133,11 +133,11 @@ class Schedule:
         now = time.time() if now_s is None else now_s
         bound = watchdog_copy_bound(now, self.tail_enqueued_at(), self.watchdog_s)
         # leased: a mover that dies before enqueueing leaves them due again lease_s later
-        reply: Any = self.scripts.run("watchdog_lease", [self.watchdog_key],
+        reply: Any = self.scripts.run("schedule_lease", [self.watchdog_key],
                                       [bound, batch, now + self.lease_s])
         if not reply:
             return Watched()
-        copies = [as_text(m) for m in reply[0::2]]
+        copies = [as_text(m) for m in reply]
         enqueue([_pair(m) for m in copies])  # the enqueue re-arms their entries
         self.client.hincrby(self.keys.metric("watchdog"), "copied", len(copies))
         log.warning("watchdog: %d notification(s) not seen for %g s enqueued again "
