@@ -24,6 +24,12 @@ from tests.helpers import WorkerFactory
 from workers.config.env import DEFAULT_CLAIM_IDLE_S, DEFAULT_MAX_COUNTDOWN_S, DEFAULT_WATCHDOG_S
 from workers.http.signing import generate_secret
 
+#: The product's default timings, for a WorkerFactory (whose own are the tests' short ones:
+#: tests/helpers.py), so a benchmark measures what the default command does.
+DEFAULT_TIMINGS = {"RECNOTIFY_CLAIM_IDLE_S": str(DEFAULT_CLAIM_IDLE_S),
+                   "RECNOTIFY_WATCHDOG_S": str(DEFAULT_WATCHDOG_S),
+                   "RECNOTIFY_MAX_COUNTDOWN_S": str(DEFAULT_MAX_COUNTDOWN_S)}
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -117,12 +123,9 @@ class Cluster:
                            "naive.log", env)
 
     def recnotify(self, prefix: str, yaml_text: str) -> WorkerFactory:
-        # the product's defaults, not the tests' short timings (tests/helpers.py)
-        defaults = {"RECNOTIFY_CLAIM_IDLE_S": str(DEFAULT_CLAIM_IDLE_S),
-                    "RECNOTIFY_WATCHDOG_S": str(DEFAULT_WATCHDOG_S),
-                    "RECNOTIFY_MAX_COUNTDOWN_S": str(DEFAULT_MAX_COUNTDOWN_S)}
         factory = WorkerFactory(redis_url=self.redis_url, key_prefix=prefix,
-                                tmp_path=self.tmp / prefix.rstrip(":"), extra_env=defaults)
+                                tmp_path=self.tmp / prefix.rstrip(":"),
+                                extra_env=dict(DEFAULT_TIMINGS))
         factory.tmp_path.mkdir(parents=True, exist_ok=True)
         factory.configure(yaml_text)
         self.factories.append(factory)

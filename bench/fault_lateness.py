@@ -44,25 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import DEFAULT_TIMINGS
 from producer import Publisher
 from producer.errors import PublishError
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
-from workers.config.settings import (
-    DEFAULT_CLAIM_IDLE_S,
-    DEFAULT_MAX_COUNTDOWN_S,
-    DEFAULT_WATCHDOG_S,
-)
 from workers.http.request import notification_id
 from workers.ops.embedded import EmbeddedRedis
 
 PREFIX = "lat:"
 BOUND_S = 120.0
 WAIT_S = 300.0  # give up on a next attempt after this long
-DEFAULT_ENV = {"RECNOTIFY_WATCHDOG_S": str(DEFAULT_WATCHDOG_S),
-               "RECNOTIFY_CLAIM_IDLE_S": str(DEFAULT_CLAIM_IDLE_S),
-               "RECNOTIFY_MAX_COUNTDOWN_S": str(DEFAULT_MAX_COUNTDOWN_S),
-               "RECNOTIFY_LOG_LEVEL": "WARNING"}
+DEFAULT_ENV = {**DEFAULT_TIMINGS, "RECNOTIFY_LOG_LEVEL": "WARNING"}
 
 
 @dataclass

@@ -33,12 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.cluster import DEFAULT_TIMINGS
 from producer import Publisher
 from tests.helpers import WorkerFactory
 from tests.receiver import Receiver
 from workers.config.settings import (
-    DEFAULT_CLAIM_IDLE_S,
-    DEFAULT_MAX_COUNTDOWN_S,
     DEFAULT_WATCHDOG_S,
 )
 from workers.http.request import notification_id
@@ -46,10 +45,7 @@ from workers.ops.embedded import EmbeddedRedis
 from workers.state.schedule import ENQUEUED_AT_HEADER
 
 PREFIX = "wdb:"
-DEFAULT_ENV = {"RECNOTIFY_WATCHDOG_S": str(DEFAULT_WATCHDOG_S),
-               "RECNOTIFY_CLAIM_IDLE_S": str(DEFAULT_CLAIM_IDLE_S),
-               "RECNOTIFY_MAX_COUNTDOWN_S": str(DEFAULT_MAX_COUNTDOWN_S),
-               "RECNOTIFY_LOG_LEVEL": "WARNING"}
+DEFAULT_ENV = {**DEFAULT_TIMINGS, "RECNOTIFY_LOG_LEVEL": "WARNING"}
 
 
 def oldest_queued_age_s(factory: WorkerFactory) -> float | None:
