@@ -49,6 +49,7 @@ from bench.cluster import ROOT, Cluster, ReceiverClient, children
 from bench.receiver import capacity_per_s
 from bench.run import burst, per_s
 from producer.events import validate_event
+from workers.ops.embedded import redis_answers
 from workers.taskqueue.service import available_cpus
 
 
@@ -292,7 +293,11 @@ def main() -> None:
                         help="options for `recnotify worker` (default none: its default "
                         "command), e.g. '-c 16' to explore")
     args = parser.parse_args()
+    if args.count < 1 or args.rounds < 1:
+        parser.error("--count and --rounds must be at least 1")
     url = os.environ.get("RECNOTIFY_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if not redis_answers(url):
+        parser.error(f"no Redis answers at {url}: start one, or set RECNOTIFY_REDIS_URL")
     cluster = Cluster(url)
     try:
         figures = measure(cluster, args.count, args.rounds, tuple(args.worker_args.split()))
